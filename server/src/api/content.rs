@@ -1,0 +1,189 @@
+//! `content/container/{blobs,manifests,tags}/`, read-only, filterable by repository version.
+
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::pagination::{PageParams, Paginated};
+use super::{hrefs, timestamp};
+use crate::app::AppState;
+use crate::db::DbError;
+use crate::error::ApiError;
+use crate::models::content::{self, BlobRow, ContentFilter, ManifestRow, TagRow};
+use crate::models::repository;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ContentParams {
+    /// Only content in this repository version (href).
+    pub repository_version: Option<String>,
+    /// Filter by digest (blobs, manifests).
+    pub digest: Option<String>,
+    /// Filter by tag name (tags).
+    pub name: Option<String>,
+}
+
+impl ContentParams {
+    /// Resolves the version href; an href that names nothing is a 400 on that field.
+    async fn filter(self, state: &AppState) -> Result<ContentFilter, ApiError> {
+        let version = match self.repository_version {
+            None => None,
+            Some(href) => {
+                let parsed = hrefs::parse_repository_version(&href);
+                let exists = match parsed.clone() {
+                    Some((repo, n)) => state
+                        .db
+                        .run(move |c| repository::find_version(c, &repo, n).map_err(DbError::from))
+                        .await?
+                        .is_some(),
+                    None => false,
+                };
+                if !exists {
+                    return Err(ApiError::field("repository_version", format!("Invalid hyperlink - Object does not exist: {href}")));
+                }
+                parsed
+            }
+        };
+        Ok(ContentFilter { version, digest: self.digest, name: self.name })
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BlobResponse {
+    pub pulp_href: String,
+    pub pulp_created: DateTime<Utc>,
+    pub digest: String,
+    /// The stored artifact; null while the bytes have not been downloaded (on_demand).
+    pub artifact: Option<String>,
+}
+
+impl From<BlobRow> for BlobResponse {
+    fn from(b: BlobRow) -> Self {
+        BlobResponse {
+            pulp_href: hrefs::blob(&b.id),
+            pulp_created: timestamp(b.pulp_created),
+            digest: b.digest,
+            artifact: b.artifact_id.as_deref().map(hrefs::artifact),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ManifestResponse {
+    pub pulp_href: String,
+    pub pulp_created: DateTime<Utc>,
+    pub digest: String,
+    pub media_type: String,
+    pub schema_version: i32,
+    pub config_blob: Option<String>,
+    pub blobs: Vec<String>,
+    pub listed_manifests: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagResponse {
+    pub pulp_href: String,
+    pub pulp_created: DateTime<Utc>,
+    pub name: String,
+    pub tagged_manifest: String,
+}
+
+impl From<TagRow> for TagResponse {
+    fn from(t: TagRow) -> Self {
+        TagResponse {
+            pulp_href: hrefs::tag(&t.id),
+            pulp_created: timestamp(t.pulp_created),
+            name: t.name,
+            tagged_manifest: hrefs::manifest(&t.tagged_manifest_id),
+        }
+    }
+}
+
+fn manifest_view(conn: &mut crate::db::DbConnection, m: ManifestRow) -> Result<ManifestResponse, DbError> {
+    let (blobs, listed) = content::manifest_links(conn, &m.id)?;
+    Ok(ManifestResponse {
+        pulp_href: hrefs::manifest(&m.id),
+        pulp_created: timestamp(m.pulp_created),
+        digest: m.digest,
+        media_type: m.media_type,
+        schema_version: m.schema_version,
+        config_blob: m.config_blob_id.as_deref().map(hrefs::blob),
+        blobs: blobs.iter().map(|b| hrefs::blob(b)).collect(),
+        listed_manifests: listed.iter().map(|l| hrefs::manifest(l)).collect(),
+    })
+}
+
+/// List blobs.
+#[utoipa::path(tag = "Content: Blobs", params(PageParams, ContentParams), responses((status = 200, body = Paginated<BlobResponse>), (status = 400)))]
+#[get("/content/container/blobs/")]
+pub async fn list_blobs(state: web::Data<AppState>, req: HttpRequest, page: web::Query<PageParams>, params: web::Query<ContentParams>) -> Result<HttpResponse, ApiError> {
+    let window = page.window()?;
+    let filter = params.into_inner().filter(&state).await?;
+    let rows = state.db.run(move |c| content::list_blobs(c, &filter, window).map_err(DbError::from)).await?;
+    Ok(HttpResponse::Ok().json(Paginated::new(&req, window, rows, BlobResponse::from)))
+}
+
+/// Inspect a blob.
+#[utoipa::path(tag = "Content: Blobs", responses((status = 200, body = BlobResponse), (status = 404)))]
+#[get("/content/container/blobs/{id}/")]
+pub async fn read_blob(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
+    let id = id.to_string();
+    let row = state.db.run(move |c| content::find_blob(c, &id).map_err(DbError::from)).await?.ok_or_else(ApiError::not_found)?;
+    Ok(HttpResponse::Ok().json(BlobResponse::from(row)))
+}
+
+/// List manifests and manifest lists.
+#[utoipa::path(tag = "Content: Manifests", params(PageParams, ContentParams), responses((status = 200, body = Paginated<ManifestResponse>), (status = 400)))]
+#[get("/content/container/manifests/")]
+pub async fn list_manifests(state: web::Data<AppState>, req: HttpRequest, page: web::Query<PageParams>, params: web::Query<ContentParams>) -> Result<HttpResponse, ApiError> {
+    let window = page.window()?;
+    let filter = params.into_inner().filter(&state).await?;
+    let rows = state
+        .db
+        .run(move |c| {
+            let page = content::list_manifests(c, &filter, window)?;
+            let mut views = Vec::with_capacity(page.rows.len());
+            for m in page.rows {
+                views.push(manifest_view(c, m)?);
+            }
+            Ok::<_, DbError>(crate::models::Page { count: page.count, rows: views })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(Paginated::new(&req, window, rows, |v| v)))
+}
+
+/// Inspect a manifest.
+#[utoipa::path(tag = "Content: Manifests", responses((status = 200, body = ManifestResponse), (status = 404)))]
+#[get("/content/container/manifests/{id}/")]
+pub async fn read_manifest(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
+    let id = id.to_string();
+    let view = state
+        .db
+        .run(move |c| match content::find_manifest(c, &id)? {
+            Some(m) => manifest_view(c, m).map(Some),
+            None => Ok::<_, DbError>(None),
+        })
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// List tags.
+#[utoipa::path(tag = "Content: Tags", params(PageParams, ContentParams), responses((status = 200, body = Paginated<TagResponse>), (status = 400)))]
+#[get("/content/container/tags/")]
+pub async fn list_tags(state: web::Data<AppState>, req: HttpRequest, page: web::Query<PageParams>, params: web::Query<ContentParams>) -> Result<HttpResponse, ApiError> {
+    let window = page.window()?;
+    let filter = params.into_inner().filter(&state).await?;
+    let rows = state.db.run(move |c| content::list_tags(c, &filter, window).map_err(DbError::from)).await?;
+    Ok(HttpResponse::Ok().json(Paginated::new(&req, window, rows, TagResponse::from)))
+}
+
+/// Inspect a tag.
+#[utoipa::path(tag = "Content: Tags", responses((status = 200, body = TagResponse), (status = 404)))]
+#[get("/content/container/tags/{id}/")]
+pub async fn read_tag(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
+    let id = id.to_string();
+    let row = state.db.run(move |c| content::find_tag(c, &id).map_err(DbError::from)).await?.ok_or_else(ApiError::not_found)?;
+    Ok(HttpResponse::Ok().json(TagResponse::from(row)))
+}

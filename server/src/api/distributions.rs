@@ -1,0 +1,280 @@
+//! `distributions/container/container/`: a base path under /v2/ serving a repository.
+
+use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::body::{self, double_option};
+use super::pagination::{PageParams, Paginated};
+use super::validate::{self, Checks};
+use super::{accepted, hrefs, timestamp, NameParams, TaskResponse};
+use crate::app::AppState;
+use crate::db::{DbConnection, DbError};
+use crate::error::ApiError;
+use crate::models::distribution::{self, Distribution};
+use crate::models::{new_id, now, repository};
+use crate::tasks;
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct DistributionRequest {
+    /// A unique name for this distribution.
+    pub name: Option<String>,
+    /// Where clients find it: `/v2/<base_path>/...`. OCI name grammar.
+    pub base_path: Option<String>,
+    /// Serve this repository's latest version.
+    #[serde(default, deserialize_with = "double_option")]
+    pub repository: Option<Option<String>>,
+    /// Serve this exact version (instead of `repository`).
+    #[serde(default, deserialize_with = "double_option")]
+    pub repository_version: Option<Option<String>>,
+    /// Private distributions need credentials to pull.
+    pub private: Option<bool>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub description: Option<Option<String>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DistributionResponse {
+    pub pulp_href: String,
+    pub pulp_created: DateTime<Utc>,
+    pub pulp_last_updated: DateTime<Utc>,
+    pub name: String,
+    pub base_path: String,
+    pub repository: Option<String>,
+    pub repository_version: Option<String>,
+    pub private: bool,
+    pub description: Option<String>,
+    /// What to give `docker pull`: `host:port/base_path`.
+    pub registry_path: String,
+}
+
+fn view(d: Distribution, version_number: Option<(String, i64)>, host: &str) -> DistributionResponse {
+    DistributionResponse {
+        pulp_href: hrefs::distribution(&d.id),
+        pulp_created: timestamp(d.pulp_created),
+        pulp_last_updated: timestamp(d.pulp_last_updated),
+        registry_path: format!("{host}/{}", d.base_path),
+        repository: d.repository_id.as_deref().map(hrefs::repository),
+        repository_version: version_number.map(|(repo, n)| hrefs::repository_version(&repo, n)),
+        name: d.name,
+        base_path: d.base_path,
+        private: d.private,
+        description: d.description,
+    }
+}
+
+/// Looks up what a view needs beyond the row: the pinned version's repository and number.
+fn load_view(conn: &mut DbConnection, d: Distribution, host: &str) -> Result<DistributionResponse, DbError> {
+    let version = match &d.repository_version_id {
+        Some(id) => repository::find_version_by_id(conn, id)?.map(|v| (v.repository_id, v.number)),
+        None => None,
+    };
+    Ok(view(d, version, host))
+}
+
+fn blank() -> Distribution {
+    let t = now();
+    Distribution {
+        id: new_id(),
+        name: String::new(),
+        base_path: String::new(),
+        repository_id: None,
+        repository_version_id: None,
+        private: false,
+        description: None,
+        pulp_created: t,
+        pulp_last_updated: t,
+    }
+}
+
+fn apply(conn: &mut DbConnection, existing: Distribution, req: DistributionRequest, full: bool) -> Result<Distribution, ApiError> {
+    let mut checks = Checks::default();
+    let mut row = if full {
+        checks.required("name", &req.name);
+        checks.required("base_path", &req.base_path);
+        Distribution { id: existing.id, pulp_created: existing.pulp_created, ..blank() }
+    } else {
+        existing
+    };
+    if let Some(v) = req.name { row.name = v; }
+    if let Some(v) = req.base_path { row.base_path = v; }
+    if let Some(v) = req.private { row.private = v; }
+    if let Some(v) = req.description { row.description = v; }
+    if let Some(v) = &req.repository {
+        row.repository_id = match v {
+            None => None,
+            Some(href) => match hrefs::parse_repository(href) {
+                Some(id) if repository::find(conn, &id)?.is_some() => Some(id),
+                _ => {
+                    checks.add("repository", format!("Invalid hyperlink - Object does not exist: {href}"));
+                    None
+                }
+            },
+        };
+    }
+    if let Some(v) = &req.repository_version {
+        row.repository_version_id = match v {
+            None => None,
+            Some(href) => {
+                let found = match hrefs::parse_repository_version(href) {
+                    Some((repo, n)) => repository::find_version(conn, &repo, n)?,
+                    None => None,
+                };
+                match found {
+                    Some(version) => Some(version.id),
+                    None => {
+                        checks.add("repository_version", format!("Invalid hyperlink - Object does not exist: {href}"));
+                        None
+                    }
+                }
+            }
+        };
+    }
+    // Setting one of the pair through PATCH clears the other, as Pulp does.
+    if !full {
+        if matches!(req.repository, Some(Some(_))) && req.repository_version.is_none() {
+            row.repository_version_id = None;
+        }
+        if matches!(req.repository_version, Some(Some(_))) && req.repository.is_none() {
+            row.repository_id = None;
+        }
+    }
+    if matches!(req.repository, Some(Some(_))) && matches!(req.repository_version, Some(Some(_))) {
+        checks.add(
+            "non_field_errors",
+            "Only one of the attributes 'repository' and 'repository_version' may be used simultaneously.",
+        );
+    }
+    row.pulp_last_updated = now();
+    if !checks.has("name") {
+        checks.check("name", validate::name(&row.name));
+    }
+    if !checks.has("base_path") {
+        checks.check("base_path", validate::oci_name(&row.base_path));
+    }
+    if !checks.has("name") {
+        if let Some(other) = distribution::find_by_name(conn, &row.name)? {
+            if other.id != row.id {
+                checks.add("name", "distribution with this name already exists.");
+            }
+        }
+    }
+    if !checks.has("base_path") {
+        if let Some(other) = distribution::find_by_base_path(conn, &row.base_path)? {
+            if other.id != row.id {
+                checks.add("base_path", "distribution with this base path already exists.");
+            }
+        }
+    }
+    checks.finish()?;
+    Ok(row)
+}
+
+async fn find_or_404(state: &AppState, id: String) -> Result<Distribution, ApiError> {
+    state
+        .db
+        .run(move |c| distribution::find(c, &id).map_err(DbError::from))
+        .await?
+        .ok_or_else(ApiError::not_found)
+}
+
+fn host(req: &HttpRequest) -> String {
+    req.connection_info().host().to_string()
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BasePathParams {
+    /// Exact base path.
+    pub base_path: Option<String>,
+}
+
+/// List container distributions.
+#[utoipa::path(tag = "Distributions: Container", params(PageParams, NameParams, BasePathParams), responses((status = 200, body = Paginated<DistributionResponse>)))]
+#[get("/distributions/container/container/")]
+pub async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    page: web::Query<PageParams>,
+    names: web::Query<NameParams>,
+    base_path: web::Query<BasePathParams>,
+) -> Result<HttpResponse, ApiError> {
+    let window = page.window()?;
+    let filter = names.into_inner().into();
+    let host = host(&req);
+    let bp = base_path.into_inner().base_path;
+    let rows = state
+        .db
+        .run(move |c| {
+            let page = distribution::list(c, &filter, bp.as_deref(), window)?;
+            let mut views = Vec::with_capacity(page.rows.len());
+            for d in page.rows {
+                views.push(load_view(c, d, &host)?);
+            }
+            Ok::<_, DbError>(crate::models::Page { count: page.count, rows: views })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(Paginated::new(&req, window, rows, |v| v)))
+}
+
+/// Create a container distribution (a task; its href lands in `created_resources`).
+#[utoipa::path(tag = "Distributions: Container", request_body = DistributionRequest, responses((status = 202, body = TaskResponse), (status = 400)))]
+#[post("/distributions/container/container/")]
+pub async fn create(state: web::Data<AppState>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let req: DistributionRequest = body::parse(&bytes)?;
+    let row = state.db.run(move |c| apply(c, blank(), req, true)).await?;
+    let task = state
+        .tasks
+        .enqueue(&state, tasks::DISTRIBUTION_CREATE, serde_json::json!({ "distribution": row }), vec![hrefs::DISTRIBUTIONS.to_string()])
+        .await?;
+    Ok(accepted(&task))
+}
+
+/// Inspect a container distribution.
+#[utoipa::path(tag = "Distributions: Container", responses((status = 200, body = DistributionResponse), (status = 404)))]
+#[get("/distributions/container/container/{id}/")]
+pub async fn read(state: web::Data<AppState>, req: HttpRequest, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
+    let row = find_or_404(&state, id.to_string()).await?;
+    let host = host(&req);
+    let v = state.db.run(move |c| load_view(c, row, &host)).await?;
+    Ok(HttpResponse::Ok().json(v))
+}
+
+async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> Result<HttpResponse, ApiError> {
+    let req: DistributionRequest = body::parse(bytes)?;
+    let existing = find_or_404(state, id).await?;
+    let row = state.db.run(move |c| apply(c, existing, req, full)).await?;
+    let resources = vec![hrefs::distribution(&row.id)];
+    let task = state
+        .tasks
+        .enqueue(state, tasks::DISTRIBUTION_UPDATE, serde_json::json!({ "distribution": row }), resources)
+        .await?;
+    Ok(accepted(&task))
+}
+
+/// Update a container distribution.
+#[utoipa::path(tag = "Distributions: Container", request_body = DistributionRequest, responses((status = 202, body = TaskResponse), (status = 400), (status = 404)))]
+#[put("/distributions/container/container/{id}/")]
+pub async fn update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
+    update_with(&state, id.to_string(), &bytes, true).await
+}
+
+/// Update some fields of a container distribution.
+#[utoipa::path(tag = "Distributions: Container", request_body = DistributionRequest, responses((status = 202, body = TaskResponse), (status = 400), (status = 404)))]
+#[patch("/distributions/container/container/{id}/")]
+pub async fn partial_update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
+    update_with(&state, id.to_string(), &bytes, false).await
+}
+
+/// Delete a container distribution.
+#[utoipa::path(tag = "Distributions: Container", responses((status = 202, body = TaskResponse), (status = 404)))]
+#[delete("/distributions/container/container/{id}/")]
+pub async fn remove(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
+    let row = find_or_404(&state, id.to_string()).await?;
+    let task = state
+        .tasks
+        .enqueue(&state, tasks::DISTRIBUTION_DELETE, serde_json::json!({ "id": row.id }), vec![hrefs::distribution(&row.id)])
+        .await?;
+    Ok(accepted(&task))
+}

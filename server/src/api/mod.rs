@@ -1,0 +1,65 @@
+//! The management REST API under `/pulp/api/v3/`, Pulp's shapes. One file per resource;
+//! handlers validate, then call `models` (reads, creates) or enqueue a task (updates, deletes).
+
+pub mod artifacts;
+pub mod auth;
+pub mod body;
+pub mod content;
+pub mod distributions;
+pub mod docs;
+pub mod hrefs;
+pub mod pagination;
+pub mod remotes;
+pub mod repositories;
+pub mod status;
+pub mod tasks;
+pub mod validate;
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::ApiError;
+use crate::models::task::Task;
+use crate::models::NameFilter;
+
+pub fn timestamp(t: NaiveDateTime) -> DateTime<Utc> {
+    Utc.from_utc_datetime(&t)
+}
+
+/// Pulp's answer to anything done by a task.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TaskResponse {
+    /// The task's href; poll it to follow the work.
+    pub task: String,
+}
+
+pub fn accepted(task: &Task) -> HttpResponse {
+    HttpResponse::Accepted().json(TaskResponse { task: hrefs::task(&task.id) })
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NameParams {
+    /// Exact name.
+    pub name: Option<String>,
+    /// Names containing this text.
+    #[serde(rename = "name__contains")]
+    pub name_contains: Option<String>,
+}
+
+impl From<NameParams> for NameFilter {
+    fn from(p: NameParams) -> Self {
+        NameFilter { name: p.name, name_contains: p.name_contains }
+    }
+}
+
+/// Extractor errors in Pulp's JSON: a malformed query is a 400, a malformed id a 404.
+pub fn extractor_config(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
+        ApiError::BadRequest(format!("Invalid query parameters: {e}")).into()
+    }))
+    .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::not_found().into()))
+    .app_data(web::PayloadConfig::default().limit(4 * 1024 * 1024));
+}

@@ -1,0 +1,302 @@
+//! `remotes/container/container/`: where and how to fetch from an upstream registry.
+
+use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::body::{self, double_option};
+use super::pagination::{PageParams, Paginated};
+use super::validate::{self, Checks};
+use super::{accepted, hrefs, timestamp, NameParams, TaskResponse};
+use crate::app::AppState;
+use crate::db::{is_unique_violation, DbConnection, DbError};
+use crate::error::ApiError;
+use crate::models::remote::{self, Remote};
+use crate::models::{new_id, now};
+use crate::tasks;
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct RemoteRequest {
+    /// A unique name for this remote.
+    pub name: Option<String>,
+    /// The URL of the upstream registry, e.g. `https://registry-1.docker.io`.
+    pub url: Option<String>,
+    /// Name of the repository on the upstream registry, e.g. `library/busybox`.
+    pub upstream_name: Option<String>,
+    /// `immediate` (default), `on_demand` or `streamed`.
+    pub policy: Option<String>,
+    /// Tags to sync (`*` and `?` wildcards); null syncs every tag.
+    #[serde(default, deserialize_with = "double_option")]
+    pub include_tags: Option<Option<Vec<String>>>,
+    /// Tags to leave out (`*` and `?` wildcards).
+    #[serde(default, deserialize_with = "double_option")]
+    pub exclude_tags: Option<Option<Vec<String>>>,
+    /// Upstream username (write-only).
+    #[serde(default, deserialize_with = "double_option")]
+    pub username: Option<Option<String>>,
+    /// Upstream password (write-only).
+    #[serde(default, deserialize_with = "double_option")]
+    pub password: Option<Option<String>>,
+    pub tls_validation: Option<bool>,
+    /// PEM CA certificate(s) to trust for the upstream.
+    #[serde(default, deserialize_with = "double_option")]
+    pub ca_cert: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub proxy_url: Option<Option<String>>,
+    /// Downloads run at once during an immediate sync.
+    #[serde(default, deserialize_with = "double_option")]
+    pub download_concurrency: Option<Option<i64>>,
+    /// Seconds.
+    #[serde(default, deserialize_with = "double_option")]
+    pub connect_timeout: Option<Option<f64>>,
+    /// Seconds.
+    #[serde(default, deserialize_with = "double_option")]
+    pub total_timeout: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub max_retries: Option<Option<i64>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HiddenField {
+    pub name: String,
+    pub is_set: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RemoteResponse {
+    pub pulp_href: String,
+    pub pulp_created: DateTime<Utc>,
+    pub pulp_last_updated: DateTime<Utc>,
+    pub name: String,
+    pub url: String,
+    pub upstream_name: String,
+    pub policy: String,
+    pub include_tags: Option<Vec<String>>,
+    pub exclude_tags: Option<Vec<String>>,
+    pub tls_validation: bool,
+    pub ca_cert: Option<String>,
+    pub proxy_url: Option<String>,
+    pub download_concurrency: Option<i32>,
+    pub connect_timeout: Option<f64>,
+    pub total_timeout: Option<f64>,
+    pub max_retries: Option<i32>,
+    /// Write-only fields and whether each is set.
+    pub hidden_fields: Vec<HiddenField>,
+}
+
+impl From<Remote> for RemoteResponse {
+    fn from(r: Remote) -> Self {
+        let hidden_fields = vec![
+            HiddenField { name: "username".into(), is_set: r.username.is_some() },
+            HiddenField { name: "password".into(), is_set: r.password.is_some() },
+        ];
+        RemoteResponse {
+            pulp_href: hrefs::remote(&r.id),
+            pulp_created: timestamp(r.pulp_created),
+            pulp_last_updated: timestamp(r.pulp_last_updated),
+            include_tags: r.include_tags(),
+            exclude_tags: r.exclude_tags(),
+            name: r.name,
+            url: r.url,
+            upstream_name: r.upstream_name,
+            policy: r.policy,
+            tls_validation: r.tls_validation,
+            ca_cert: r.ca_cert,
+            proxy_url: r.proxy_url,
+            download_concurrency: r.download_concurrency,
+            connect_timeout: r.connect_timeout,
+            total_timeout: r.total_timeout,
+            max_retries: r.max_retries,
+            hidden_fields,
+        }
+    }
+}
+
+fn blank() -> Remote {
+    let t = now();
+    Remote {
+        id: new_id(),
+        name: String::new(),
+        url: String::new(),
+        upstream_name: String::new(),
+        policy: "immediate".into(),
+        include_tags: None,
+        exclude_tags: None,
+        username: None,
+        password: None,
+        tls_validation: true,
+        ca_cert: None,
+        proxy_url: None,
+        download_concurrency: None,
+        connect_timeout: None,
+        total_timeout: None,
+        max_retries: None,
+        pulp_created: t,
+        pulp_last_updated: t,
+    }
+}
+
+/// Applies a request to a row and checks the result. With `full` (create, PUT), absent
+/// fields take their defaults and the required ones must be present.
+fn apply(conn: &mut DbConnection, existing: Remote, req: RemoteRequest, full: bool) -> Result<Remote, ApiError> {
+    let mut checks = Checks::default();
+    let mut row = if full {
+        checks.required("name", &req.name);
+        checks.required("url", &req.url);
+        checks.required("upstream_name", &req.upstream_name);
+        Remote { id: existing.id, pulp_created: existing.pulp_created, ..blank() }
+    } else {
+        existing
+    };
+    let tags = |v: Option<Vec<String>>| v.map(|t| serde_json::to_string(&t).expect("strings serialise"));
+    if let Some(v) = req.name { row.name = v; }
+    if let Some(v) = req.url { row.url = v; }
+    if let Some(v) = req.upstream_name { row.upstream_name = v; }
+    if let Some(v) = req.policy { row.policy = v; }
+    if let Some(v) = req.include_tags { row.include_tags = tags(v); }
+    if let Some(v) = req.exclude_tags { row.exclude_tags = tags(v); }
+    if let Some(v) = req.username { row.username = v; }
+    if let Some(v) = req.password { row.password = v; }
+    if let Some(v) = req.tls_validation { row.tls_validation = v; }
+    if let Some(v) = req.ca_cert { row.ca_cert = v; }
+    if let Some(v) = req.proxy_url { row.proxy_url = v; }
+    if let Some(v) = req.connect_timeout { row.connect_timeout = v; }
+    if let Some(v) = req.total_timeout { row.total_timeout = v; }
+    if let Some(v) = req.download_concurrency {
+        if let Some(n) = v { checks.check("download_concurrency", validate::positive(n)); }
+        row.download_concurrency = v.map(|n| n.clamp(0, i64::from(i32::MAX)) as i32);
+    }
+    if let Some(v) = req.max_retries {
+        if let Some(n) = v {
+            if n < 0 { checks.add("max_retries", "Ensure this value is greater than or equal to 0."); }
+        }
+        row.max_retries = v.map(|n| n.clamp(0, i64::from(i32::MAX)) as i32);
+    }
+    row.pulp_last_updated = now();
+
+    if !checks.has("name") {
+        checks.check("name", validate::name(&row.name));
+    }
+    if !checks.has("url") {
+        checks.check("url", validate::http_url(&row.url));
+    }
+    if !checks.has("upstream_name") && !row.upstream_name.is_empty() {
+        checks.check("upstream_name", validate::oci_name(&row.upstream_name));
+    }
+    checks.check("policy", validate::policy(&row.policy));
+    if let Some(p) = &row.proxy_url {
+        checks.check("proxy_url", validate::http_url(p));
+    }
+    for (field, v) in [("connect_timeout", row.connect_timeout), ("total_timeout", row.total_timeout)] {
+        if let Some(v) = v {
+            checks.check(field, validate::non_negative(v));
+        }
+    }
+    if !checks.has("name") {
+        if let Some(other) = remote::find_by_name(conn, &row.name)? {
+            if other.id != row.id {
+                checks.add("name", "remote with this name already exists.");
+            }
+        }
+    }
+    checks.finish()?;
+    Ok(row)
+}
+
+async fn find_or_404(state: &AppState, id: String) -> Result<Remote, ApiError> {
+    state
+        .db
+        .run(move |c| remote::find(c, &id).map_err(DbError::from))
+        .await?
+        .ok_or_else(ApiError::not_found)
+}
+
+/// List container remotes.
+#[utoipa::path(
+    tag = "Remotes: Container",
+    params(PageParams, NameParams),
+    responses((status = 200, body = Paginated<RemoteResponse>), (status = 401, description = "No credentials"))
+)]
+#[get("/remotes/container/container/")]
+pub async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    page: web::Query<PageParams>,
+    names: web::Query<NameParams>,
+) -> Result<HttpResponse, ApiError> {
+    let window = page.window()?;
+    let filter = names.into_inner().into();
+    let rows = state.db.run(move |c| remote::list(c, &filter, window).map_err(DbError::from)).await?;
+    Ok(HttpResponse::Ok().json(Paginated::new(&req, window, rows, RemoteResponse::from)))
+}
+
+/// Create a container remote.
+#[utoipa::path(
+    tag = "Remotes: Container",
+    request_body = RemoteRequest,
+    responses((status = 201, body = RemoteResponse), (status = 400, description = "Invalid fields, per field"))
+)]
+#[post("/remotes/container/container/")]
+pub async fn create(state: web::Data<AppState>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let req: RemoteRequest = body::parse(&bytes)?;
+    let row = state
+        .db
+        .run(move |c| {
+            let row = apply(c, blank(), req, true)?;
+            remote::insert(c, &row).map_err(|e| {
+                if is_unique_violation(&e) {
+                    ApiError::field("name", "remote with this name already exists.")
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok::<_, ApiError>(row)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(RemoteResponse::from(row)))
+}
+
+/// Inspect a container remote.
+#[utoipa::path(tag = "Remotes: Container", responses((status = 200, body = RemoteResponse), (status = 404)))]
+#[get("/remotes/container/container/{id}/")]
+pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
+    let row = find_or_404(&state, id.to_string()).await?;
+    Ok(HttpResponse::Ok().json(RemoteResponse::from(row)))
+}
+
+async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> Result<HttpResponse, ApiError> {
+    let req: RemoteRequest = body::parse(bytes)?;
+    let existing = find_or_404(state, id).await?;
+    let row = state.db.run(move |c| apply(c, existing, req, full)).await?;
+    let resources = vec![hrefs::remote(&row.id)];
+    let args = serde_json::json!({ "remote": row });
+    let task = state.tasks.enqueue(state, tasks::REMOTE_UPDATE, args, resources).await?;
+    Ok(accepted(&task))
+}
+
+/// Update a container remote (every field; absent ones reset to defaults).
+#[utoipa::path(tag = "Remotes: Container", request_body = RemoteRequest, responses((status = 202, body = TaskResponse), (status = 400), (status = 404)))]
+#[put("/remotes/container/container/{id}/")]
+pub async fn update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
+    update_with(&state, id.to_string(), &bytes, true).await
+}
+
+/// Update some fields of a container remote.
+#[utoipa::path(tag = "Remotes: Container", request_body = RemoteRequest, responses((status = 202, body = TaskResponse), (status = 400), (status = 404)))]
+#[patch("/remotes/container/container/{id}/")]
+pub async fn partial_update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
+    update_with(&state, id.to_string(), &bytes, false).await
+}
+
+/// Delete a container remote.
+#[utoipa::path(tag = "Remotes: Container", responses((status = 202, body = TaskResponse), (status = 404)))]
+#[delete("/remotes/container/container/{id}/")]
+pub async fn remove(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
+    let row = find_or_404(&state, id.to_string()).await?;
+    let task = state
+        .tasks
+        .enqueue(&state, tasks::REMOTE_DELETE, serde_json::json!({ "id": row.id }), vec![hrefs::remote(&row.id)])
+        .await?;
+    Ok(accepted(&task))
+}

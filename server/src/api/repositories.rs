@@ -1,0 +1,307 @@
+//! `repositories/container/container/` and their `versions/`.
+
+use std::collections::BTreeMap;
+
+use diesel::Connection;
+use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::body::{self, double_option};
+use super::pagination::{PageParams, Paginated};
+use super::validate::{self, Checks};
+use super::{accepted, hrefs, timestamp, NameParams, TaskResponse};
+use crate::app::AppState;
+use crate::db::{is_unique_violation, DbConnection, DbError};
+use crate::error::ApiError;
+use crate::models::repository::{self, ContentSummary, Repository, RepositoryVersion};
+use crate::models::{new_id, now, remote};
+use crate::tasks;
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct RepositoryRequest {
+    /// A unique name for this repository.
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub description: Option<Option<String>>,
+    /// The remote a sync uses when its request names none.
+    #[serde(default, deserialize_with = "double_option")]
+    pub remote: Option<Option<String>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RepositoryResponse {
+    pub pulp_href: String,
+    pub pulp_created: DateTime<Utc>,
+    pub pulp_last_updated: DateTime<Utc>,
+    pub versions_href: String,
+    pub latest_version_href: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub remote: Option<String>,
+}
+
+impl From<Repository> for RepositoryResponse {
+    fn from(r: Repository) -> Self {
+        RepositoryResponse {
+            pulp_href: hrefs::repository(&r.id),
+            pulp_created: timestamp(r.pulp_created),
+            pulp_last_updated: timestamp(r.pulp_last_updated),
+            versions_href: hrefs::repository_versions(&r.id),
+            latest_version_href: hrefs::repository_version(&r.id, r.latest_version_number),
+            remote: r.remote_id.as_deref().map(hrefs::remote),
+            name: r.name,
+            description: r.description,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SummaryEntry {
+    pub count: i64,
+    /// The content list filtered to this version.
+    pub href: String,
+}
+
+/// `{"added": {"container.blob": {"count": 3, "href": ...}}, "removed": {...}, "present": {...}}`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContentSummaryResponse {
+    pub added: BTreeMap<String, SummaryEntry>,
+    pub removed: BTreeMap<String, SummaryEntry>,
+    pub present: BTreeMap<String, SummaryEntry>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RepositoryVersionResponse {
+    pub pulp_href: String,
+    pub pulp_created: DateTime<Utc>,
+    pub number: i64,
+    pub repository: String,
+    pub base_version: Option<String>,
+    pub content_summary: ContentSummaryResponse,
+}
+
+fn content_list_href(pulp_type: &str) -> &'static str {
+    match pulp_type {
+        crate::models::content::BLOB => hrefs::BLOBS,
+        crate::models::content::MANIFEST => hrefs::MANIFESTS,
+        _ => hrefs::TAGS,
+    }
+}
+
+fn version_view(v: RepositoryVersion, base: Option<i64>, summary: ContentSummary) -> RepositoryVersionResponse {
+    let href = hrefs::repository_version(&v.repository_id, v.number);
+    let section = |counts: BTreeMap<String, i64>, filter: &str| {
+        counts
+            .into_iter()
+            .map(|(t, count)| {
+                let entry = SummaryEntry { count, href: format!("{}?{filter}={href}", content_list_href(&t)) };
+                (t, entry)
+            })
+            .collect()
+    };
+    RepositoryVersionResponse {
+        pulp_created: timestamp(v.pulp_created),
+        number: v.number,
+        repository: hrefs::repository(&v.repository_id),
+        base_version: base.map(|n| hrefs::repository_version(&v.repository_id, n)),
+        content_summary: ContentSummaryResponse {
+            added: section(summary.added, "repository_version_added"),
+            removed: section(summary.removed, "repository_version_removed"),
+            present: section(summary.present, "repository_version"),
+        },
+        pulp_href: href,
+    }
+}
+
+fn blank() -> Repository {
+    let t = now();
+    Repository {
+        id: new_id(),
+        name: String::new(),
+        description: None,
+        remote_id: None,
+        latest_version_number: 0,
+        pulp_created: t,
+        pulp_last_updated: t,
+    }
+}
+
+fn apply(conn: &mut DbConnection, existing: Repository, req: RepositoryRequest, full: bool) -> Result<Repository, ApiError> {
+    let mut checks = Checks::default();
+    let mut row = if full {
+        checks.required("name", &req.name);
+        Repository { name: String::new(), description: None, remote_id: None, ..existing }
+    } else {
+        existing
+    };
+    if let Some(v) = req.name { row.name = v; }
+    if let Some(v) = req.description { row.description = v; }
+    if let Some(v) = req.remote {
+        row.remote_id = match v {
+            None => None,
+            Some(href) => match hrefs::parse_remote(&href) {
+                Some(id) if remote::find(conn, &id)?.is_some() => Some(id),
+                _ => {
+                    checks.add("remote", format!("Invalid hyperlink - Object does not exist: {href}"));
+                    None
+                }
+            },
+        };
+    }
+    row.pulp_last_updated = now();
+    if !checks.has("name") {
+        checks.check("name", validate::name(&row.name));
+    }
+    if !checks.has("name") {
+        if let Some(other) = repository::find_by_name(conn, &row.name)? {
+            if other.id != row.id {
+                checks.add("name", "repository with this name already exists.");
+            }
+        }
+    }
+    checks.finish()?;
+    Ok(row)
+}
+
+pub(super) async fn find_or_404(state: &AppState, id: String) -> Result<Repository, ApiError> {
+    state
+        .db
+        .run(move |c| repository::find(c, &id).map_err(DbError::from))
+        .await?
+        .ok_or_else(ApiError::not_found)
+}
+
+/// List container repositories.
+#[utoipa::path(tag = "Repositories: Container", params(PageParams, NameParams), responses((status = 200, body = Paginated<RepositoryResponse>)))]
+#[get("/repositories/container/container/")]
+pub async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    page: web::Query<PageParams>,
+    names: web::Query<NameParams>,
+) -> Result<HttpResponse, ApiError> {
+    let window = page.window()?;
+    let filter = names.into_inner().into();
+    let rows = state.db.run(move |c| repository::list(c, &filter, window).map_err(DbError::from)).await?;
+    Ok(HttpResponse::Ok().json(Paginated::new(&req, window, rows, RepositoryResponse::from)))
+}
+
+/// Create a container repository (with its empty version 0).
+#[utoipa::path(tag = "Repositories: Container", request_body = RepositoryRequest, responses((status = 201, body = RepositoryResponse), (status = 400)))]
+#[post("/repositories/container/container/")]
+pub async fn create(state: web::Data<AppState>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let req: RepositoryRequest = body::parse(&bytes)?;
+    let row = state
+        .db
+        .run(move |c| {
+            let row = apply(c, blank(), req, true)?;
+            c.transaction(|c| repository::insert(c, &row)).map_err(|e| {
+                if is_unique_violation(&e) {
+                    ApiError::field("name", "repository with this name already exists.")
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok::<_, ApiError>(row)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(RepositoryResponse::from(row)))
+}
+
+/// Inspect a container repository.
+#[utoipa::path(tag = "Repositories: Container", responses((status = 200, body = RepositoryResponse), (status = 404)))]
+#[get("/repositories/container/container/{id}/")]
+pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
+    let row = find_or_404(&state, id.to_string()).await?;
+    Ok(HttpResponse::Ok().json(RepositoryResponse::from(row)))
+}
+
+async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> Result<HttpResponse, ApiError> {
+    let req: RepositoryRequest = body::parse(bytes)?;
+    let existing = find_or_404(state, id).await?;
+    let row = state.db.run(move |c| apply(c, existing, req, full)).await?;
+    let resources = vec![hrefs::repository(&row.id)];
+    let task = state
+        .tasks
+        .enqueue(state, tasks::REPOSITORY_UPDATE, serde_json::json!({ "repository": row }), resources)
+        .await?;
+    Ok(accepted(&task))
+}
+
+/// Update a container repository.
+#[utoipa::path(tag = "Repositories: Container", request_body = RepositoryRequest, responses((status = 202, body = TaskResponse), (status = 400), (status = 404)))]
+#[put("/repositories/container/container/{id}/")]
+pub async fn update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
+    update_with(&state, id.to_string(), &bytes, true).await
+}
+
+/// Update some fields of a container repository.
+#[utoipa::path(tag = "Repositories: Container", request_body = RepositoryRequest, responses((status = 202, body = TaskResponse), (status = 400), (status = 404)))]
+#[patch("/repositories/container/container/{id}/")]
+pub async fn partial_update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
+    update_with(&state, id.to_string(), &bytes, false).await
+}
+
+/// Delete a container repository and its versions.
+#[utoipa::path(tag = "Repositories: Container", responses((status = 202, body = TaskResponse), (status = 404)))]
+#[delete("/repositories/container/container/{id}/")]
+pub async fn remove(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
+    let row = find_or_404(&state, id.to_string()).await?;
+    let task = state
+        .tasks
+        .enqueue(&state, tasks::REPOSITORY_DELETE, serde_json::json!({ "id": row.id }), vec![hrefs::repository(&row.id)])
+        .await?;
+    Ok(accepted(&task))
+}
+
+async fn version_response(state: &AppState, v: RepositoryVersion) -> Result<RepositoryVersionResponse, ApiError> {
+    let v2 = v.clone();
+    let (base, summary) = state
+        .db
+        .run(move |c| {
+            let base = match &v2.base_version_id {
+                Some(id) => repository::find_version_by_id(c, id)?.map(|b| b.number),
+                None => None,
+            };
+            Ok::<_, DbError>((base, repository::content_summary(c, &v2)?))
+        })
+        .await?;
+    Ok(version_view(v, base, summary))
+}
+
+/// List a repository's versions, newest first.
+#[utoipa::path(tag = "Repositories: Container Versions", params(PageParams), responses((status = 200, body = Paginated<RepositoryVersionResponse>), (status = 404)))]
+#[get("/repositories/container/container/{id}/versions/")]
+pub async fn list_versions(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<uuid::Uuid>,
+    page: web::Query<PageParams>,
+) -> Result<HttpResponse, ApiError> {
+    let window = page.window()?;
+    let repo = find_or_404(&state, id.to_string()).await?;
+    let rows = state.db.run(move |c| repository::list_versions(c, &repo.id, window).map_err(DbError::from)).await?;
+    let count = rows.count;
+    let mut views = Vec::with_capacity(rows.rows.len());
+    for v in rows.rows {
+        views.push(version_response(&state, v).await?);
+    }
+    let page = crate::models::Page { count, rows: views };
+    Ok(HttpResponse::Ok().json(Paginated::new(&req, window, page, |v| v)))
+}
+
+/// Inspect one repository version.
+#[utoipa::path(tag = "Repositories: Container Versions", responses((status = 200, body = RepositoryVersionResponse), (status = 404)))]
+#[get("/repositories/container/container/{id}/versions/{number}/")]
+pub async fn read_version(state: web::Data<AppState>, path: web::Path<(uuid::Uuid, i64)>) -> Result<HttpResponse, ApiError> {
+    let (id, number) = path.into_inner();
+    let id = id.to_string();
+    let v = state
+        .db
+        .run(move |c| repository::find_version(c, &id, number).map_err(DbError::from))
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(HttpResponse::Ok().json(version_response(&state, v).await?))
+}

@@ -1,0 +1,144 @@
+//! Field checks shared by the resources. Each returns the message a user sees.
+
+use crate::error::{ApiError, FieldErrors};
+
+pub const POLICIES: [&str; 3] = ["immediate", "on_demand", "streamed"];
+
+/// Collects per-field messages so one response lists every problem.
+#[derive(Default)]
+pub struct Checks {
+    errors: FieldErrors,
+}
+
+impl Checks {
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.entry(field.to_string()).or_default().push(message.into());
+    }
+
+    pub fn check(&mut self, field: &str, result: Result<(), String>) {
+        if let Err(m) = result {
+            self.add(field, m);
+        }
+    }
+
+    /// The value of a required field, noting its absence.
+    pub fn required<'a, T>(&mut self, field: &str, value: &'a Option<T>) -> Option<&'a T> {
+        if value.is_none() {
+            self.add(field, "This field is required.");
+        }
+        value.as_ref()
+    }
+
+    pub fn has(&self, field: &str) -> bool {
+        self.errors.contains_key(field)
+    }
+
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Invalid(self.errors))
+        }
+    }
+}
+
+pub fn name(value: &str) -> Result<(), String> {
+    if value.trim().is_empty() {
+        return Err("This field may not be blank.".into());
+    }
+    if value.len() > 255 {
+        return Err("Ensure this field has no more than 255 characters.".into());
+    }
+    Ok(())
+}
+
+pub fn http_url(value: &str) -> Result<(), String> {
+    match url::Url::parse(value) {
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => Ok(()),
+        _ => Err("Enter a valid URL.".into()),
+    }
+}
+
+pub fn policy(value: &str) -> Result<(), String> {
+    if POLICIES.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("\"{value}\" is not a valid choice. Choose one of: immediate, on_demand, streamed."))
+    }
+}
+
+/// The OCI distribution-spec repository name grammar:
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`.
+pub fn oci_name(value: &str) -> Result<(), String> {
+    let fail = || {
+        Err(format!(
+            "'{value}' is not a valid repository name: use lower-case letters, digits and the separators \
+             '.', '_', '__', '-' inside '/'-separated components, with no leading or trailing '/' and no '..'"
+        ))
+    };
+    if value.is_empty() || value.len() > 255 {
+        return fail();
+    }
+    for component in value.split('/') {
+        if !oci_component(component) {
+            return fail();
+        }
+    }
+    Ok(())
+}
+
+fn oci_component(c: &str) -> bool {
+    let bytes = c.as_bytes();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if alnum(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && !alnum(bytes[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|b| b == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+pub fn positive(value: i64) -> Result<(), String> {
+    if value >= 1 {
+        Ok(())
+    } else {
+        Err("Ensure this value is greater than or equal to 1.".into())
+    }
+}
+
+pub fn non_negative(value: f64) -> Result<(), String> {
+    if value >= 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err("Ensure this value is greater than or equal to 0.".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oci_names() {
+        for ok in ["busybox", "library/busybox", "a.b_c__d---e/f0", "x/y/z"] {
+            assert!(oci_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "/abs", "trail/", "Upper", "a..b", "a/../b", "a//b", "-a", "a-", "a___b", "a b", "a:b"] {
+            assert!(oci_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Builds the actix application for `serve` and for tests, and starts the server on a bound
+//! listener (tests bind 127.0.0.1:0 and read the port back).
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::middleware::{from_fn, Logger};
+use actix_web::{web, App, HttpServer};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_actix_web::{scope, AppExt};
+
+use crate::api::{self, artifacts, auth, content, distributions, docs, remotes, repositories, status, tasks as task_api};
+use crate::config::Config;
+use crate::db::{Db, DbError};
+use crate::models::admin;
+use crate::storage::Storage;
+use crate::tasks::{self, TaskQueue};
+
+/// What every handler and task shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub storage: Storage,
+    pub config: Arc<Config>,
+    pub tasks: Arc<TaskQueue>,
+    pub credentials: Arc<auth::VerifiedCredentials>,
+    pub openapi_json: Arc<str>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "pulpish", description = "A container content manager with Pulp 3's container API."),
+    modifiers(&BasicAuth),
+    security(("basicAuth" = []))
+)]
+struct ApiDoc;
+
+struct BasicAuth;
+
+impl utoipa::Modify for BasicAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("basicAuth", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+    }
+}
+
+fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(
+        scope::scope("/pulp/api/v3")
+            .wrap(from_fn(auth::require_basic_auth))
+            .service(status::status)
+            .service(remotes::list)
+            .service(remotes::create)
+            .service(remotes::read)
+            .service(remotes::update)
+            .service(remotes::partial_update)
+            .service(remotes::remove)
+            .service(repositories::list)
+            .service(repositories::create)
+            .service(repositories::read)
+            .service(repositories::update)
+            .service(repositories::partial_update)
+            .service(repositories::remove)
+            .service(repositories::list_versions)
+            .service(repositories::read_version)
+            .service(distributions::list)
+            .service(distributions::create)
+            .service(distributions::read)
+            .service(distributions::update)
+            .service(distributions::partial_update)
+            .service(distributions::remove)
+            .service(content::list_blobs)
+            .service(content::read_blob)
+            .service(content::list_manifests)
+            .service(content::read_manifest)
+            .service(content::list_tags)
+            .service(content::read_tag)
+            .service(artifacts::list)
+            .service(artifacts::read)
+            .service(task_api::list)
+            .service(task_api::read)
+            .service(task_api::cancel),
+    );
+}
+
+/// The OpenAPI document, generated from the handlers' annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(register).split_for_parts().1
+}
+
+pub fn openapi_json() -> String {
+    openapi().to_pretty_json().expect("the OpenAPI document serialises")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot prepare the data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("cannot listen: {0}")]
+    Listen(std::io::Error),
+}
+
+/// Opens the database (migrating it), the store, and the admin account.
+pub async fn prepare(config: Config) -> Result<AppState, StartError> {
+    let data_dir_err = |source| StartError::DataDir { path: config.data_dir.display().to_string(), source };
+    std::fs::create_dir_all(&config.data_dir).map_err(data_dir_err)?;
+    let storage = Storage::open(&config.data_dir).map_err(data_dir_err)?;
+    let db = Db::connect(&config.database_url())?;
+    let migrate = db.clone();
+    tokio::task::spawn_blocking(move || migrate.migrate()).await.map_err(|_| DbError::Join)??;
+
+    let given = config.admin_password.clone();
+    let generated = db
+        .run(move |c| {
+            if let Some(password) = given {
+                admin::set_password(c, admin::ADMIN, &password)?;
+                return Ok::<_, DbError>(None);
+            }
+            if admin::password_hash(c, admin::ADMIN)?.is_some() {
+                return Ok(None);
+            }
+            let password = random_password();
+            admin::set_password(c, admin::ADMIN, &password)?;
+            Ok(Some(password))
+        })
+        .await?;
+    if let Some(password) = generated {
+        // Printed once: only its hash is stored.
+        println!("Generated password for user 'admin': {password}");
+        println!("It is stored hashed and will not be shown again; set PULPISH_ADMIN_PASSWORD to change it.");
+    }
+
+    Ok(AppState {
+        db,
+        storage,
+        config: Arc::new(config),
+        tasks: Arc::new(TaskQueue::default()),
+        credentials: Arc::default(),
+        openapi_json: openapi_json().into(),
+    })
+}
+
+fn random_password() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::rngs::OsRng, 24)
+}
+
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub server: actix_web::dev::Server,
+}
+
+/// Starts workers and the HTTP server on `listener`; await `server` to run until stopped.
+pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServer, StartError> {
+    let addr = listener.local_addr().map_err(StartError::Listen)?;
+    tasks::start_workers(state.clone(), state.config.workers).await?;
+    let data = web::Data::new(state.clone());
+    let server = HttpServer::new(move || {
+        let (app, _) = App::new()
+            .app_data(data.clone())
+            .configure(api::extractor_config)
+            .wrap(Logger::new("%a \"%r\" %s %b %T"))
+            .service(docs::api_json)
+            .service(docs::swagger_index)
+            .service(docs::swagger_js)
+            .service(docs::swagger_css)
+            .into_utoipa_app()
+            .configure(register)
+            .split_for_parts();
+        app
+    })
+    .workers(2)
+    .listen(listener)
+    .map_err(StartError::Listen)?
+    .run();
+    Ok(RunningServer { addr, state, server })
+}

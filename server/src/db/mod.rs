@@ -1,0 +1,195 @@
+//! The database: one connection type over SQLite and PostgreSQL, an r2d2 pool, embedded
+//! migrations, and `Db::run`, the only way handlers and tasks touch it (on the blocking pool).
+
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{self, R2D2Connection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Pg(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgresql",
+        }
+    }
+}
+
+/// Parsed database URL: `postgres://` / `postgresql://` select PostgreSQL, `sqlite://PATH`
+/// (or a bare path) selects SQLite.
+#[derive(Debug, Clone)]
+pub struct DatabaseUrl {
+    pub backend: Backend,
+    /// What the driver is given: the URL for libpq, the file path for SQLite.
+    pub target: String,
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            DatabaseUrl { backend: Backend::Postgres, target: url.to_string() }
+        } else {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            DatabaseUrl { backend: Backend::Sqlite, target: path.to_string() }
+        }
+    }
+}
+
+/// Chooses the backend by URL scheme: diesel's own `establish` on the enum would try each
+/// backend in turn and could turn a mistyped PostgreSQL URL into a new SQLite file.
+#[derive(Debug, Clone)]
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        match self.url.backend {
+            Backend::Postgres => diesel::PgConnection::establish(&self.url.target)
+                .map(DbConnection::Pg)
+                .map_err(r2d2::Error::ConnectionError),
+            Backend::Sqlite => {
+                let mut conn = diesel::SqliteConnection::establish(&self.url.target)
+                    .map_err(r2d2::Error::ConnectionError)?;
+                conn.batch_execute(
+                    "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                     PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+                )
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.ping().map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+pub type Pool = r2d2::Pool<ConnectionManager>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database unavailable: {0}")]
+    Pool(#[from] r2d2::PoolError),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error("migrations failed: {0}")]
+    Migration(String),
+    #[error("database task panicked or was cancelled")]
+    Join,
+}
+
+/// The pool plus which backend it speaks.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    pub backend: Backend,
+}
+
+impl Db {
+    pub fn connect(url: &str) -> Result<Self, DbError> {
+        let url = DatabaseUrl::parse(url);
+        let backend = url.backend;
+        let max_size = match backend {
+            Backend::Sqlite => 8,
+            Backend::Postgres => 16,
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(max_size)
+            .connection_timeout(Duration::from_secs(10))
+            .build(ConnectionManager { url })?;
+        Ok(Db { pool, backend })
+    }
+
+    pub fn migrate(&self) -> Result<(), DbError> {
+        let mut conn = self.pool.get()?;
+        let result = match &mut *conn {
+            DbConnection::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
+            DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+        };
+        result.map_err(|e| DbError::Migration(e.to_string()))
+    }
+
+    /// Runs `f` with a pooled connection on tokio's blocking pool.
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(DbError::from)?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|_| E::from(DbError::Join))?
+    }
+
+    /// Blocking access, for startup and tests.
+    pub fn get(&self) -> Result<r2d2::PooledConnection<ConnectionManager>, DbError> {
+        Ok(self.pool.get()?)
+    }
+}
+
+/// A write transaction that serialises writers: `BEGIN IMMEDIATE` on SQLite (so two writers
+/// never deadlock upgrading read locks), a plain transaction on PostgreSQL.
+pub fn write_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        DbConnection::Sqlite(_) => {
+            // immediate_transaction needs the inner connection type, but `f` wants the enum,
+            // so open the immediate transaction by hand and let diesel nest a savepoint-free
+            // transaction around it.
+            conn.batch_execute("BEGIN IMMEDIATE")?;
+            match f(conn) {
+                Ok(v) => {
+                    conn.batch_execute("COMMIT")?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    let _ = conn.batch_execute("ROLLBACK");
+                    Err(e)
+                }
+            }
+        }
+        DbConnection::Pg(_) => conn.transaction(f),
+    }
+}
+
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}

@@ -1,0 +1,25 @@
+//! pulpish: a container content manager with Pulp 3's container API.
+//! See docs/architecture.md for the folders and how a request flows through them.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod models;
+pub mod storage;
+pub mod tasks;
+
+pub use app::{openapi_json, prepare, start, AppState, RunningServer};
+pub use config::Config;
+
+/// Sets up logging once (`text` or `json`), honouring `RUST_LOG`.
+pub fn init_logging(format: &config::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        config::LogFormat::Json => builder.json().try_init(),
+        config::LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,75 @@
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::{NameFilter, Page, Window};
+use crate::db::schema::distribution;
+use crate::db::DbConnection;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, serde::Serialize, serde::Deserialize)]
+#[diesel(table_name = distribution, treat_none_as_null = true)]
+pub struct Distribution {
+    pub id: String,
+    pub name: String,
+    pub base_path: String,
+    pub repository_id: Option<String>,
+    pub repository_version_id: Option<String>,
+    pub private: bool,
+    pub description: Option<String>,
+    pub pulp_created: NaiveDateTime,
+    pub pulp_last_updated: NaiveDateTime,
+}
+
+pub fn insert(conn: &mut DbConnection, row: &Distribution) -> QueryResult<()> {
+    diesel::insert_into(distribution::table).values(row).execute(conn).map(|_| ())
+}
+
+pub fn update(conn: &mut DbConnection, row: &Distribution) -> QueryResult<()> {
+    diesel::update(distribution::table.find(&row.id)).set(row).execute(conn).map(|_| ())
+}
+
+pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+    diesel::delete(distribution::table.find(id)).execute(conn)
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Distribution>> {
+    distribution::table.find(id).select(Distribution::as_select()).first(conn).optional()
+}
+
+pub fn find_by_name(conn: &mut DbConnection, name: &str) -> QueryResult<Option<Distribution>> {
+    distribution::table
+        .filter(distribution::name.eq(name))
+        .select(Distribution::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_by_base_path(conn: &mut DbConnection, base_path: &str) -> QueryResult<Option<Distribution>> {
+    distribution::table
+        .filter(distribution::base_path.eq(base_path))
+        .select(Distribution::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn list(
+    conn: &mut DbConnection,
+    filter: &NameFilter,
+    base_path: Option<&str>,
+    window: Window,
+) -> QueryResult<Page<Distribution>> {
+    let boxed = || {
+        let mut q = crate::filter_by_name!(distribution::table.into_boxed(), distribution::name, filter);
+        if let Some(bp) = base_path {
+            q = q.filter(distribution::base_path.eq(bp.to_string()));
+        }
+        q
+    };
+    let count = boxed().count().get_result(conn)?;
+    let rows = boxed()
+        .order((distribution::pulp_created, distribution::id))
+        .limit(window.limit)
+        .offset(window.offset)
+        .select(Distribution::as_select())
+        .load(conn)?;
+    Ok(Page { count, rows })
+}

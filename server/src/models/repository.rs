@@ -1,0 +1,142 @@
+use std::collections::BTreeMap;
+
+use chrono::NaiveDateTime;
+use diesel::dsl::count_star;
+use diesel::prelude::*;
+
+use super::{NameFilter, Page, Window};
+use crate::db::schema::{content, repository, repository_content, repository_version};
+use crate::db::DbConnection;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, serde::Serialize, serde::Deserialize)]
+#[diesel(table_name = repository, treat_none_as_null = true)]
+pub struct Repository {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub remote_id: Option<String>,
+    pub latest_version_number: i64,
+    pub pulp_created: NaiveDateTime,
+    pub pulp_last_updated: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = repository_version)]
+pub struct RepositoryVersion {
+    pub id: String,
+    pub repository_id: String,
+    pub number: i64,
+    pub base_version_id: Option<String>,
+    pub pulp_created: NaiveDateTime,
+}
+
+/// Counts per content type (`container.blob`, ...) of what a version added, removed, holds.
+#[derive(Debug, Default, Clone)]
+pub struct ContentSummary {
+    pub added: BTreeMap<String, i64>,
+    pub removed: BTreeMap<String, i64>,
+    pub present: BTreeMap<String, i64>,
+}
+
+/// Inserts the repository and its empty version 0, as Pulp does.
+pub fn insert(conn: &mut DbConnection, row: &Repository) -> QueryResult<()> {
+    diesel::insert_into(repository::table).values(row).execute(conn)?;
+    diesel::insert_into(repository_version::table)
+        .values(&RepositoryVersion {
+            id: super::new_id(),
+            repository_id: row.id.clone(),
+            number: 0,
+            base_version_id: None,
+            pulp_created: row.pulp_created,
+        })
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn update(conn: &mut DbConnection, row: &Repository) -> QueryResult<()> {
+    diesel::update(repository::table.find(&row.id)).set(row).execute(conn).map(|_| ())
+}
+
+pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+    diesel::delete(repository_content::table.filter(repository_content::repository_id.eq(id)))
+        .execute(conn)?;
+    diesel::delete(repository_version::table.filter(repository_version::repository_id.eq(id)))
+        .execute(conn)?;
+    diesel::delete(repository::table.find(id)).execute(conn)
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Repository>> {
+    repository::table.find(id).select(Repository::as_select()).first(conn).optional()
+}
+
+pub fn find_by_name(conn: &mut DbConnection, name: &str) -> QueryResult<Option<Repository>> {
+    repository::table
+        .filter(repository::name.eq(name))
+        .select(Repository::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn list(conn: &mut DbConnection, filter: &NameFilter, window: Window) -> QueryResult<Page<Repository>> {
+    let count = crate::filter_by_name!(repository::table.into_boxed(), repository::name, filter)
+        .count()
+        .get_result(conn)?;
+    let rows = crate::filter_by_name!(repository::table.into_boxed(), repository::name, filter)
+        .order((repository::pulp_created, repository::id))
+        .limit(window.limit)
+        .offset(window.offset)
+        .select(Repository::as_select())
+        .load(conn)?;
+    Ok(Page { count, rows })
+}
+
+pub fn find_version(conn: &mut DbConnection, repository_id: &str, number: i64) -> QueryResult<Option<RepositoryVersion>> {
+    repository_version::table
+        .filter(repository_version::repository_id.eq(repository_id))
+        .filter(repository_version::number.eq(number))
+        .select(RepositoryVersion::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_version_by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<RepositoryVersion>> {
+    repository_version::table.find(id).select(RepositoryVersion::as_select()).first(conn).optional()
+}
+
+pub fn list_versions(conn: &mut DbConnection, repository_id: &str, window: Window) -> QueryResult<Page<RepositoryVersion>> {
+    let count = repository_version::table
+        .filter(repository_version::repository_id.eq(repository_id))
+        .count()
+        .get_result(conn)?;
+    let rows = repository_version::table
+        .filter(repository_version::repository_id.eq(repository_id))
+        .order(repository_version::number.desc())
+        .limit(window.limit)
+        .offset(window.offset)
+        .select(RepositoryVersion::as_select())
+        .load(conn)?;
+    Ok(Page { count, rows })
+}
+
+pub fn content_summary(conn: &mut DbConnection, version: &RepositoryVersion) -> QueryResult<ContentSummary> {
+    let base = || {
+        repository_content::table
+            .inner_join(content::table)
+            .filter(repository_content::repository_id.eq(version.repository_id.clone()))
+            .group_by(content::pulp_type)
+            .select((content::pulp_type, count_star()))
+            .into_boxed()
+    };
+    let n = version.number;
+    let added: Vec<(String, i64)> = base().filter(repository_content::version_added.eq(n)).load(conn)?;
+    let removed: Vec<(String, i64)> = base().filter(repository_content::version_removed.eq(n)).load(conn)?;
+    let present: Vec<(String, i64)> = base()
+        .filter(repository_content::version_added.le(n))
+        .filter(repository_content::version_removed.is_null().or(repository_content::version_removed.gt(n)))
+        .load(conn)?;
+    Ok(ContentSummary {
+        added: added.into_iter().collect(),
+        removed: removed.into_iter().collect(),
+        present: present.into_iter().collect(),
+    })
+}

@@ -1,0 +1,268 @@
+//! The task table: enqueue, claim (with exclusive resources), progress, finish, cancel,
+//! and the recovery of tasks whose worker died.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::{Page, Window};
+use crate::db::schema::{reserved_resource, task, worker};
+use crate::db::{write_transaction, DbConnection};
+
+pub const WAITING: &str = "waiting";
+pub const RUNNING: &str = "running";
+pub const COMPLETED: &str = "completed";
+pub const FAILED: &str = "failed";
+pub const CANCELING: &str = "canceling";
+pub const CANCELED: &str = "canceled";
+pub const STATES: [&str; 6] = [WAITING, RUNNING, COMPLETED, FAILED, CANCELING, CANCELED];
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = task)]
+pub struct Task {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub args: String,
+    pub worker: Option<String>,
+    pub error: Option<String>,
+    pub progress_reports: String,
+    pub created_resources: String,
+    pub reserved_resources: String,
+    pub pulp_created: NaiveDateTime,
+    pub started_at: Option<NaiveDateTime>,
+    pub finished_at: Option<NaiveDateTime>,
+}
+
+impl Task {
+    pub fn resources(&self) -> Vec<String> {
+        serde_json::from_str(&self.reserved_resources).unwrap_or_default()
+    }
+
+    pub fn is_final(&self) -> bool {
+        matches!(self.state.as_str(), COMPLETED | FAILED | CANCELED)
+    }
+}
+
+pub fn enqueue(conn: &mut DbConnection, name: &str, args: &serde_json::Value, resources: &[String]) -> QueryResult<Task> {
+    let row = Task {
+        id: super::new_id(),
+        name: name.to_string(),
+        state: WAITING.to_string(),
+        args: args.to_string(),
+        worker: None,
+        error: None,
+        progress_reports: "[]".into(),
+        created_resources: "[]".into(),
+        reserved_resources: serde_json::to_string(resources).expect("strings serialise"),
+        pulp_created: super::now(),
+        started_at: None,
+        finished_at: None,
+    };
+    diesel::insert_into(task::table).values(&row).execute(conn)?;
+    Ok(row)
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Task>> {
+    task::table.find(id).select(Task::as_select()).first(conn).optional()
+}
+
+pub fn state_of(conn: &mut DbConnection, id: &str) -> QueryResult<String> {
+    task::table.find(id).select(task::state).first(conn)
+}
+
+pub fn list(conn: &mut DbConnection, state: Option<&str>, name: Option<&str>, window: Window) -> QueryResult<Page<Task>> {
+    let boxed = || {
+        let mut q = task::table.into_boxed();
+        if let Some(s) = state {
+            q = q.filter(task::state.eq(s.to_string()));
+        }
+        if let Some(n) = name {
+            q = q.filter(task::name.eq(n.to_string()));
+        }
+        q
+    };
+    let count = boxed().count().get_result(conn)?;
+    let rows = boxed()
+        .order((task::pulp_created.desc(), task::id))
+        .limit(window.limit)
+        .offset(window.offset)
+        .select(Task::as_select())
+        .load(conn)?;
+    Ok(Page { count, rows })
+}
+
+/// Claims the oldest waiting task whose resources are free, reserving them. Waiting tasks
+/// queue in creation order: a later task never overtakes an earlier one on the same resource.
+pub fn claim_next(conn: &mut DbConnection, worker_name: &str) -> QueryResult<Option<Task>> {
+    write_transaction(conn, |conn| {
+        let candidates: Vec<Task> = match conn {
+            // Other workers' candidates are skipped, not waited for.
+            DbConnection::Pg(pg) => task::table
+                .filter(task::state.eq(WAITING))
+                .order((task::pulp_created, task::id))
+                .limit(100)
+                .for_update()
+                .skip_locked()
+                .select(Task::as_select())
+                .load(pg)?,
+            // SQLite: the immediate transaction already makes this the only writer.
+            DbConnection::Sqlite(_) => task::table
+                .filter(task::state.eq(WAITING))
+                .order((task::pulp_created, task::id))
+                .limit(100)
+                .select(Task::as_select())
+                .load(conn)?,
+        };
+        let held: Vec<String> = reserved_resource::table.select(reserved_resource::resource).load(conn)?;
+        let mut queued: Vec<String> = Vec::new();
+        for candidate in candidates {
+            let resources = candidate.resources();
+            if resources.iter().any(|r| held.contains(r) || queued.contains(r)) {
+                queued.extend(resources);
+                continue;
+            }
+            for r in &resources {
+                diesel::insert_into(reserved_resource::table)
+                    .values((reserved_resource::resource.eq(r), reserved_resource::task_id.eq(&candidate.id)))
+                    .execute(conn)?;
+            }
+            let started = super::now();
+            diesel::update(task::table.find(&candidate.id))
+                .set((task::state.eq(RUNNING), task::worker.eq(worker_name), task::started_at.eq(started)))
+                .execute(conn)?;
+            return Ok(Some(Task {
+                state: RUNNING.into(),
+                worker: Some(worker_name.into()),
+                started_at: Some(started),
+                ..candidate
+            }));
+        }
+        Ok(None)
+    })
+}
+
+pub fn set_progress(conn: &mut DbConnection, id: &str, reports: &serde_json::Value) -> QueryResult<()> {
+    diesel::update(task::table.find(id))
+        .set(task::progress_reports.eq(reports.to_string()))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Records the outcome and frees the task's resources. A task asked to cancel ends canceled.
+pub fn finish(
+    conn: &mut DbConnection,
+    id: &str,
+    outcome: Result<Vec<String>, String>,
+) -> QueryResult<()> {
+    write_transaction(conn, |conn| {
+        let current: String = task::table.find(id).select(task::state).first(conn)?;
+        let finished = super::now();
+        let (state, error, created) = match (current.as_str(), outcome) {
+            (CANCELING, _) => (CANCELED, None, None),
+            (_, Ok(created)) => (COMPLETED, None, Some(created)),
+            (_, Err(description)) => (FAILED, Some(serde_json::json!({ "description": description }).to_string()), None),
+        };
+        diesel::update(task::table.find(id))
+            .set((task::state.eq(state), task::error.eq(error), task::finished_at.eq(finished)))
+            .execute(conn)?;
+        if let Some(created) = created {
+            diesel::update(task::table.find(id))
+                .set(task::created_resources.eq(serde_json::to_string(&created).expect("strings serialise")))
+                .execute(conn)?;
+        }
+        diesel::delete(reserved_resource::table.filter(reserved_resource::task_id.eq(id))).execute(conn)?;
+        Ok(())
+    })
+}
+
+/// Asks a task to stop. Waiting tasks are canceled at once; running ones move to `canceling`
+/// and their worker stops them. Returns None when the task is already final.
+pub fn request_cancel(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Task>> {
+    write_transaction(conn, |conn| {
+        let current: Task = task::table.find(id).select(Task::as_select()).first(conn)?;
+        match current.state.as_str() {
+            WAITING => {
+                diesel::update(task::table.find(id))
+                    .set((task::state.eq(CANCELED), task::finished_at.eq(super::now())))
+                    .execute(conn)?;
+            }
+            RUNNING => {
+                diesel::update(task::table.find(id)).set(task::state.eq(CANCELING)).execute(conn)?;
+            }
+            CANCELING => {}
+            _ => return Ok(None),
+        }
+        task::table.find(id).select(Task::as_select()).first(conn).map(Some)
+    })
+}
+
+pub fn heartbeat(conn: &mut DbConnection, name: &str, hostname: &str, pid: i64) -> QueryResult<()> {
+    let now = super::now();
+    let updated = diesel::update(worker::table.find(name))
+        .set(worker::last_heartbeat.eq(now))
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(worker::table)
+            .values((worker::name.eq(name), worker::hostname.eq(hostname), worker::pid.eq(pid), worker::last_heartbeat.eq(now)))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn remove_worker(conn: &mut DbConnection, name: &str) -> QueryResult<()> {
+    diesel::delete(worker::table.find(name)).execute(conn).map(|_| ())
+}
+
+/// Marks failed every running task whose worker is gone: its process on this host no longer
+/// exists, or it stopped sending heartbeats (another host). Returns how many were failed.
+pub fn fail_orphans(
+    conn: &mut DbConnection,
+    my_workers: &[String],
+    hostname: &str,
+    stale_before: NaiveDateTime,
+    process_alive: impl Fn(i64) -> bool,
+) -> QueryResult<usize> {
+    write_transaction(conn, |conn| {
+        let running: Vec<Task> = task::table
+            .filter(task::state.eq_any([RUNNING, CANCELING]))
+            .select(Task::as_select())
+            .load(conn)?;
+        let mut failed = 0;
+        for t in running {
+            let Some(worker_name) = t.worker.clone() else { continue };
+            if my_workers.contains(&worker_name) {
+                continue;
+            }
+            let row: Option<(String, i64, NaiveDateTime)> = worker::table
+                .find(&worker_name)
+                .select((worker::hostname, worker::pid, worker::last_heartbeat))
+                .first(conn)
+                .optional()?;
+            let dead = match row {
+                None => true,
+                Some((host, pid, beat)) => {
+                    (host == hostname && (pid == i64::from(std::process::id()) || !process_alive(pid)))
+                        || beat < stale_before
+                }
+            };
+            if !dead {
+                continue;
+            }
+            let description = format!(
+                "Task was running on worker {worker_name}, which stopped before the task finished \
+                 (the process was killed or crashed). It can be run again."
+            );
+            diesel::update(task::table.find(&t.id))
+                .set((
+                    task::state.eq(FAILED),
+                    task::error.eq(serde_json::json!({ "description": description }).to_string()),
+                    task::finished_at.eq(super::now()),
+                ))
+                .execute(conn)?;
+            diesel::delete(reserved_resource::table.filter(reserved_resource::task_id.eq(&t.id))).execute(conn)?;
+            diesel::delete(worker::table.find(&worker_name)).execute(conn)?;
+            failed += 1;
+        }
+        Ok(failed)
+    })
+}

@@ -1,0 +1,96 @@
+//! Every kind of task, by name. Request handlers validate and enqueue; these apply.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{TaskContext, TaskError, TaskResult};
+use crate::api::hrefs;
+use crate::db::{is_unique_violation, DbError};
+use crate::models::{distribution, remote, repository};
+
+pub const REMOTE_UPDATE: &str = "pulpish.remote.update";
+pub const REMOTE_DELETE: &str = "pulpish.remote.delete";
+pub const REPOSITORY_UPDATE: &str = "pulpish.repository.update";
+pub const REPOSITORY_DELETE: &str = "pulpish.repository.delete";
+pub const DISTRIBUTION_CREATE: &str = "pulpish.distribution.create";
+pub const DISTRIBUTION_UPDATE: &str = "pulpish.distribution.update";
+pub const DISTRIBUTION_DELETE: &str = "pulpish.distribution.delete";
+/// Sleeps, reporting progress; for exercising the queue (not reachable over HTTP).
+pub const DEBUG_SLEEP: &str = "pulpish.debug.sleep";
+
+pub(super) async fn run(ctx: TaskContext, name: String, args: Value) -> TaskResult {
+    match name.as_str() {
+        REMOTE_UPDATE => {
+            let row: remote::Remote = parse(&args["remote"])?;
+            write(&ctx, move |c| remote::update(c, &row), "a remote with this name already exists").await?;
+            Ok(vec![])
+        }
+        REMOTE_DELETE => {
+            let id = string(&args["id"])?;
+            write(&ctx, move |c| remote::delete(c, &id).map(|_| ()), "").await?;
+            Ok(vec![])
+        }
+        REPOSITORY_UPDATE => {
+            let row: repository::Repository = parse(&args["repository"])?;
+            write(&ctx, move |c| repository::update(c, &row), "a repository with this name already exists").await?;
+            Ok(vec![])
+        }
+        REPOSITORY_DELETE => {
+            let id = string(&args["id"])?;
+            write(&ctx, move |c| repository::delete(c, &id).map(|_| ()), "").await?;
+            Ok(vec![])
+        }
+        DISTRIBUTION_CREATE => {
+            let row: distribution::Distribution = parse(&args["distribution"])?;
+            let href = hrefs::distribution(&row.id);
+            write(&ctx, move |c| distribution::insert(c, &row), "a distribution with this name or base_path already exists").await?;
+            Ok(vec![href])
+        }
+        DISTRIBUTION_UPDATE => {
+            let row: distribution::Distribution = parse(&args["distribution"])?;
+            write(&ctx, move |c| distribution::update(c, &row), "a distribution with this name or base_path already exists").await?;
+            Ok(vec![])
+        }
+        DISTRIBUTION_DELETE => {
+            let id = string(&args["id"])?;
+            write(&ctx, move |c| distribution::delete(c, &id).map(|_| ()), "").await?;
+            Ok(vec![])
+        }
+        DEBUG_SLEEP => {
+            let seconds = args["seconds"].as_f64().unwrap_or(1.0);
+            let steps = (seconds * 10.0).ceil().max(1.0) as u64;
+            ctx.progress("debug.sleep", "Sleeping", Some(steps)).await?;
+            for done in 1..=steps {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                ctx.advance("debug.sleep", done, done == steps).await?;
+            }
+            Ok(vec![])
+        }
+        other => Err(TaskError::Failed(format!("unknown task kind '{other}'"))),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, TaskError> {
+    serde_json::from_value(v.clone()).map_err(|e| TaskError::Failed(format!("malformed task arguments: {e}")))
+}
+
+fn string(v: &Value) -> Result<String, TaskError> {
+    v.as_str().map(str::to_string).ok_or_else(|| TaskError::Failed("malformed task arguments".into()))
+}
+
+/// Runs one write; a unique-key clash (a name taken since the request was validated) fails
+/// the task with `conflict` rather than a database message.
+async fn write<F>(ctx: &TaskContext, f: F, conflict: &'static str) -> Result<(), TaskError>
+where
+    F: FnOnce(&mut crate::db::DbConnection) -> diesel::QueryResult<()> + Send + 'static,
+{
+    ctx.state
+        .db
+        .run(move |c| f(c).map_err(DbError::from))
+        .await
+        .map_err(|e| match e {
+            DbError::Query(q) if is_unique_violation(&q) && !conflict.is_empty() => TaskError::Failed(conflict.into()),
+            other => TaskError::Db(other),
+        })
+}
