@@ -1,0 +1,344 @@
+//! The management API as a client sees it: CRUD, validation, auth, pagination, the OpenAPI
+//! document. Every test runs on SQLite and on PostgreSQL.
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::{Backend, TestServer};
+
+const REMOTES: &str = "remotes/container/container/";
+const REPOS: &str = "repositories/container/container/";
+const DISTS: &str = "distributions/container/container/";
+
+fn remote_body(name: &str) -> Value {
+    json!({
+        "name": name,
+        "url": "http://127.0.0.1:5001",
+        "upstream_name": "library/busybox",
+        "policy": "on_demand",
+        "username": "puller",
+        "password": "s3cret",
+    })
+}
+
+async fn status_is_public_and_reports_the_database(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let resp = reqwest::get(s.url("status/")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["database_connection"]["connected"], true);
+    let expected = if backend == Backend::Sqlite { "sqlite" } else { "postgresql" };
+    assert_eq!(body["database_connection"]["backend"], expected);
+    assert_eq!(body["versions"][0]["component"], "pulpish");
+    assert!(body["storage"]["free"].as_u64().unwrap() > 0);
+}
+
+async fn everything_else_needs_credentials(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    for path in [REMOTES, REPOS, DISTS, "tasks/", "artifacts/", "content/container/blobs/"] {
+        let resp = reqwest::get(s.url(path)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        assert!(resp.headers().contains_key("www-authenticate"));
+        let body: Value = resp.json().await.unwrap();
+        assert!(body["detail"].as_str().unwrap().contains("credentials"), "{body}");
+    }
+    let wrong = s.client.get(s.url(REMOTES)).basic_auth("admin", Some("wrong")).send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    // A rejected create leaves nothing behind.
+    let anon = s.client.post(s.url(REMOTES)).json(&remote_body("anon")).send().await.unwrap();
+    assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(s.count(REMOTES).await, 0);
+    let docs = reqwest::get(s.url("docs/api.json")).await.unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+}
+
+async fn remote_lifecycle(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (status, remote) = s.post(REMOTES, remote_body("upstream")).await;
+    assert_eq!(status, StatusCode::CREATED, "{remote}");
+    let href = remote["pulp_href"].as_str().unwrap().to_string();
+    assert!(href.starts_with("/pulp/api/v3/remotes/container/container/") && href.ends_with('/'));
+    assert_eq!(remote["policy"], "on_demand");
+    assert_eq!(remote["upstream_name"], "library/busybox");
+    assert_eq!(remote["tls_validation"], true);
+    assert!(remote.get("password").is_none() && remote.get("username").is_none(), "write-only: {remote}");
+    assert_eq!(remote["hidden_fields"], json!([{"name": "username", "is_set": true}, {"name": "password", "is_set": true}]));
+
+    let (status, read) = s.get(&href).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read["name"], "upstream");
+
+    // PATCH runs as a task and changes only what it names.
+    s.completed(s.patch(&href, json!({"policy": "streamed", "include_tags": ["latest", "1.*"], "password": null})).await).await;
+    let (_, read) = s.get(&href).await;
+    assert_eq!(read["policy"], "streamed");
+    assert_eq!(read["include_tags"], json!(["latest", "1.*"]));
+    assert_eq!(read["url"], "http://127.0.0.1:5001");
+    assert_eq!(read["hidden_fields"][1], json!({"name": "password", "is_set": false}));
+
+    // PUT replaces: what it leaves out returns to the default.
+    s.completed(s.put(&href, json!({"name": "upstream", "url": "https://example.test", "upstream_name": "x/y"})).await).await;
+    let (_, read) = s.get(&href).await;
+    assert_eq!(read["policy"], "immediate");
+    assert_eq!(read["include_tags"], Value::Null);
+    assert_eq!(read["url"], "https://example.test");
+
+    s.completed(s.delete(&href).await).await;
+    let (status, body) = s.get(&href).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["detail"], "Not found.");
+    assert_eq!(s.count(REMOTES).await, 0);
+}
+
+async fn lists_paginate_and_filter(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    for name in ["alpha", "beta", "gamma", "alphabet", "delta"] {
+        let (status, body) = s.post(REMOTES, remote_body(name)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (_, page) = s.get(&format!("{REMOTES}?limit=2&offset=2")).await;
+    assert_eq!(page["count"], 5);
+    assert_eq!(page["results"].as_array().unwrap().len(), 2);
+    let next = page["next"].as_str().unwrap();
+    assert!(next.contains("limit=2") && next.contains("offset=4"), "{next}");
+    let prev = page["previous"].as_str().unwrap();
+    assert!(prev.contains("offset=0"), "{prev}");
+    let (_, last) = s.get(next).await;
+    assert_eq!(last["results"].as_array().unwrap().len(), 1);
+    assert_eq!(last["next"], Value::Null);
+
+    let (_, exact) = s.get(&format!("{REMOTES}?name=alpha")).await;
+    assert_eq!(exact["count"], 1);
+    let (_, contains) = s.get(&format!("{REMOTES}?name__contains=alpha")).await;
+    assert_eq!(contains["count"], 2);
+    let (_, none) = s.get(&format!("{REMOTES}?name__contains=%25")).await;
+    assert_eq!(none["count"], 0, "% is matched literally");
+
+    let (status, body) = s.get(&format!("{REMOTES}?limit=0")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["limit"].is_array(), "{body}");
+    let (status, _) = s.get(&format!("{REMOTES}?limit=abc")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// Each bad remote body gets a 400 naming the field, and no row is written.
+async fn bad_remotes_are_rejected_per_field(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (status, _) = s.post(REMOTES, remote_body("taken")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"url": "http://a", "upstream_name": "a"}), "name"),
+        (json!({"name": "n", "upstream_name": "a"}), "url"),
+        (json!({"name": "n", "url": "http://a"}), "upstream_name"),
+        (json!({"name": "taken", "url": "http://a", "upstream_name": "a"}), "name"),
+        (json!({"name": "n", "url": "not a url", "upstream_name": "a"}), "url"),
+        (json!({"name": "n", "url": "ftp://host/x", "upstream_name": "a"}), "url"),
+        (json!({"name": "n", "url": "http://a", "upstream_name": "a", "policy": "lazy"}), "policy"),
+        (json!({"name": "n", "url": "http://a", "upstream_name": "Upper"}), "upstream_name"),
+        (json!({"name": "n", "url": "http://a", "upstream_name": "a", "download_concurrency": 0}), "download_concurrency"),
+        (json!({"name": "n", "url": "http://a", "upstream_name": "a", "download_concurrency": "ten"}), "download_concurrency"),
+        (json!({"name": "n", "url": "http://a", "upstream_name": "a", "tls_validation": "yes"}), "tls_validation"),
+        (json!({"name": "", "url": "http://a", "upstream_name": "a"}), "name"),
+    ];
+    for (body, field) in cases {
+        let (status, errors) = s.post(REMOTES, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let messages = errors[field].as_array().unwrap_or_else(|| panic!("no '{field}' in {errors} for {body}"));
+        assert!(!messages.is_empty() && messages[0].as_str().unwrap().len() > 5, "{errors}");
+    }
+    let (status, body) = s.post_raw(REMOTES, "{\"name\": ").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["detail"].as_str().unwrap().contains("JSON parse error"), "{body}");
+    let (status, _) = s.post_raw(REMOTES, "[1, 2]").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(s.count(REMOTES).await, 1);
+
+    // A bad update is refused before any task is queued and changes nothing.
+    let (_, list) = s.get(REMOTES).await;
+    let href = list["results"][0]["pulp_href"].as_str().unwrap().to_string();
+    let (status, body) = s.patch(&href, json!({"url": "nope"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(s.count("tasks/").await, 0);
+    let (_, read) = s.get(&href).await;
+    assert_eq!(read["url"], "http://127.0.0.1:5001");
+
+    for missing in [
+        "/pulp/api/v3/remotes/container/container/00000000-0000-0000-0000-000000000000/",
+        "/pulp/api/v3/remotes/container/container/not-a-uuid/",
+    ] {
+        let (status, body) = s.get(missing).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+        assert_eq!(body["detail"], "Not found.");
+        let (status, _) = s.patch(missing, json!({"policy": "immediate"})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = s.delete(missing).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}
+
+async fn repository_lifecycle_and_versions(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, remote) = s.post(REMOTES, remote_body("r")).await;
+    let remote_href = remote["pulp_href"].as_str().unwrap();
+    let (status, repo) = s.post(REPOS, json!({"name": "busybox", "remote": remote_href})).await;
+    assert_eq!(status, StatusCode::CREATED, "{repo}");
+    let href = repo["pulp_href"].as_str().unwrap().to_string();
+    assert_eq!(repo["remote"], remote_href);
+    assert_eq!(repo["versions_href"], format!("{href}versions/"));
+    assert_eq!(repo["latest_version_href"], format!("{href}versions/0/"));
+
+    let (_, versions) = s.get(repo["versions_href"].as_str().unwrap()).await;
+    assert_eq!(versions["count"], 1);
+    let v0 = &versions["results"][0];
+    assert_eq!(v0["number"], 0);
+    assert_eq!(v0["repository"], href.as_str());
+    assert_eq!(v0["content_summary"], json!({"added": {}, "removed": {}, "present": {}}));
+    let (status, _) = s.get(&format!("{href}versions/7/")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Content lists filtered by this (empty) version are empty; an unknown version is a 400.
+    for kind in ["blobs", "manifests", "tags"] {
+        let (status, body) = s.get(&format!("content/container/{kind}/?repository_version={href}versions/0/")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["count"], 0);
+        let (status, body) = s.get(&format!("content/container/{kind}/?repository_version={href}versions/9/")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["repository_version"].is_array(), "{body}");
+    }
+
+    let (status, body) = s.post(REPOS, json!({"name": "busybox"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["name"][0], "repository with this name already exists.");
+    let (status, body) = s.post(REPOS, json!({"name": "other", "remote": "/pulp/api/v3/remotes/container/container/00000000-0000-0000-0000-000000000000/"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["remote"][0].as_str().unwrap().contains("does not exist"), "{body}");
+    assert_eq!(s.count(REPOS).await, 1);
+
+    s.completed(s.patch(&href, json!({"description": "mirrors busybox", "remote": null})).await).await;
+    let (_, read) = s.get(&href).await;
+    assert_eq!(read["description"], "mirrors busybox");
+    assert_eq!(read["remote"], Value::Null);
+
+    s.completed(s.delete(&href).await).await;
+    assert_eq!(s.get(&href).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(s.get(&format!("{href}versions/0/")).await.0, StatusCode::NOT_FOUND);
+}
+
+async fn distribution_lifecycle(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, repo) = s.post(REPOS, json!({"name": "busybox"})).await;
+    let repo_href = repo["pulp_href"].as_str().unwrap();
+    let task = s
+        .completed(s.post(DISTS, json!({"name": "bb", "base_path": "library/busybox", "repository": repo_href})).await)
+        .await;
+    let created = task["created_resources"][0].as_str().unwrap().to_string();
+    assert!(created.starts_with("/pulp/api/v3/distributions/container/container/"), "{task}");
+    let (status, dist) = s.get(&created).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(dist["base_path"], "library/busybox");
+    assert_eq!(dist["repository"], repo_href);
+    assert_eq!(dist["repository_version"], Value::Null);
+    assert_eq!(dist["private"], false);
+    assert!(dist["registry_path"].as_str().unwrap().ends_with("/library/busybox"));
+
+    // Pinning a version clears `repository`, as in Pulp.
+    let v0 = format!("{repo_href}versions/0/");
+    s.completed(s.patch(&created, json!({"repository_version": v0})).await).await;
+    let (_, dist) = s.get(&created).await;
+    assert_eq!(dist["repository_version"], v0.as_str());
+    assert_eq!(dist["repository"], Value::Null);
+
+    let (_, by_path) = s.get(&format!("{DISTS}?base_path=library/busybox")).await;
+    assert_eq!(by_path["count"], 1);
+
+    s.completed(s.delete(&created).await).await;
+    assert_eq!(s.count(DISTS).await, 0);
+}
+
+async fn bad_distributions_are_rejected_and_queue_nothing(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, repo) = s.post(REPOS, json!({"name": "busybox"})).await;
+    let repo_href = repo["pulp_href"].as_str().unwrap().to_string();
+    s.completed(s.post(DISTS, json!({"name": "taken", "base_path": "taken/path"})).await).await;
+    let tasks_before = s.count("tasks/").await;
+    let v0 = format!("{repo_href}versions/0/");
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"base_path": "a"}), "name"),
+        (json!({"name": "d"}), "base_path"),
+        (json!({"name": "d", "base_path": "../etc"}), "base_path"),
+        (json!({"name": "d", "base_path": "a/../b"}), "base_path"),
+        (json!({"name": "d", "base_path": "Library/Busybox"}), "base_path"),
+        (json!({"name": "d", "base_path": "/leading"}), "base_path"),
+        (json!({"name": "d", "base_path": "trailing/"}), "base_path"),
+        (json!({"name": "d", "base_path": "sp ace"}), "base_path"),
+        (json!({"name": "d", "base_path": "taken/path"}), "base_path"),
+        (json!({"name": "taken", "base_path": "free"}), "name"),
+        (json!({"name": "d", "base_path": "ok", "repository": repo_href, "repository_version": v0}), "non_field_errors"),
+        (json!({"name": "d", "base_path": "ok", "repository": "/pulp/api/v3/repositories/container/container/00000000-0000-0000-0000-000000000000/"}), "repository"),
+        (json!({"name": "d", "base_path": "ok", "repository": "garbage"}), "repository"),
+        (json!({"name": "d", "base_path": "ok", "repository_version": format!("{repo_href}versions/5/")}), "repository_version"),
+        (json!({"name": "d", "base_path": "ok", "private": "no"}), "private"),
+    ];
+    for (body, field) in cases {
+        let (status, errors) = s.post(DISTS, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {errors}");
+        assert!(errors[field].is_array(), "expected '{field}' in {errors} for {body}");
+    }
+    assert_eq!(s.count("tasks/").await, tasks_before, "no task may be queued for a bad request");
+    assert_eq!(s.count(DISTS).await, 1);
+}
+
+async fn artifacts_and_content_start_empty(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    for path in ["artifacts/", "content/container/blobs/", "content/container/manifests/", "content/container/tags/"] {
+        let (status, body) = s.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(body, json!({"count": 0, "next": null, "previous": null, "results": []}));
+    }
+    let (status, _) = s.get("artifacts/00000000-0000-0000-0000-000000000000/").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+on_both_backends!(
+    status_is_public_and_reports_the_database,
+    everything_else_needs_credentials,
+    remote_lifecycle,
+    lists_paginate_and_filter,
+    bad_remotes_are_rejected_per_field,
+    repository_lifecycle_and_versions,
+    distribution_lifecycle,
+    bad_distributions_are_rejected_and_queue_nothing,
+    artifacts_and_content_start_empty,
+);
+
+/// openapi/openapi.json must be what the code generates: regenerate it with
+/// `UPDATE_OPENAPI=1 cargo test --test api openapi` after changing the API.
+#[test]
+fn openapi_document_is_up_to_date() {
+    let generated = pulpish_server::openapi_json();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi/openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(committed == generated, "openapi/openapi.json is stale: run UPDATE_OPENAPI=1 cargo test --test api openapi");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_document_and_swagger_ui_are_served_offline() {
+    let s = TestServer::start(Backend::Sqlite).await;
+    let doc: Value = reqwest::get(s.url("docs/api.json")).await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in ["/pulp/api/v3/remotes/container/container/", "/pulp/api/v3/tasks/{id}/", "/pulp/api/v3/repositories/container/container/{id}/versions/"] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing from the document");
+    }
+    let page = reqwest::get(s.url("docs/")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("/pulp/api/v3/docs/swagger-ui-bundle.js"));
+    let js = reqwest::get(s.url("docs/swagger-ui-bundle.js")).await.unwrap();
+    assert_eq!(js.status(), StatusCode::OK);
+    assert!(js.bytes().await.unwrap().len() > 500_000);
+    let css = reqwest::get(s.url("docs/swagger-ui.css")).await.unwrap();
+    assert_eq!(css.status(), StatusCode::OK);
+}
