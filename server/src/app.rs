@@ -64,6 +64,7 @@ fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(repositories::remove)
             .service(repositories::list_versions)
             .service(repositories::read_version)
+            .service(repositories::sync)
             .service(distributions::list)
             .service(distributions::create)
             .service(distributions::read)

@@ -8,7 +8,9 @@ pub mod db;
 pub mod error;
 pub mod models;
 pub mod storage;
+pub mod sync;
 pub mod tasks;
+pub mod upstream;
 
 pub use app::{openapi_json, prepare, start, AppState, RunningServer};
 pub use config::Config;

@@ -2,7 +2,9 @@
 //! this test binary starts itself, and a small HTTP client speaking to it as a user would.
 #![allow(dead_code)]
 
+pub mod fault;
 pub mod postgres;
+pub mod registry;
 
 use std::time::{Duration, Instant};
 
@@ -152,4 +154,32 @@ pub async fn wait_task(server: &TestServer, task_href: &str, timeout: Duration) 
         assert!(start.elapsed() < timeout, "task did not finish in {timeout:?}: {task}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+extern "C" fn kill_children() {
+    if let Ok(pids) = CHILDREN.lock() {
+        for pid in pids.iter() {
+            let _ = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    }
+}
+
+/// Processes kept in statics are never dropped: kill them when the test binary exits.
+#[expect(unsafe_code, reason = "atexit has no safe wrapper in std")]
+pub fn kill_at_exit(pid: u32) {
+    let mut pids = CHILDREN.lock().unwrap();
+    if pids.is_empty() {
+        // SAFETY: registering a plain extern "C" fn; runs at process exit.
+        unsafe { libc::atexit(kill_children) };
+    }
+    pids.push(pid);
+}
+
+/// sha256 of a file, `sha256:<hex>`, read in chunks.
+pub fn file_digest(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    format!("sha256:{}", String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap())
 }

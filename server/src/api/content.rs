@@ -18,6 +18,10 @@ use crate::models::repository;
 pub struct ContentParams {
     /// Only content in this repository version (href).
     pub repository_version: Option<String>,
+    /// Only content this repository version added (href).
+    pub repository_version_added: Option<String>,
+    /// Only content this repository version removed (href).
+    pub repository_version_removed: Option<String>,
     /// Filter by digest (blobs, manifests).
     pub digest: Option<String>,
     /// Filter by tag name (tags).
@@ -25,28 +29,33 @@ pub struct ContentParams {
 }
 
 impl ContentParams {
-    /// Resolves the version href; an href that names nothing is a 400 on that field.
+    /// Resolves the version hrefs; an href that names nothing is a 400 on that field.
     async fn filter(self, state: &AppState) -> Result<ContentFilter, ApiError> {
-        let version = match self.repository_version {
-            None => None,
-            Some(href) => {
-                let parsed = hrefs::parse_repository_version(&href);
-                let exists = match parsed.clone() {
-                    Some((repo, n)) => state
-                        .db
-                        .run(move |c| repository::find_version(c, &repo, n).map_err(DbError::from))
-                        .await?
-                        .is_some(),
-                    None => false,
-                };
-                if !exists {
-                    return Err(ApiError::field("repository_version", format!("Invalid hyperlink - Object does not exist: {href}")));
-                }
-                parsed
-            }
-        };
-        Ok(ContentFilter { version, digest: self.digest, name: self.name })
+        Ok(ContentFilter {
+            version: resolve(state, "repository_version", self.repository_version).await?,
+            added_in: resolve(state, "repository_version_added", self.repository_version_added).await?,
+            removed_in: resolve(state, "repository_version_removed", self.repository_version_removed).await?,
+            digest: self.digest,
+            name: self.name,
+        })
     }
+}
+
+async fn resolve(state: &AppState, field: &str, href: Option<String>) -> Result<Option<(String, i64)>, ApiError> {
+    let Some(href) = href else { return Ok(None) };
+    let parsed = hrefs::parse_repository_version(&href);
+    let exists = match parsed.clone() {
+        Some((repo, n)) => state
+            .db
+            .run(move |c| repository::find_version(c, &repo, n).map_err(DbError::from))
+            .await?
+            .is_some(),
+        None => false,
+    };
+    if !exists {
+        return Err(ApiError::field(field, format!("Invalid hyperlink - Object does not exist: {href}")));
+    }
+    Ok(parsed)
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -305,3 +305,42 @@ pub async fn read_version(state: web::Data<AppState>, path: web::Path<(uuid::Uui
         .ok_or_else(ApiError::not_found)?;
     Ok(HttpResponse::Ok().json(version_response(&state, v).await?))
 }
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct SyncRequest {
+    /// The remote to sync from; defaults to the repository's own `remote`.
+    pub remote: Option<String>,
+    /// Remove from the new version what the upstream no longer has (default false: additive).
+    pub mirror: Option<bool>,
+}
+
+/// Sync a repository from a remote into a new version (a task).
+#[utoipa::path(
+    tag = "Repositories: Container",
+    request_body = SyncRequest,
+    responses((status = 202, body = TaskResponse), (status = 400, description = "No remote, or an unknown one"), (status = 404))
+)]
+#[post("/repositories/container/container/{id}/sync/")]
+pub async fn sync(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let req: SyncRequest = if bytes.is_empty() { SyncRequest::default() } else { body::parse(&bytes)? };
+    let repo = find_or_404(&state, id.to_string()).await?;
+    let remote_id = match &req.remote {
+        Some(href) => {
+            let found = match hrefs::parse_remote(href) {
+                Some(rid) => state.db.run(move |c| remote::find(c, &rid).map_err(DbError::from)).await?,
+                None => None,
+            };
+            found.map(|r| r.id).ok_or_else(|| ApiError::field("remote", format!("Invalid hyperlink - Object does not exist: {href}")))?
+        }
+        None => repo
+            .remote_id
+            .clone()
+            .ok_or_else(|| ApiError::field("remote", "A remote must be specified, since the repository has none."))?,
+    };
+    let args = crate::sync::SyncArgs { repository_id: repo.id.clone(), remote_id: remote_id.clone(), mirror: req.mirror.unwrap_or(false) };
+    let task = state
+        .tasks
+        .enqueue(&state, crate::sync::TASK_NAME, serde_json::to_value(&args).expect("serialisable"), vec![hrefs::repository(&repo.id)])
+        .await?;
+    Ok(accepted(&task))
+}

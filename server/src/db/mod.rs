@@ -193,3 +193,15 @@ pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
         diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
     )
 }
+
+/// `INSERT ... ON CONFLICT DO NOTHING` on either backend: diesel offers it per backend, not on
+/// the multi-backend connection, so the statement is built once per arm.
+#[macro_export]
+macro_rules! insert_or_ignore {
+    ($conn:expr, $insert:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Pg(c) => diesel::RunQueryDsl::execute($insert.on_conflict_do_nothing(), c),
+            $crate::db::DbConnection::Sqlite(c) => diesel::RunQueryDsl::execute($insert.on_conflict_do_nothing(), c),
+        }
+    };
+}

@@ -37,3 +37,23 @@ pub fn list(conn: &mut DbConnection, sha256: Option<&str>, window: Window) -> Qu
         .load(conn)?;
     Ok(Page { count, rows })
 }
+
+pub fn find_by_sha256(conn: &mut DbConnection, sha256: &str) -> QueryResult<Option<Artifact>> {
+    artifact::table.filter(artifact::sha256.eq(sha256)).select(Artifact::as_select()).first(conn).optional()
+}
+
+/// Records a stored file; an artifact with this sha256 may exist already (same bytes).
+pub fn ensure(conn: &mut DbConnection, sha256: &str, size: i64, storage_key: &str) -> QueryResult<Artifact> {
+    if let Some(a) = find_by_sha256(conn, sha256)? {
+        return Ok(a);
+    }
+    let row = Artifact {
+        id: super::new_id(),
+        sha256: sha256.to_string(),
+        size,
+        storage_key: storage_key.to_string(),
+        pulp_created: super::now(),
+    };
+    crate::insert_or_ignore!(conn, diesel::insert_into(artifact::table).values(&row))?;
+    find_by_sha256(conn, sha256)?.ok_or(diesel::result::Error::NotFound)
+}

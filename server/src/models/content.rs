@@ -51,6 +51,9 @@ pub struct TagRow {
 #[derive(Debug, Clone, Default)]
 pub struct ContentFilter {
     pub version: Option<(String, i64)>,
+    /// Only units that version (repository id, number) added / removed.
+    pub added_in: Option<(String, i64)>,
+    pub removed_in: Option<(String, i64)>,
     pub digest: Option<String>,
     pub name: Option<String>,
 }
@@ -70,6 +73,26 @@ macro_rules! in_version {
                                 .is_null()
                                 .or(repository_content::version_removed.gt(number)),
                         )
+                        .select(repository_content::content_id),
+                ),
+            );
+        }
+        if let Some((repository_id, number)) = &$filter.added_in {
+            q = q.filter(
+                $id_column.eq_any(
+                    repository_content::table
+                        .filter(repository_content::repository_id.eq(repository_id.clone()))
+                        .filter(repository_content::version_added.eq(*number))
+                        .select(repository_content::content_id),
+                ),
+            );
+        }
+        if let Some((repository_id, number)) = &$filter.removed_in {
+            q = q.filter(
+                $id_column.eq_any(
+                    repository_content::table
+                        .filter(repository_content::repository_id.eq(repository_id.clone()))
+                        .filter(repository_content::version_removed.eq(*number))
                         .select(repository_content::content_id),
                 ),
             );
@@ -199,4 +222,192 @@ pub fn find_tag(conn: &mut DbConnection, id: &str) -> QueryResult<Option<TagRow>
         .select((tag::content_id, content::pulp_created, tag::name, tag::tagged_manifest_id))
         .first(conn)
         .optional()
+}
+
+fn new_content(conn: &mut DbConnection, pulp_type: &str) -> QueryResult<String> {
+    let id = super::new_id();
+    diesel::insert_into(content::table)
+        .values(&Content { id: id.clone(), pulp_type: pulp_type.into(), pulp_created: super::now() })
+        .execute(conn)?;
+    Ok(id)
+}
+
+/// Drops a content row created for a unit that turned out to exist already (lost a race).
+fn drop_content(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+    diesel::delete(content::table.find(id)).execute(conn).map(|_| ())
+}
+
+pub fn blob_id(conn: &mut DbConnection, digest: &str) -> QueryResult<Option<String>> {
+    blob::table.filter(blob::digest.eq(digest)).select(blob::content_id).first(conn).optional()
+}
+
+/// The blob unit for `digest`, created if new. Content is unique by digest, shared by repositories.
+pub fn ensure_blob(conn: &mut DbConnection, digest: &str) -> QueryResult<String> {
+    if let Some(id) = blob_id(conn, digest)? {
+        return Ok(id);
+    }
+    let id = new_content(conn, BLOB)?;
+    let inserted = crate::insert_or_ignore!(conn, diesel::insert_into(blob::table).values((blob::content_id.eq(&id), blob::digest.eq(digest))))?;
+    if inserted == 0 {
+        drop_content(conn, &id)?;
+        return blob_id(conn, digest)?.ok_or(diesel::result::Error::NotFound);
+    }
+    Ok(id)
+}
+
+pub fn manifest_id(conn: &mut DbConnection, digest: &str) -> QueryResult<Option<String>> {
+    manifest::table.filter(manifest::digest.eq(digest)).select(manifest::content_id).first(conn).optional()
+}
+
+/// What a manifest references, for storing it.
+#[derive(Debug, Clone)]
+pub struct NewManifest {
+    pub digest: String,
+    pub media_type: String,
+    pub data: Vec<u8>,
+    pub config_blob_id: Option<String>,
+    pub blob_ids: Vec<String>,
+    /// (manifest id, architecture, os) of listed manifests, for lists and indexes.
+    pub listed: Vec<(String, Option<String>, Option<String>)>,
+}
+
+/// Returns (id, created?).
+pub fn ensure_manifest(conn: &mut DbConnection, m: &NewManifest) -> QueryResult<(String, bool)> {
+    if let Some(id) = manifest_id(conn, &m.digest)? {
+        return Ok((id, false));
+    }
+    let id = new_content(conn, MANIFEST)?;
+    let inserted = crate::insert_or_ignore!(
+        conn,
+        diesel::insert_into(manifest::table).values((
+            manifest::content_id.eq(&id),
+            manifest::digest.eq(&m.digest),
+            manifest::media_type.eq(&m.media_type),
+            manifest::schema_version.eq(2),
+            manifest::data.eq(&m.data),
+            manifest::config_blob_id.eq(&m.config_blob_id),
+        ))
+    )?;
+    if inserted == 0 {
+        drop_content(conn, &id)?;
+        return Ok((manifest_id(conn, &m.digest)?.ok_or(diesel::result::Error::NotFound)?, false));
+    }
+    for b in &m.blob_ids {
+        crate::insert_or_ignore!(conn, diesel::insert_into(manifest_blob::table).values((manifest_blob::manifest_id.eq(&id), manifest_blob::blob_id.eq(b))))?;
+    }
+    for (child, arch, os) in &m.listed {
+        crate::insert_or_ignore!(
+            conn,
+            diesel::insert_into(manifest_list_entry::table).values((
+                manifest_list_entry::list_id.eq(&id),
+                manifest_list_entry::manifest_id.eq(child),
+                manifest_list_entry::architecture.eq(arch),
+                manifest_list_entry::os.eq(os),
+            ))
+        )?;
+    }
+    Ok((id, true))
+}
+
+fn tag_id(conn: &mut DbConnection, name: &str, manifest_id: &str) -> QueryResult<Option<String>> {
+    tag::table
+        .filter(tag::name.eq(name))
+        .filter(tag::tagged_manifest_id.eq(manifest_id))
+        .select(tag::content_id)
+        .first(conn)
+        .optional()
+}
+
+/// The tag unit `name → manifest`: a tag that moves is a new unit (as in Pulp).
+pub fn ensure_tag(conn: &mut DbConnection, name: &str, manifest_id: &str) -> QueryResult<String> {
+    if let Some(id) = tag_id(conn, name, manifest_id)? {
+        return Ok(id);
+    }
+    let id = new_content(conn, TAG)?;
+    let inserted = crate::insert_or_ignore!(
+        conn,
+        diesel::insert_into(tag::table).values((tag::content_id.eq(&id), tag::name.eq(name), tag::tagged_manifest_id.eq(manifest_id)))
+    )?;
+    if inserted == 0 {
+        drop_content(conn, &id)?;
+        return tag_id(conn, name, manifest_id)?.ok_or(diesel::result::Error::NotFound);
+    }
+    Ok(id)
+}
+
+/// Records where a blob's bytes are (`artifact_id`) or can be fetched (`remote_artifact`).
+pub fn ensure_blob_file(
+    conn: &mut DbConnection,
+    blob_id: &str,
+    digest: &str,
+    artifact_id: Option<&str>,
+    remote: Option<(&str, &str, Option<i64>)>,
+) -> QueryResult<()> {
+    use crate::db::schema::remote_artifact;
+    let existing: Option<(String, Option<String>)> = content_artifact::table
+        .filter(content_artifact::content_id.eq(blob_id))
+        .select((content_artifact::id, content_artifact::artifact_id))
+        .first(conn)
+        .optional()?;
+    let ca_id = match existing {
+        Some((id, current)) => {
+            if current.is_none() && artifact_id.is_some() {
+                diesel::update(content_artifact::table.find(&id)).set(content_artifact::artifact_id.eq(artifact_id)).execute(conn)?;
+            }
+            id
+        }
+        None => {
+            let id = super::new_id();
+            crate::insert_or_ignore!(
+                conn,
+                diesel::insert_into(content_artifact::table).values((
+                    content_artifact::id.eq(&id),
+                    content_artifact::content_id.eq(blob_id),
+                    content_artifact::relative_path.eq(digest),
+                    content_artifact::artifact_id.eq(artifact_id),
+                ))
+            )?;
+            content_artifact::table
+                .filter(content_artifact::content_id.eq(blob_id))
+                .select(content_artifact::id)
+                .first(conn)?
+        }
+    };
+    if let Some((remote_id, url, size)) = remote {
+        let updated = diesel::update(
+            remote_artifact::table
+                .filter(remote_artifact::content_artifact_id.eq(&ca_id))
+                .filter(remote_artifact::remote_id.eq(remote_id)),
+        )
+        .set((remote_artifact::url.eq(url), remote_artifact::size.eq(size)))
+        .execute(conn)?;
+        if updated == 0 {
+            crate::insert_or_ignore!(
+                conn,
+                diesel::insert_into(remote_artifact::table).values((
+                    remote_artifact::id.eq(super::new_id()),
+                    remote_artifact::content_artifact_id.eq(&ca_id),
+                    remote_artifact::remote_id.eq(remote_id),
+                    remote_artifact::url.eq(url),
+                    remote_artifact::sha256.eq(digest.strip_prefix("sha256:")),
+                    remote_artifact::size.eq(size),
+                ))
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Blob digests (with their ids) that have no stored artifact yet.
+pub fn blobs_without_artifact(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(500) {
+        let rows: Vec<(String, String, Option<String>)> = blob::table
+            .left_join(content_artifact::table.on(content_artifact::content_id.eq(blob::content_id)))
+            .filter(blob::content_id.eq_any(chunk))
+            .select((blob::content_id, blob::digest, content_artifact::artifact_id.nullable()))
+            .load(conn)?;
+        out.extend(rows.into_iter().filter(|(_, _, a)| a.is_none()).map(|(id, d, _)| (id, d)));
+    }
+    Ok(out)
 }

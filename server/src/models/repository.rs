@@ -140,3 +140,63 @@ pub fn content_summary(conn: &mut DbConnection, version: &RepositoryVersion) -> 
         present: present.into_iter().collect(),
     })
 }
+
+/// Content ids in version `number` with their types.
+pub fn version_content(conn: &mut DbConnection, repository_id: &str, number: i64) -> QueryResult<Vec<(String, String)>> {
+    repository_content::table
+        .inner_join(content::table)
+        .filter(repository_content::repository_id.eq(repository_id))
+        .filter(repository_content::version_added.le(number))
+        .filter(repository_content::version_removed.is_null().or(repository_content::version_removed.gt(number)))
+        .select((repository_content::content_id, content::pulp_type))
+        .load(conn)
+}
+
+/// Makes the next version of a repository from the latest one plus `add` minus `remove`.
+/// Returns the new version's number, or None when nothing would change (no empty versions).
+pub fn new_version(conn: &mut DbConnection, repository_id: &str, add: &[String], remove: &[String]) -> QueryResult<Option<i64>> {
+    use std::collections::HashSet;
+    let repo: Repository = repository::table.find(repository_id).select(Repository::as_select()).first(conn)?;
+    let latest = repo.latest_version_number;
+    let present: HashSet<String> = version_content(conn, repository_id, latest)?.into_iter().map(|(id, _)| id).collect();
+    let to_add: Vec<&String> = add.iter().filter(|id| !present.contains(*id)).collect::<HashSet<_>>().into_iter().collect();
+    let to_remove: Vec<&String> = remove.iter().filter(|id| present.contains(*id)).collect::<HashSet<_>>().into_iter().collect();
+    if to_add.is_empty() && to_remove.is_empty() {
+        return Ok(None);
+    }
+    let number = latest + 1;
+    let base = find_version(conn, repository_id, latest)?;
+    diesel::insert_into(repository_version::table)
+        .values(&RepositoryVersion {
+            id: super::new_id(),
+            repository_id: repository_id.to_string(),
+            number,
+            base_version_id: base.map(|b| b.id),
+            pulp_created: super::now(),
+        })
+        .execute(conn)?;
+    for id in to_add {
+        diesel::insert_into(repository_content::table)
+            .values((
+                repository_content::id.eq(super::new_id()),
+                repository_content::repository_id.eq(repository_id),
+                repository_content::content_id.eq(id),
+                repository_content::version_added.eq(number),
+            ))
+            .execute(conn)?;
+    }
+    for chunk in to_remove.chunks(500) {
+        diesel::update(
+            repository_content::table
+                .filter(repository_content::repository_id.eq(repository_id))
+                .filter(repository_content::content_id.eq_any(chunk))
+                .filter(repository_content::version_removed.is_null()),
+        )
+        .set(repository_content::version_removed.eq(number))
+        .execute(conn)?;
+    }
+    diesel::update(repository::table.find(repository_id))
+        .set((repository::latest_version_number.eq(number), repository::pulp_last_updated.eq(super::now())))
+        .execute(conn)?;
+    Ok(Some(number))
+}

@@ -2,6 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
 #[derive(Debug, Clone)]
 pub struct Storage {
     root: PathBuf,
@@ -37,5 +41,98 @@ impl Storage {
         // SAFETY: `path` is a valid NUL-terminated string and `stat` is a valid out-pointer.
         let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
         (rc == 0).then(|| u64::from(stat.f_bavail) * u64::from(stat.f_frsize))
+    }
+}
+
+/// A file that passed its digest check and now lives in the store.
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    pub sha256: String,
+    pub size: i64,
+    pub key: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("storage error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("download of {digest} failed: {reason}")]
+    Source { digest: String, reason: String },
+    #[error("digest mismatch for {expected}: the bytes hash to sha256:{actual}")]
+    Digest { expected: String, actual: String },
+    #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}")]
+    Size { digest: String, expected: i64, actual: i64 },
+}
+
+impl Storage {
+    /// A fresh path for a download in progress, on the same file system as the store so the
+    /// final move is an atomic rename.
+    pub fn temp_path(&self) -> PathBuf {
+        self.root.join("tmp").join(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// Moves a verified file into its content address. If the store already holds it, the
+    /// temp file is dropped: same digest, same bytes.
+    pub fn commit(&self, temp: &Path, sha256_hex: &str) -> std::io::Result<String> {
+        let key = Self::key_for(sha256_hex);
+        let dest = self.path_of(&key);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        if dest.exists() {
+            std::fs::remove_file(temp)?;
+        } else {
+            std::fs::rename(temp, &dest)?;
+        }
+        Ok(key)
+    }
+
+    /// Streams `body` to a temp file while hashing it; if digest (`sha256:...`) and size
+    /// match, moves it into the store. On any failure the temp file is removed.
+    pub async fn ingest<S, E>(&self, body: S, digest: &str, size: Option<i64>) -> Result<StoredFile, IngestError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let temp = self.temp_path();
+        let result = self.write_verified(&temp, body, digest, size).await;
+        match result {
+            Ok((hex, written)) => {
+                let key = self.commit(&temp, &hex)?;
+                Ok(StoredFile { sha256: hex, size: written, key })
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&temp).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_verified<S, E>(&self, temp: &Path, mut body: S, digest: &str, size: Option<i64>) -> Result<(String, i64), IngestError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut file = tokio::fs::File::create(temp).await?;
+        let mut hasher = Sha256::new();
+        let mut written: i64 = 0;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| IngestError::Source { digest: digest.to_string(), reason: e.to_string() })?;
+            hasher.update(&chunk);
+            file.write_all(&chunk).await?;
+            written += chunk.len() as i64;
+        }
+        file.flush().await?;
+        file.sync_data().await?;
+        let hex = format!("{:x}", hasher.finalize());
+        if let Some(expected) = size {
+            if expected != written {
+                return Err(IngestError::Size { digest: digest.to_string(), expected, actual: written });
+            }
+        }
+        if digest != format!("sha256:{hex}") {
+            return Err(IngestError::Digest { expected: digest.to_string(), actual: hex });
+        }
+        Ok((hex, written))
     }
 }

@@ -57,6 +57,7 @@ pub(super) async fn run(ctx: TaskContext, name: String, args: Value) -> TaskResu
             write(&ctx, move |c| distribution::delete(c, &id).map(|_| ()), "").await?;
             Ok(vec![])
         }
+        crate::sync::TASK_NAME => crate::sync::run(ctx, parse(&args)?).await,
         DEBUG_SLEEP => {
             let seconds = args["seconds"].as_f64().unwrap_or(1.0);
             let steps = (seconds * 10.0).ceil().max(1.0) as u64;

@@ -1,0 +1,413 @@
+//! Talking to an upstream registry for a remote: the auth challenge (anonymous, Basic, Bearer
+//! tokens reused until they expire), tag listing with `Link` pagination, manifests with their
+//! digests checked, and blob downloads as streams. Retries 429, 5xx and connection errors.
+
+pub mod auth;
+
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, LINK, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, StatusCode};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use crate::models::remote::Remote;
+use auth::Challenge;
+
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+const DEFAULT_RETRIES: usize = 3;
+/// Manifests larger than this are refused (the distribution spec's suggested limit).
+pub const MAX_MANIFEST: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot reach the upstream {0}")]
+    Unreachable(String),
+    #[error("the upstream {0} timed out")]
+    Timeout(String),
+    #[error("the upstream {0} refused the credentials (HTTP 401/403): check the remote's username and password")]
+    Unauthorized(String),
+    #[error("{0} not found on the upstream")]
+    NotFound(String),
+    #[error("the upstream {0} is rate limiting (HTTP 429)")]
+    TooManyRequests(String),
+    #[error("the upstream {url} answered HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch { what: String, expected: String, actual: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl UpstreamError {
+    fn retryable(&self) -> bool {
+        matches!(self, UpstreamError::Unreachable(_) | UpstreamError::Timeout(_) | UpstreamError::TooManyRequests(_))
+            || matches!(self, UpstreamError::Status { status, .. } if *status >= 500)
+    }
+}
+
+/// A manifest as received: the exact bytes, their digest, and the media type.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    pub bytes: bytes::Bytes,
+    pub digest: String,
+    pub media_type: String,
+}
+
+struct Token {
+    value: String,
+    expires: Instant,
+}
+
+enum Scheme {
+    Anonymous,
+    Basic,
+    Bearer(Token),
+}
+
+/// An upstream repository as one remote sees it.
+pub struct Upstream {
+    http: reqwest::Client,
+    registry: url::Url,
+    name: String,
+    credentials: Option<(String, String)>,
+    scheme: Mutex<Scheme>,
+    retries: usize,
+    total_timeout: Option<Duration>,
+}
+
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+impl Upstream {
+    pub fn for_remote(remote: &Remote) -> Result<Self, UpstreamError> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("pulpish/", env!("CARGO_PKG_VERSION")))
+            .danger_accept_invalid_certs(!remote.tls_validation)
+            .no_gzip()
+            .no_brotli()
+            .no_deflate();
+        if let Some(t) = remote.connect_timeout {
+            builder = builder.connect_timeout(Duration::from_secs_f64(t));
+        }
+        if let Some(pem) = &remote.ca_cert {
+            for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| UpstreamError::Invalid(format!("the remote's ca_cert is not valid PEM: {e}")))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let Some(proxy) = &remote.proxy_url {
+            builder = builder.proxy(
+                reqwest::Proxy::all(proxy).map_err(|e| UpstreamError::Invalid(format!("invalid proxy_url: {e}")))?,
+            );
+        }
+        let http = builder.build().map_err(|e| UpstreamError::Invalid(format!("cannot build an HTTP client: {e}")))?;
+        let mut registry = url::Url::parse(&remote.url).map_err(|e| UpstreamError::Invalid(format!("invalid url: {e}")))?;
+        if !registry.path().ends_with('/') {
+            let p = format!("{}/", registry.path());
+            registry.set_path(&p);
+        }
+        let credentials = match (&remote.username, &remote.password) {
+            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            (Some(u), None) => Some((u.clone(), String::new())),
+            _ => None,
+        };
+        Ok(Upstream {
+            http,
+            registry,
+            name: remote.upstream_name.clone(),
+            credentials,
+            scheme: Mutex::new(Scheme::Anonymous),
+            retries: remote.max_retries.map(|n| n.max(0) as usize).unwrap_or(DEFAULT_RETRIES),
+            total_timeout: remote.total_timeout.map(Duration::from_secs_f64),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{}{}", self.registry, self.name)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}v2/{}/{}", self.registry, self.name, path)
+    }
+
+    pub fn blob_url(&self, digest: &str) -> String {
+        self.url(&format!("blobs/{digest}"))
+    }
+
+    async fn auth_header(&self) -> Option<String> {
+        use base64::Engine;
+        match &*self.scheme.lock().await {
+            Scheme::Anonymous => None,
+            Scheme::Basic => self.credentials.as_ref().map(|(u, p)| {
+                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")))
+            }),
+            Scheme::Bearer(t) if t.expires > Instant::now() => Some(format!("Bearer {}", t.value)),
+            Scheme::Bearer(_) => None,
+        }
+    }
+
+    /// One request with retries on transient failures; no auth handling.
+    async fn send_once(&self, method: &Method, url: &str, accept: Option<&str>, stream: bool) -> Result<Response, UpstreamError> {
+        let auth = self.auth_header().await;
+        let attempt = || async {
+            let mut req = self.http.request(method.clone(), url);
+            if let Some(a) = &auth {
+                req = req.header(AUTHORIZATION, a);
+            }
+            if let Some(a) = accept {
+                req = req.header(ACCEPT, a);
+            }
+            // Bodies of blobs may be long; their total time is bounded by the caller.
+            if let (Some(t), false) = (self.total_timeout, stream) {
+                req = req.timeout(t);
+            }
+            let resp = req.send().await.map_err(|e| self.transport_error(url, &e))?;
+            match resp.status() {
+                StatusCode::TOO_MANY_REQUESTS => Err(UpstreamError::TooManyRequests(self.describe())),
+                s if s.is_server_error() => Err(UpstreamError::Status { url: url.to_string(), status: s.as_u16() }),
+                _ => Ok(resp),
+            }
+        };
+        attempt
+            .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_times(self.retries))
+            .when(UpstreamError::retryable)
+            .await
+    }
+
+    fn transport_error(&self, url: &str, e: &reqwest::Error) -> UpstreamError {
+        if e.is_timeout() {
+            UpstreamError::Timeout(url.to_string())
+        } else {
+            let mut msg = format!("{url}: {e}");
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                msg.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            UpstreamError::Unreachable(msg)
+        }
+    }
+
+    /// Sends a request, answering an auth challenge once if the upstream asks for one.
+    pub async fn send(&self, method: Method, url: &str, accept: Option<&str>, stream: bool) -> Result<Response, UpstreamError> {
+        let resp = self.send_once(&method, url, accept, stream).await?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let challenge = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(auth::parse_challenge);
+        match challenge {
+            Some(Challenge::Basic) if self.credentials.is_some() => *self.scheme.lock().await = Scheme::Basic,
+            Some(Challenge::Bearer { realm, service, scope }) => {
+                let token = self.fetch_token(&realm, service.as_deref(), scope.as_deref()).await?;
+                *self.scheme.lock().await = Scheme::Bearer(token);
+            }
+            _ => return Err(UpstreamError::Unauthorized(self.describe())),
+        }
+        let resp = self.send_once(&method, url, accept, stream).await?;
+        if matches!(resp.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            return Err(UpstreamError::Unauthorized(self.describe()));
+        }
+        Ok(resp)
+    }
+
+    async fn fetch_token(&self, realm: &str, service: Option<&str>, scope: Option<&str>) -> Result<Token, UpstreamError> {
+        let mut url = url::Url::parse(realm).map_err(|_| UpstreamError::Invalid(format!("the upstream's token realm is not a URL: {realm}")))?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            let fallback = format!("repository:{}:pull", self.name);
+            q.append_pair("scope", scope.unwrap_or(&fallback));
+        }
+        let mut req = self.http.get(url.as_str());
+        if let Some((u, p)) = &self.credentials {
+            req = req.basic_auth(u, Some(p));
+        }
+        if let Some(t) = self.total_timeout {
+            req = req.timeout(t);
+        }
+        let resp = req.send().await.map_err(|e| self.transport_error(url.as_str(), &e))?;
+        if matches!(resp.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            return Err(UpstreamError::Unauthorized(self.describe()));
+        }
+        if !resp.status().is_success() {
+            return Err(UpstreamError::Status { url: realm.to_string(), status: resp.status().as_u16() });
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenBody {
+            token: Option<String>,
+            access_token: Option<String>,
+            expires_in: Option<u64>,
+        }
+        let body: TokenBody = resp
+            .json()
+            .await
+            .map_err(|e| UpstreamError::Invalid(format!("the token endpoint {realm} sent an unreadable answer: {e}")))?;
+        let value = body
+            .token
+            .or(body.access_token)
+            .ok_or_else(|| UpstreamError::Invalid(format!("the token endpoint {realm} sent no token")))?;
+        // Renew a little early so a token never expires mid-request.
+        let lifetime = Duration::from_secs(body.expires_in.unwrap_or(60).max(10)) - Duration::from_secs(5);
+        Ok(Token { value, expires: Instant::now() + lifetime })
+    }
+
+    fn check_status(&self, resp: &Response, what: &str) -> Result<(), UpstreamError> {
+        match resp.status() {
+            s if s.is_success() => Ok(()),
+            StatusCode::NOT_FOUND => Err(UpstreamError::NotFound(what.to_string())),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(UpstreamError::Unauthorized(self.describe())),
+            s => Err(UpstreamError::Status { url: resp.url().to_string(), status: s.as_u16() }),
+        }
+    }
+
+    /// Every tag, following `Link` pages; copes with registries that ignore `n` and `last`.
+    pub async fn list_tags(&self) -> Result<Vec<String>, UpstreamError> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            tags: Option<Vec<String>>,
+        }
+        let mut tags: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut next = Some(self.url("tags/list?n=1000"));
+        let what = format!("repository '{}' on {}", self.name, self.registry);
+        while let Some(url) = next.take() {
+            let resp = self.send(Method::GET, &url, None, false).await?;
+            self.check_status(&resp, &what)?;
+            next = next_link(resp.headers(), resp.url());
+            let page: TagList = resp
+                .json()
+                .await
+                .map_err(|e| UpstreamError::Invalid(format!("unreadable tag list from {url}: {e}")))?;
+            let mut fresh = 0;
+            for t in page.tags.unwrap_or_default() {
+                if seen.insert(t.clone()) {
+                    tags.push(t);
+                    fresh += 1;
+                }
+            }
+            if fresh == 0 {
+                break;
+            }
+        }
+        Ok(tags)
+    }
+
+    /// The digest a tag or digest currently resolves to (HEAD), if the upstream says.
+    pub async fn head_manifest(&self, reference: &str) -> Result<Option<String>, UpstreamError> {
+        let resp = self.send(Method::HEAD, &self.url(&format!("manifests/{reference}")), Some(MANIFEST_ACCEPT), false).await?;
+        self.check_status(&resp, &format!("manifest '{reference}' of '{}'", self.name))?;
+        Ok(resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string))
+    }
+
+    /// Fetches a manifest and checks its digest against the bytes, the upstream's
+    /// `Docker-Content-Digest`, and `reference` when it is a digest.
+    pub async fn get_manifest(&self, reference: &str) -> Result<FetchedManifest, UpstreamError> {
+        let what = format!("manifest '{reference}' of '{}'", self.name);
+        let resp = self.send(Method::GET, &self.url(&format!("manifests/{reference}")), Some(MANIFEST_ACCEPT), false).await?;
+        self.check_status(&resp, &what)?;
+        let header_digest = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_string());
+        if resp.content_length().is_some_and(|n| n as usize > MAX_MANIFEST) {
+            return Err(UpstreamError::Invalid(format!("{what} is larger than 4 MiB")));
+        }
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(&what, &e))?;
+        if bytes.len() > MAX_MANIFEST {
+            return Err(UpstreamError::Invalid(format!("{what} is larger than 4 MiB")));
+        }
+        let digest = sha256_digest(&bytes);
+        for expected in [header_digest.as_deref(), reference.starts_with("sha256:").then_some(reference)].into_iter().flatten() {
+            if expected.starts_with("sha256:") && expected != digest {
+                return Err(UpstreamError::DigestMismatch { what, expected: expected.to_string(), actual: digest });
+            }
+        }
+        let media_type = media_type_of(&bytes, content_type.as_deref())
+            .ok_or_else(|| UpstreamError::Invalid(format!("{what} is not a Docker schema 2 or OCI manifest (schema 1 is not supported)")))?;
+        Ok(FetchedManifest { bytes, digest, media_type })
+    }
+
+    /// Starts a blob download; the caller streams the body.
+    pub async fn get_blob(&self, digest: &str) -> Result<Response, UpstreamError> {
+        let resp = self.send(Method::GET, &self.blob_url(digest), None, true).await?;
+        self.check_status(&resp, &format!("blob {digest} of '{}'", self.name))?;
+        Ok(resp)
+    }
+
+    pub fn total_timeout(&self) -> Option<Duration> {
+        self.total_timeout
+    }
+}
+
+/// The media type: the document's own `mediaType`, else the response's `Content-Type`, else
+/// the document's shape (umoci, for one, writes OCI manifests without `mediaType`).
+pub fn media_type_of(bytes: &[u8], content_type: Option<&str>) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Probe {
+        schema_version: Option<u32>,
+        media_type: Option<String>,
+        manifests: Option<serde_json::Value>,
+        layers: Option<serde_json::Value>,
+    }
+    let probe: Probe = serde_json::from_slice(bytes).ok()?;
+    if probe.schema_version != Some(2) {
+        return None;
+    }
+    let known = [DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFEST, OCI_INDEX];
+    if let Some(m) = probe.media_type.filter(|m| known.contains(&m.as_str())) {
+        return Some(m);
+    }
+    if let Some(ct) = content_type.filter(|c| known.contains(c)) {
+        return Some(ct.to_string());
+    }
+    if probe.manifests.is_some() {
+        Some(OCI_INDEX.into())
+    } else if probe.layers.is_some() {
+        Some(OCI_MANIFEST.into())
+    } else {
+        None
+    }
+}
+
+pub fn is_list(media_type: &str) -> bool {
+    media_type == DOCKER_MANIFEST_LIST || media_type == OCI_INDEX
+}
+
+/// `Link: </v2/x/tags/list?last=a&n=10>; rel="next"`, resolved against the request URL.
+fn next_link(headers: &HeaderMap, base: &url::Url) -> Option<String> {
+    let link = headers.get(LINK)?.to_str().ok()?;
+    for part in link.split(',') {
+        let part = part.trim();
+        if !part.contains("rel=\"next\"") && !part.contains("rel=next") {
+            continue;
+        }
+        let target = part.split(';').next()?.trim().trim_start_matches('<').trim_end_matches('>');
+        return base.join(target).ok().map(|u| u.to_string());
+    }
+    None
+}

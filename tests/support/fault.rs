@@ -1,0 +1,167 @@
+//! A small upstream registry the tests own, for faults a real registry will not produce:
+//! a manifest whose digest header lies, a blob cut mid-way, wrong bytes of the right length,
+//! a stall past the client's timeout, an error status.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use bytes::Bytes;
+use futures_util::stream;
+
+#[derive(Clone, Debug)]
+pub enum BlobBehaviour {
+    Serve,
+    /// Sends this many bytes of the body, then drops the connection.
+    CutAfter(usize),
+    /// Sends bytes of the right length whose digest is wrong.
+    WrongBytes,
+    /// Sends this many bytes, then stalls for the duration before the rest.
+    StallAfter(usize, Duration),
+    Status(u16),
+}
+
+#[derive(Default)]
+pub struct FaultState {
+    pub name: String,
+    pub tags: HashMap<String, (Vec<u8>, String)>,
+    /// Docker-Content-Digest to send instead of the true one.
+    pub lying_digest: Option<String>,
+    pub blobs: HashMap<String, (Bytes, BlobBehaviour)>,
+    pub blob_gets: HashMap<String, usize>,
+}
+
+pub struct FaultUpstream {
+    pub addr: String,
+    pub state: Arc<Mutex<FaultState>>,
+    pub requests: Arc<AtomicUsize>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl FaultUpstream {
+    pub async fn start(state: FaultState) -> Self {
+        let state = Arc::new(Mutex::new(state));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (s, r) = (state.clone(), requests.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new((s.clone(), r.clone())))
+                .default_service(web::to(handle))
+        })
+        .workers(2)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        FaultUpstream { addr, state, requests, handle }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn blob_gets(&self, digest: &str) -> usize {
+        self.state.lock().unwrap().blob_gets.get(digest).copied().unwrap_or(0)
+    }
+
+    pub fn set_blob(&self, digest: &str, behaviour: BlobBehaviour) {
+        let mut s = self.state.lock().unwrap();
+        if let Some(entry) = s.blobs.get_mut(digest) {
+            entry.1 = behaviour;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(false).await;
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
+}
+
+type Shared = web::Data<(Arc<Mutex<FaultState>>, Arc<AtomicUsize>)>;
+
+async fn handle(req: HttpRequest, data: Shared) -> HttpResponse {
+    data.1.fetch_add(1, Ordering::SeqCst);
+    let path = req.path().to_string();
+    if path == "/v2/" {
+        return HttpResponse::Ok().json(serde_json::json!({}));
+    }
+    let mut state = data.0.lock().unwrap();
+    let prefix = format!("/v2/{}/", state.name);
+    let Some(rest) = path.strip_prefix(&prefix) else {
+        return HttpResponse::NotFound().json(serde_json::json!({"errors": [{"code": "NAME_UNKNOWN"}]}));
+    };
+    if rest == "tags/list" {
+        let tags: Vec<&String> = state.tags.keys().collect();
+        return HttpResponse::Ok().json(serde_json::json!({"name": state.name, "tags": tags}));
+    }
+    if let Some(reference) = rest.strip_prefix("manifests/") {
+        let found = state
+            .tags
+            .iter()
+            .find(|(tag, (bytes, _))| *tag == reference || sha256(bytes) == reference)
+            .map(|(_, v)| v.clone());
+        let Some((bytes, media_type)) = found else {
+            return HttpResponse::NotFound().json(serde_json::json!({"errors": [{"code": "MANIFEST_UNKNOWN"}]}));
+        };
+        let digest = state.lying_digest.clone().unwrap_or_else(|| sha256(&bytes));
+        let mut resp = HttpResponse::Ok();
+        resp.insert_header(("Docker-Content-Digest", digest)).content_type(media_type);
+        return if req.method() == actix_web::http::Method::HEAD { resp.finish() } else { resp.body(bytes) };
+    }
+    if let Some(digest) = rest.strip_prefix("blobs/") {
+        let Some((body, behaviour)) = state.blobs.get(digest).cloned() else {
+            return HttpResponse::NotFound().json(serde_json::json!({"errors": [{"code": "BLOB_UNKNOWN"}]}));
+        };
+        *state.blob_gets.entry(digest.to_string()).or_default() += 1;
+        drop(state);
+        let len = body.len();
+        let mut resp = HttpResponse::Ok();
+        resp.insert_header(("Docker-Content-Digest", digest.to_string()))
+            .content_type("application/octet-stream")
+            .no_chunking(len as u64);
+        let chunks = |b: Bytes| {
+            let pieces: Vec<Result<Bytes, actix_web::Error>> =
+                (0..b.len()).step_by(64 * 1024).map(|i| Ok(b.slice(i..(i + 64 * 1024).min(b.len())))).collect();
+            pieces
+        };
+        return match behaviour {
+            BlobBehaviour::Serve => resp.streaming(stream::iter(chunks(body))),
+            BlobBehaviour::WrongBytes => {
+                let mut wrong = body.to_vec();
+                let last = wrong.len() - 1;
+                wrong[last] ^= 0xff;
+                resp.streaming(stream::iter(chunks(Bytes::from(wrong))))
+            }
+            BlobBehaviour::CutAfter(n) => {
+                let mut pieces = chunks(body.slice(..n));
+                pieces.push(Err(actix_web::error::ErrorInternalServerError("cut")));
+                resp.streaming(stream::iter(pieces))
+            }
+            BlobBehaviour::StallAfter(n, pause) => {
+                let head = stream::iter(chunks(body.slice(..n)));
+                let tail = body.slice(n..);
+                let rest = futures_util::StreamExt::flat_map(
+                    stream::once(async move {
+                        tokio::time::sleep(pause).await;
+                        tail
+                    }),
+                    move |b| stream::iter(chunks(b)),
+                );
+                resp.streaming(futures_util::StreamExt::chain(head, rest))
+            }
+            BlobBehaviour::Status(code) => HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap())
+                .json(serde_json::json!({"errors": [{"code": "UNKNOWN", "message": "injected"}]})),
+        };
+    }
+    HttpResponse::NotFound().finish()
+}
