@@ -251,6 +251,33 @@ async fn htpasswd_upstream_needs_the_right_credentials(backend: Backend) {
     assert_eq!(content(&s, "tags", &latest(&s, &repo).await).await.len(), 1);
 }
 
+async fn token_auth_upstream_works_with_credentials_and_fails_clearly_without(backend: Backend) {
+    use support::token::{TokenServer, ISSUER, SERVICE};
+    let tokens = TokenServer::start("puller", "pa55").await;
+    let registry = Registry::start(Auth::Token { realm: &tokens.realm, service: SERVICE, issuer: ISSUER, root_cert: &tokens.cert_path });
+    registry.push_layout_tag("index", "tokened/app:latest", false, Some("puller:pa55"));
+    registry.push_layout_tag("amd64", "tokened/app:other", false, Some("puller:pa55"));
+    let s = TestServer::start(backend).await;
+    let good = remote(&s, "good", &registry.url(), "tokened/app", "on_demand", json!({"username": "puller", "password": "pa55"})).await;
+    let anon = remote(&s, "anon", &registry.url(), "tokened/app", "on_demand", json!({})).await;
+    let wrong = remote(&s, "wrong", &registry.url(), "tokened/app", "on_demand", json!({"username": "puller", "password": "nope"})).await;
+    let repo = new_repo(&s, "tokened", None).await;
+    for r in [&anon, &wrong] {
+        let t = sync(&s, &repo, json!({"remote": r})).await;
+        assert_eq!(t["state"], "failed", "{t}");
+        assert!(t["error"]["description"].as_str().unwrap().contains("refused the credentials"), "{t}");
+    }
+    let before = tokens.issued.load(std::sync::atomic::Ordering::SeqCst);
+    let t = sync(&s, &repo, json!({"remote": good})).await;
+    assert_eq!(t["state"], "completed", "{t}");
+    let version = latest(&s, &repo).await;
+    assert_eq!(content(&s, "tags", &version).await.len(), 2);
+    assert_eq!(content(&s, "manifests", &version).await.len(), 3);
+    // One token serves the whole sync (tag list, HEADs, manifests) until it expires.
+    assert_eq!(tokens.issued.load(std::sync::atomic::Ordering::SeqCst) - before, 1);
+    tokens.stop().await;
+}
+
 async fn many_tags_and_tag_filters(backend: Backend) {
     let (registry, _) = shared();
     let s = TestServer::start(backend).await;
@@ -329,6 +356,7 @@ on_both_backends!(
     immediate_stores_every_blob_with_its_digest,
     resync_versions_and_mirror,
     htpasswd_upstream_needs_the_right_credentials,
+    token_auth_upstream_works_with_credentials_and_fails_clearly_without,
     many_tags_and_tag_filters,
     failures_say_which_and_record_nothing,
 );

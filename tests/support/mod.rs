@@ -5,6 +5,7 @@
 pub mod fault;
 pub mod postgres;
 pub mod registry;
+pub mod token;
 
 use std::time::{Duration, Instant};
 
