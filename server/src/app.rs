@@ -26,6 +26,8 @@ pub struct AppState {
     pub tasks: Arc<TaskQueue>,
     pub credentials: Arc<auth::VerifiedCredentials>,
     pub openapi_json: Arc<str>,
+    pub fetcher: Arc<crate::ondemand::BlobFetcher>,
+    pub upstreams: Arc<crate::upstream::UpstreamCache>,
 }
 
 #[derive(OpenApi)]
@@ -141,6 +143,8 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         tasks: Arc::new(TaskQueue::default()),
         credentials: Arc::default(),
         openapi_json: openapi_json().into(),
+        fetcher: Arc::default(),
+        upstreams: Arc::default(),
     })
 }
 
@@ -169,6 +173,7 @@ pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServ
             .service(docs::swagger_index)
             .service(docs::swagger_js)
             .service(docs::swagger_css)
+            .configure(crate::registry::routes)
             .into_utoipa_app()
             .configure(register)
             .split_for_parts();

@@ -7,6 +7,8 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod models;
+pub mod ondemand;
+pub mod registry;
 pub mod storage;
 pub mod sync;
 pub mod tasks;

@@ -56,7 +56,12 @@ pub async fn require_basic_auth(
 
 async fn check(req: &ServiceRequest) -> Result<(), ApiError> {
     let state = req.app_data::<web::Data<AppState>>().expect("AppState is registered").clone();
-    let (user, password) = basic_credentials(req).ok_or(ApiError::Unauthenticated)?;
+    verify(&state, req.headers()).await
+}
+
+/// Checks HTTP Basic credentials against the stored admin password hash.
+pub async fn verify(state: &AppState, headers: &actix_web::http::header::HeaderMap) -> Result<(), ApiError> {
+    let (user, password) = basic_credentials(headers).ok_or(ApiError::Unauthenticated)?;
     let u = user.clone();
     let hash = state
         .db
@@ -77,8 +82,8 @@ async fn check(req: &ServiceRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn basic_credentials(req: &ServiceRequest) -> Option<(String, String)> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+fn basic_credentials(headers: &actix_web::http::header::HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;

@@ -411,3 +411,97 @@ pub fn blobs_without_artifact(conn: &mut DbConnection, ids: &[String]) -> QueryR
     }
     Ok(out)
 }
+
+/// Content ids in version `number` of a repository (a subquery).
+macro_rules! version_members {
+    ($repository_id:expr, $number:expr) => {
+        repository_content::table
+            .filter(repository_content::repository_id.eq($repository_id))
+            .filter(repository_content::version_added.le($number))
+            .filter(repository_content::version_removed.is_null().or(repository_content::version_removed.gt($number)))
+            .select(repository_content::content_id)
+    };
+}
+
+/// A manifest as the registry serves it.
+#[derive(Debug, Clone)]
+pub struct ServedManifest {
+    pub digest: String,
+    pub media_type: String,
+    pub data: Vec<u8>,
+}
+
+pub fn manifest_for_tag(conn: &mut DbConnection, repository_id: &str, number: i64, name: &str) -> QueryResult<Option<ServedManifest>> {
+    tag::table
+        .inner_join(manifest::table.on(manifest::content_id.eq(tag::tagged_manifest_id)))
+        .filter(tag::name.eq(name))
+        .filter(tag::content_id.eq_any(version_members!(repository_id, number)))
+        .select((manifest::digest, manifest::media_type, manifest::data))
+        .first::<(String, String, Vec<u8>)>(conn)
+        .optional()
+        .map(|r| r.map(|(digest, media_type, data)| ServedManifest { digest, media_type, data }))
+}
+
+pub fn manifest_by_digest(conn: &mut DbConnection, repository_id: &str, number: i64, digest: &str) -> QueryResult<Option<ServedManifest>> {
+    manifest::table
+        .filter(manifest::digest.eq(digest))
+        .filter(manifest::content_id.eq_any(version_members!(repository_id, number)))
+        .select((manifest::digest, manifest::media_type, manifest::data))
+        .first::<(String, String, Vec<u8>)>(conn)
+        .optional()
+        .map(|r| r.map(|(digest, media_type, data)| ServedManifest { digest, media_type, data }))
+}
+
+/// Tag names in a version, sorted, after `last`, at most `limit`.
+pub fn tag_names(conn: &mut DbConnection, repository_id: &str, number: i64, last: Option<&str>, limit: i64) -> QueryResult<Vec<String>> {
+    let mut q = tag::table
+        .filter(tag::content_id.eq_any(version_members!(repository_id, number)))
+        .select(tag::name)
+        .order(tag::name)
+        .limit(limit)
+        .into_boxed();
+    if let Some(l) = last {
+        q = q.filter(tag::name.gt(l.to_string()));
+    }
+    q.load(conn)
+}
+
+/// Where a blob's bytes are: stored, or fetchable from a remote.
+#[derive(Debug, Clone)]
+pub struct BlobSource {
+    pub blob_id: String,
+    pub digest: String,
+    pub artifact: Option<super::artifact::Artifact>,
+    pub remote: Option<(super::remote::Remote, String, Option<i64>)>,
+}
+
+pub fn blob_in_version(conn: &mut DbConnection, repository_id: &str, number: i64, digest: &str) -> QueryResult<Option<BlobSource>> {
+    use crate::db::schema::{artifact, remote, remote_artifact};
+    let Some(blob_id) = blob::table
+        .filter(blob::digest.eq(digest))
+        .filter(blob::content_id.eq_any(version_members!(repository_id, number)))
+        .select(blob::content_id)
+        .first::<String>(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let artifact = content_artifact::table
+        .inner_join(artifact::table)
+        .filter(content_artifact::content_id.eq(&blob_id))
+        .select(super::artifact::Artifact::as_select())
+        .first(conn)
+        .optional()?;
+    let remote = if artifact.is_some() {
+        None
+    } else {
+        content_artifact::table
+            .inner_join(remote_artifact::table.on(remote_artifact::content_artifact_id.eq(content_artifact::id)))
+            .inner_join(remote::table.on(remote::id.eq(remote_artifact::remote_id)))
+            .filter(content_artifact::content_id.eq(&blob_id))
+            .select((super::remote::Remote::as_select(), remote_artifact::url, remote_artifact::size))
+            .first(conn)
+            .optional()?
+    };
+    Ok(Some(BlobSource { blob_id, digest: digest.to_string(), artifact, remote }))
+}

@@ -73,3 +73,24 @@ pub fn list(
         .load(conn)?;
     Ok(Page { count, rows })
 }
+
+/// Base paths, sorted, after `last`, at most `limit` (for `/v2/_catalog`).
+pub fn base_paths(conn: &mut DbConnection, last: Option<&str>, limit: i64) -> QueryResult<Vec<String>> {
+    let mut q = distribution::table.select(distribution::base_path).order(distribution::base_path).limit(limit).into_boxed();
+    if let Some(l) = last {
+        q = q.filter(distribution::base_path.gt(l.to_string()));
+    }
+    q.load(conn)
+}
+
+/// The (repository id, version number) a distribution serves: its pinned version, or its
+/// repository's latest.
+pub fn served_version(conn: &mut DbConnection, d: &Distribution) -> QueryResult<Option<(String, i64)>> {
+    if let Some(vid) = &d.repository_version_id {
+        return Ok(super::repository::find_version_by_id(conn, vid)?.map(|v| (v.repository_id, v.number)));
+    }
+    if let Some(rid) = &d.repository_id {
+        return Ok(super::repository::find(conn, rid)?.map(|r| (r.id, r.latest_version_number)));
+    }
+    Ok(None)
+}

@@ -411,3 +411,24 @@ fn next_link(headers: &HeaderMap, base: &url::Url) -> Option<String> {
     }
     None
 }
+
+/// One `Upstream` per remote, kept while the remote is unchanged, so tokens are reused across
+/// requests.
+#[derive(Default)]
+pub struct UpstreamCache {
+    map: std::sync::Mutex<std::collections::HashMap<String, (chrono::NaiveDateTime, std::sync::Arc<Upstream>)>>,
+}
+
+impl UpstreamCache {
+    pub fn get(&self, remote: &Remote) -> Result<std::sync::Arc<Upstream>, UpstreamError> {
+        let mut map = self.map.lock().expect("upstream cache lock");
+        if let Some((updated, u)) = map.get(&remote.id) {
+            if *updated == remote.pulp_last_updated {
+                return Ok(u.clone());
+            }
+        }
+        let u = std::sync::Arc::new(Upstream::for_remote(remote)?);
+        map.insert(remote.id.clone(), (remote.pulp_last_updated, u.clone()));
+        Ok(u)
+    }
+}

@@ -1,0 +1,304 @@
+//! The on-demand blob fetcher: one detached download per digest, however many clients ask.
+//!
+//! The download writes a temp file while hashing. Every reader opens that growing file and
+//! streams from its own offset, waiting for more bytes; the last byte of the blob is held back
+//! until the digest and size are verified, so no client ever receives a complete body with a
+//! wrong digest. When verified: moved into the store and recorded (on_demand/immediate) or
+//! dropped (streamed). On any failure: nothing recorded, the temp file removed, every reader's
+//! stream ends in an error (the connection is cut before its final bytes).
+
+use std::collections::HashMap;
+use std::io::SeekFrom;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256, Sha512};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::app::AppState;
+use crate::db::DbError;
+use crate::models::content::{self, BlobSource};
+use crate::models::artifact;
+use crate::upstream::UpstreamError;
+
+/// With no `total_timeout` on the remote, a download that sends nothing for this long fails.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const READ_CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("{0}")]
+    Integrity(String),
+    #[error("storage error: {0}")]
+    Io(String),
+    #[error("the blob has no remote to fetch it from")]
+    NoRemote,
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    /// Waiting for the upstream's response headers.
+    Starting,
+    Streaming,
+    Verified,
+    Failed(FetchError),
+}
+
+#[derive(Debug, Clone)]
+struct Progress {
+    size: Option<u64>,
+    written: u64,
+    phase: Phase,
+}
+
+struct Download {
+    path: PathBuf,
+    progress: watch::Receiver<Progress>,
+}
+
+#[derive(Default)]
+pub struct BlobFetcher {
+    inflight: Mutex<HashMap<String, Arc<Download>>>,
+    /// Downloads started (for tests and metrics).
+    started: std::sync::atomic::AtomicUsize,
+}
+
+/// One client's view of a download.
+pub struct Reader {
+    file: tokio::fs::File,
+    progress: watch::Receiver<Progress>,
+    pub size: Option<u64>,
+}
+
+impl BlobFetcher {
+    pub fn downloads_started(&self) -> usize {
+        self.started.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Joins the download of this blob, starting it if none is in flight, and waits until the
+    /// upstream has answered (so the caller knows the size, or the error to report).
+    pub async fn open(self: &Arc<Self>, state: &AppState, source: BlobSource) -> Result<Reader, FetchError> {
+        let (download, file) = self.join_or_start(state, source)?;
+        let mut progress = download.progress.clone();
+        loop {
+            let p = progress.borrow_and_update().clone();
+            match p.phase {
+                Phase::Starting => {}
+                Phase::Failed(e) => return Err(e),
+                Phase::Streaming | Phase::Verified => {
+                    return Ok(Reader { file: tokio::fs::File::from_std(file), progress, size: p.size });
+                }
+            }
+            if progress.changed().await.is_err() && matches!(progress.borrow().phase, Phase::Starting) {
+                return Err(FetchError::Io("download ended without a result".into()));
+            }
+        }
+    }
+
+    fn join_or_start(self: &Arc<Self>, state: &AppState, source: BlobSource) -> Result<(Arc<Download>, std::fs::File), FetchError> {
+        let io = |e: std::io::Error| FetchError::Io(e.to_string());
+        // Readers open the file under the lock; the download leaves the map (under the lock)
+        // before it moves or deletes the file, so a reader never finds a path that is gone.
+        let mut inflight = self.inflight.lock().expect("fetcher lock");
+        if let Some(d) = inflight.get(&source.digest) {
+            return Ok((d.clone(), std::fs::File::open(&d.path).map_err(io)?));
+        }
+        let (remote, _, expected_size) = source.remote.clone().ok_or(FetchError::NoRemote)?;
+        let path = state.storage.temp_path();
+        let writer = std::fs::File::create(&path).map_err(io)?;
+        let reader = std::fs::File::open(&path).map_err(io)?;
+        let (tx, rx) = watch::channel(Progress { size: expected_size.map(|s| s as u64), written: 0, phase: Phase::Starting });
+        let download = Arc::new(Download { path, progress: rx });
+        inflight.insert(source.digest.clone(), download.clone());
+        drop(inflight);
+        self.started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+
+        // Detached: a client hanging up must not cancel the download.
+        let (fetcher, state, d) = (self.clone(), state.clone(), download.clone());
+        let store = remote.policy != "streamed";
+        tokio::spawn(async move {
+            let digest = source.digest.clone();
+            let result = fetch(&state, &remote, &source, &tx, tokio::fs::File::from_std(writer)).await;
+            fetcher.inflight.lock().expect("fetcher lock").remove(&digest);
+            let outcome = match result {
+                Ok(sha256_hex) => finish(&state, &source, &d.path, &sha256_hex, store).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => {
+                    tx.send_modify(|p| p.phase = Phase::Verified);
+                }
+                Err(e) => {
+                    tracing::warn!(digest = %digest, error = %e, "on-demand download failed");
+                    let _ = tokio::fs::remove_file(&d.path).await;
+                    tx.send_modify(|p| p.phase = Phase::Failed(e));
+                }
+            }
+        });
+        Ok((download, reader))
+    }
+}
+
+enum Hashers {
+    Sha256(Sha256),
+    Both(Sha256, Sha512),
+}
+
+/// Downloads into the temp file, publishing progress; returns the sha256 hex once the size and
+/// the digest are right.
+async fn fetch(
+    state: &AppState,
+    remote: &crate::models::remote::Remote,
+    source: &BlobSource,
+    tx: &watch::Sender<Progress>,
+    mut file: tokio::fs::File,
+) -> Result<String, FetchError> {
+    let upstream = state.upstreams.get(remote)?;
+    let resp = upstream.get_blob(&source.digest).await?;
+    let expected = tx.borrow().size;
+    let size = match (expected, resp.content_length()) {
+        (Some(e), Some(c)) if e != c => {
+            return Err(FetchError::Integrity(format!(
+                "the upstream {} sent {} bytes for {}, expected {e}",
+                upstream.describe(),
+                c,
+                source.digest
+            )))
+        }
+        (e, c) => e.or(c),
+    };
+    tx.send_modify(|p| {
+        p.size = size;
+        p.phase = Phase::Streaming;
+    });
+    let mut hashers = if source.digest.starts_with("sha512:") { Hashers::Both(Sha256::new(), Sha512::new()) } else { Hashers::Sha256(Sha256::new()) };
+    let deadline = upstream.total_timeout().map(|t| Instant::now() + t);
+    let mut body = resp.bytes_stream();
+    let mut written: u64 = 0;
+    let io = |e: std::io::Error| FetchError::Io(e.to_string());
+    loop {
+        let wait = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()).min(IDLE_TIMEOUT),
+            None => IDLE_TIMEOUT,
+        };
+        let next = tokio::time::timeout(wait, body.next())
+            .await
+            .map_err(|_| FetchError::Upstream(UpstreamError::Timeout(upstream.blob_url(&source.digest))))?;
+        let Some(chunk) = next else { break };
+        let chunk = chunk.map_err(|e| {
+            FetchError::Upstream(UpstreamError::Unreachable(format!("{}: the download broke off: {e}", upstream.blob_url(&source.digest))))
+        })?;
+        if size.is_some_and(|s| written + chunk.len() as u64 > s) {
+            return Err(FetchError::Integrity(format!("the upstream sent more bytes than the {} of {}", size.unwrap_or(0), source.digest)));
+        }
+        file.write_all(&chunk).await.map_err(io)?;
+        // Readers may read up to `written` as soon as it is published.
+        file.flush().await.map_err(io)?;
+        match &mut hashers {
+            Hashers::Sha256(h) => h.update(&chunk),
+            Hashers::Both(h, h512) => {
+                h.update(&chunk);
+                h512.update(&chunk);
+            }
+        }
+        written += chunk.len() as u64;
+        tx.send_modify(|p| p.written = written);
+    }
+    if let Some(s) = size {
+        if s != written {
+            return Err(FetchError::Integrity(format!("size mismatch for {}: expected {s} bytes, got {written}", source.digest)));
+        }
+    }
+    let (sha256_hex, actual) = match hashers {
+        Hashers::Sha256(h) => {
+            let hex = format!("{:x}", h.finalize());
+            (hex.clone(), format!("sha256:{hex}"))
+        }
+        Hashers::Both(h, h512) => (format!("{:x}", h.finalize()), format!("sha512:{:x}", h512.finalize())),
+    };
+    if actual != source.digest {
+        return Err(FetchError::Integrity(format!("digest mismatch for {}: the bytes hash to {actual}", source.digest)));
+    }
+    file.sync_data().await.map_err(io)?;
+    Ok(sha256_hex)
+}
+
+/// Verified bytes: keep them (moved into the store, artifact recorded and linked) or, for a
+/// streamed remote, drop the file once readers have it open.
+async fn finish(state: &AppState, source: &BlobSource, temp: &std::path::Path, sha256_hex: &str, store: bool) -> Result<(), FetchError> {
+    if !store {
+        let _ = tokio::fs::remove_file(temp).await;
+        return Ok(());
+    }
+    let key = state.storage.commit(temp, sha256_hex).map_err(|e| FetchError::Io(e.to_string()))?;
+    let size = std::fs::metadata(state.storage.path_of(&key)).map(|m| m.len() as i64).map_err(|e| FetchError::Io(e.to_string()))?;
+    let (hex, blob_id, digest) = (sha256_hex.to_string(), source.blob_id.clone(), source.digest.clone());
+    state
+        .db
+        .run(move |c| {
+            crate::db::write_transaction(c, |c| {
+                let a = artifact::ensure(c, &hex, size, &key)?;
+                content::ensure_blob_file(c, &blob_id, &digest, Some(&a.id), None)?;
+                Ok::<_, DbError>(())
+            })
+        })
+        .await
+        .map_err(|e| FetchError::Io(format!("recording the artifact failed: {e}")))
+}
+
+impl Reader {
+    /// The bytes `[start, end)` as they arrive. The blob's final byte is sent only after the
+    /// download is verified; a failed download ends the stream with an error.
+    pub fn stream(self, start: u64, end: Option<u64>) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+        futures_util::stream::unfold((self, start, false), move |(mut r, pos, mut seeked)| async move {
+            if !seeked {
+                if let Err(e) = r.file.seek(SeekFrom::Start(pos)).await {
+                    return Some((Err(e), (r, u64::MAX, true)));
+                }
+                seeked = true;
+            }
+            loop {
+                let p = r.progress.borrow_and_update().clone();
+                let end = end.or(p.size);
+                if end.is_some_and(|e| pos >= e) || pos == u64::MAX {
+                    return None;
+                }
+                let sendable = match p.phase {
+                    Phase::Failed(e) => return Some((Err(std::io::Error::other(e.to_string())), (r, u64::MAX, seeked))),
+                    Phase::Verified => p.written,
+                    // Hold back the last byte until the digest is checked.
+                    _ => match p.size {
+                        Some(s) => p.written.min(s.saturating_sub(1)),
+                        None => p.written.saturating_sub(1),
+                    },
+                };
+                let limit = end.map_or(sendable, |e| sendable.min(e));
+                if pos < limit {
+                    let want = ((limit - pos) as usize).min(READ_CHUNK);
+                    let mut buf = vec![0u8; want];
+                    return match r.file.read(&mut buf).await {
+                        Ok(0) => Some((Err(std::io::Error::other("the download file is shorter than reported")), (r, u64::MAX, seeked))),
+                        Ok(n) => {
+                            buf.truncate(n);
+                            Some((Ok(Bytes::from(buf)), (r, pos + n as u64, seeked)))
+                        }
+                        Err(e) => Some((Err(e), (r, u64::MAX, seeked))),
+                    };
+                }
+                if matches!(p.phase, Phase::Verified) {
+                    // Verified and nothing more to send: the whole range has been sent.
+                    return None;
+                }
+                if r.progress.changed().await.is_err() && !matches!(r.progress.borrow().phase, Phase::Verified | Phase::Failed(_)) {
+                    return Some((Err(std::io::Error::other("the download stopped")), (r, u64::MAX, seeked)));
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,107 @@
+//! Errors of the /v2 content app, in the distribution spec's JSON:
+//! `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"...","detail":...}]}`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::db::DbError;
+use crate::ondemand::FetchError;
+use crate::upstream::UpstreamError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("repository name not known to registry: {0}")]
+    NameUnknown(String),
+    #[error("manifest unknown: {0}")]
+    ManifestUnknown(String),
+    #[error("blob unknown to registry: {0}")]
+    BlobUnknown(String),
+    #[error("invalid digest: {0}")]
+    DigestInvalid(String),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("{0}")]
+    TooManyRequests(String),
+    #[error("{0}")]
+    BadGateway(String),
+    #[error("{0}")]
+    GatewayTimeout(String),
+    #[error("{0}")]
+    RangeNotSatisfiable(u64),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl RegistryError {
+    fn code(&self) -> &'static str {
+        match self {
+            RegistryError::NameUnknown(_) => "NAME_UNKNOWN",
+            RegistryError::ManifestUnknown(_) => "MANIFEST_UNKNOWN",
+            RegistryError::BlobUnknown(_) => "BLOB_UNKNOWN",
+            RegistryError::DigestInvalid(_) => "DIGEST_INVALID",
+            RegistryError::Unauthorized => "UNAUTHORIZED",
+            RegistryError::TooManyRequests(_) => "TOOMANYREQUESTS",
+            RegistryError::RangeNotSatisfiable(_) => "RANGE_INVALID",
+            _ => "UNKNOWN",
+        }
+    }
+}
+
+impl From<DbError> for RegistryError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Pool(e) => RegistryError::Unavailable(format!("database unavailable: {e}")),
+            other => RegistryError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Upstream failures as the client sees them, naming the remote.
+impl From<FetchError> for RegistryError {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::Upstream(UpstreamError::NotFound(what)) => RegistryError::BlobUnknown(format!("{what} (the remote no longer has it)")),
+            FetchError::Upstream(e @ UpstreamError::TooManyRequests(_)) => RegistryError::TooManyRequests(e.to_string()),
+            FetchError::Upstream(e @ UpstreamError::Timeout(_)) => RegistryError::GatewayTimeout(e.to_string()),
+            FetchError::NoRemote => RegistryError::BlobUnknown("the blob's bytes are not stored and no remote can provide them".into()),
+            other => RegistryError::BadGateway(other.to_string()),
+        }
+    }
+}
+
+impl ResponseError for RegistryError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            RegistryError::NameUnknown(_) | RegistryError::ManifestUnknown(_) | RegistryError::BlobUnknown(_) => StatusCode::NOT_FOUND,
+            RegistryError::DigestInvalid(_) => StatusCode::BAD_REQUEST,
+            RegistryError::Unauthorized => StatusCode::UNAUTHORIZED,
+            RegistryError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            RegistryError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            RegistryError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            RegistryError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            RegistryError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RegistryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let RegistryError::Internal(m) = self {
+            tracing::error!(error = %m, "registry internal error");
+        }
+        let body = serde_json::json!({"errors": [{"code": self.code(), "message": self.to_string(), "detail": null}]});
+        let mut resp = HttpResponse::build(self.status_code());
+        resp.insert_header(("Docker-Distribution-API-Version", "registry/2.0"));
+        match self {
+            RegistryError::Unauthorized => {
+                resp.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"pulpish\""));
+            }
+            RegistryError::RangeNotSatisfiable(size) => {
+                resp.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
+            }
+            _ => {}
+        }
+        resp.content_type("application/json").body(body.to_string())
+    }
+}

@@ -1,0 +1,210 @@
+//! The content app: the read side of the OCI distribution spec under `/v2/`.
+//! A distribution's base path names the repository; it serves its repository's latest version
+//! (or its pinned version), and only content in that version.
+
+mod error;
+mod range;
+
+use actix_web::body::SizedStream;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+pub use error::RegistryError;
+use range::ByteRange;
+
+use crate::api::auth;
+use crate::app::AppState;
+use crate::db::DbError;
+use crate::models::{content, distribution};
+
+const API_VERSION: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
+const MAX_PAGE: i64 = 10_000;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v2")
+            .route("", web::get().to(base))
+            .route("/", web::get().to(base))
+            .route("/", web::head().to(base))
+            .route("/_catalog", web::get().to(catalog))
+            .route("/{name:.+}/manifests/{reference}", web::get().to(manifest))
+            .route("/{name:.+}/manifests/{reference}", web::head().to(manifest))
+            .route("/{name:.+}/blobs/{digest}", web::get().to(blob))
+            .route("/{name:.+}/blobs/{digest}", web::head().to(blob))
+            .route("/{name:.+}/tags/list", web::get().to(tags))
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(RegistryError::NameUnknown("no such registry endpoint".into()))
+            })),
+    );
+}
+
+async fn base() -> HttpResponse {
+    HttpResponse::Ok().insert_header(API_VERSION).json(serde_json::json!({}))
+}
+
+/// The (repository id, version number) served at `name`, checking access to private ones.
+async fn served(state: &AppState, req: &HttpRequest, name: &str) -> Result<(String, i64), RegistryError> {
+    let n = name.to_string();
+    let found = state
+        .db
+        .run(move |c| {
+            let Some(d) = distribution::find_by_base_path(c, &n)? else { return Ok::<_, DbError>(None) };
+            let version = distribution::served_version(c, &d)?;
+            Ok(Some((d.private, version)))
+        })
+        .await?;
+    let Some((private, version)) = found else {
+        return Err(RegistryError::NameUnknown(name.to_string()));
+    };
+    if private {
+        auth::verify(state, req.headers()).await.map_err(|_| RegistryError::Unauthorized)?;
+    }
+    version.ok_or_else(|| RegistryError::NameUnknown(format!("{name} serves no repository yet")))
+}
+
+fn valid_digest(d: &str) -> bool {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    match d.split_once(':') {
+        Some(("sha256", h)) => hex(h, 64),
+        Some(("sha512", h)) => hex(h, 128),
+        _ => false,
+    }
+}
+
+async fn manifest(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>) -> Result<HttpResponse, RegistryError> {
+    let (name, reference) = path.into_inner();
+    let (repo, number) = served(&state, &req, &name).await?;
+    let by_digest = reference.contains(':');
+    if by_digest && !valid_digest(&reference) {
+        return Err(RegistryError::DigestInvalid(reference));
+    }
+    let r = reference.clone();
+    let found = state
+        .db
+        .run(move |c| {
+            if by_digest {
+                content::manifest_by_digest(c, &repo, number, &r).map_err(DbError::from)
+            } else {
+                content::manifest_for_tag(c, &repo, number, &r).map_err(DbError::from)
+            }
+        })
+        .await?
+        .ok_or_else(|| RegistryError::ManifestUnknown(format!("{name}:{reference}")))?;
+    Ok(HttpResponse::Ok()
+        .insert_header(API_VERSION)
+        .insert_header(("Docker-Content-Digest", found.digest.clone()))
+        .insert_header((header::ETAG, format!("\"{}\"", found.digest)))
+        .content_type(found.media_type)
+        .body(found.data))
+}
+
+async fn blob(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>) -> Result<HttpResponse, RegistryError> {
+    let (name, digest) = path.into_inner();
+    if !valid_digest(&digest) {
+        return Err(RegistryError::DigestInvalid(digest));
+    }
+    let (repo, number) = served(&state, &req, &name).await?;
+    let d = digest.clone();
+    let source = state
+        .db
+        .run(move |c| content::blob_in_version(c, &repo, number, &d).map_err(DbError::from))
+        .await?
+        .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
+
+    if let Some(artifact) = &source.artifact {
+        return serve_stored(&state, &req, &digest, artifact).await;
+    }
+    let expected_size = source.remote.as_ref().and_then(|(_, _, size)| *size).map(|s| s as u64);
+    if req.method() == actix_web::http::Method::HEAD {
+        // Answered from what the sync recorded; no download for a HEAD.
+        let mut resp = blob_headers(HttpResponse::Ok(), &digest);
+        if let Some(size) = expected_size {
+            resp.insert_header((header::CONTENT_LENGTH, size));
+        }
+        return Ok(resp.finish());
+    }
+    let reader = state.fetcher.open(&state, source).await?;
+    match (reader.size, ByteRange::parse(req.headers().get(header::RANGE), reader.size)) {
+        (_, Err(size)) => Err(RegistryError::RangeNotSatisfiable(size)),
+        (Some(size), Ok(Some(range))) => {
+            let stream = reader.stream(range.start, Some(range.end + 1));
+            Ok(blob_headers(HttpResponse::PartialContent(), &digest)
+                .insert_header((header::CONTENT_RANGE, format!("bytes {}-{}/{size}", range.start, range.end)))
+                .body(SizedStream::new(range.len(), stream)))
+        }
+        (Some(size), Ok(None)) => Ok(blob_headers(HttpResponse::Ok(), &digest).body(SizedStream::new(size, reader.stream(0, None)))),
+        (None, _) => Ok(blob_headers(HttpResponse::Ok(), &digest).streaming(reader.stream(0, None))),
+    }
+}
+
+fn blob_headers(mut resp: actix_web::HttpResponseBuilder, digest: &str) -> actix_web::HttpResponseBuilder {
+    resp.insert_header(API_VERSION)
+        .insert_header(("Docker-Content-Digest", digest.to_string()))
+        .insert_header((header::ETAG, format!("\"{digest}\"")))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .content_type("application/octet-stream");
+    resp
+}
+
+/// A stored blob: actix-files answers Range, HEAD and conditional requests.
+async fn serve_stored(state: &AppState, req: &HttpRequest, digest: &str, artifact: &crate::models::artifact::Artifact) -> Result<HttpResponse, RegistryError> {
+    let path = state.storage.path_of(&artifact.storage_key);
+    let file = actix_files::NamedFile::open_async(&path)
+        .await
+        .map_err(|e| RegistryError::Internal(format!("stored blob {digest} is unreadable: {e}")))?
+        .set_content_type(mime::APPLICATION_OCTET_STREAM)
+        .disable_content_disposition()
+        .use_etag(false)
+        .use_last_modified(false);
+    let mut resp = file.into_response(req);
+    let headers = resp.headers_mut();
+    headers.insert(header::HeaderName::from_static("docker-content-digest"), header::HeaderValue::from_str(digest).expect("digest is ASCII"));
+    headers.insert(header::ETAG, header::HeaderValue::from_str(&format!("\"{digest}\"")).expect("digest is ASCII"));
+    headers.insert(header::HeaderName::from_static("docker-distribution-api-version"), header::HeaderValue::from_static("registry/2.0"));
+    Ok(resp)
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    n: Option<i64>,
+    last: Option<String>,
+}
+
+/// `Link: </v2/...?n=N&last=X>; rel="next"` when a page came back full.
+fn next_link(path: &str, n: i64, items: &[String]) -> Option<String> {
+    let last = items.last()?;
+    (items.len() as i64 == n).then(|| {
+        let q = url::form_urlencoded::Serializer::new(String::new()).append_pair("n", &n.to_string()).append_pair("last", last).finish();
+        format!("<{path}?{q}>; rel=\"next\"")
+    })
+}
+
+async fn tags(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, q: web::Query<PageQuery>) -> Result<HttpResponse, RegistryError> {
+    let name = path.into_inner();
+    let (repo, number) = served(&state, &req, &name).await?;
+    let n = q.n.unwrap_or(MAX_PAGE).clamp(0, MAX_PAGE);
+    let last = q.last.clone();
+    let names = state
+        .db
+        .run(move |c| content::tag_names(c, &repo, number, last.as_deref(), n).map_err(DbError::from))
+        .await?;
+    let mut resp = HttpResponse::Ok();
+    resp.insert_header(API_VERSION);
+    if let Some(link) = next_link(&format!("/v2/{name}/tags/list"), n, &names) {
+        resp.insert_header((header::LINK, link));
+    }
+    Ok(resp.json(serde_json::json!({"name": name, "tags": names})))
+}
+
+async fn catalog(state: web::Data<AppState>, q: web::Query<PageQuery>) -> Result<HttpResponse, RegistryError> {
+    let n = q.n.unwrap_or(MAX_PAGE).clamp(0, MAX_PAGE);
+    let last = q.last.clone();
+    let names = state.db.run(move |c| distribution::base_paths(c, last.as_deref(), n).map_err(DbError::from)).await?;
+    let mut resp = HttpResponse::Ok();
+    resp.insert_header(API_VERSION);
+    if let Some(link) = next_link("/v2/_catalog", n, &names) {
+        resp.insert_header((header::LINK, link));
+    }
+    Ok(resp.json(serde_json::json!({"repositories": names})))
+}
