@@ -1,0 +1,623 @@
+#!/usr/bin/env bash
+# run.sh - pulpish benchmarks against CNCF distribution (docker-registry), on 127.0.0.1 only.
+#
+# Usage: tests/bench/run.sh [--smoke] [--runs N]
+#   (no flag)  full run: 256 MiB blob (build.sh --big), 3 runs per figure, 250 and 2,500 tags
+#   --smoke    small sizes (largest blob of fixtures/index), 1 run each, 250 tags only, wrk 2 s;
+#              checks that every figure is produced (not its value)
+#   --runs N   runs per figure (default 3 full, 1 smoke)
+#
+# Starts, all on 127.0.0.1 with free ports and under one temp dir:
+#   U  docker-registry holding the fixtures (tests/fixtures/{build,push}.sh, plus
+#      fixtures/many2500 in full mode); its access log counts upstream blob GETs and bytes
+#   P  docker-registry in proxy (pull-through cache) mode in front of U: the reference for cold
+#      GETs (fresh storage and process per cold run)
+#   pulpish (SQLite, fresh data dir) with an on_demand remote + repository + sync +
+#      distribution per measured upstream repository; a fresh process and data dir per cold run
+# Figures (B1..B6) are described in docs/benchmarks.md. Prints one Markdown table on stdout
+# (progress on stderr). Exits non-zero if any figure is missing. Everything it starts is
+# stopped by PID on exit and the temp dir removed.
+# Requires: cargo, docker-registry, skopeo, umoci, curl, jq, wrk (apt-get install wrk).
+set -euo pipefail
+shopt -s inherit_errexit
+
+smoke=false
+runs=
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --smoke) smoke=true ;;
+        --runs) runs=${2:?--runs needs a number}; shift ;;
+        -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "usage: $0 [--smoke] [--runs N]" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+if $smoke; then
+    RUNS=${runs:-1} WARM_GETS=2 CONC=32 WRK_SECS=2 TAGS_BIG=0
+else
+    RUNS=${runs:-3} WARM_GETS=5 CONC=32 WRK_SECS=5 TAGS_BIG=2500
+fi
+readonly RUNS WARM_GETS CONC WRK_SECS TAGS_BIG
+readonly PW=bench-admin-pw
+readonly OCI_MANIFEST=application/vnd.oci.image.manifest.v1+json
+readonly ACCEPT_ALL="application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json,application/vnd.docker.distribution.manifest.v2+json,application/vnd.docker.distribution.manifest.list.v2+json"
+readonly PULPISH=$root/target/release/pulpish
+
+for tool in cargo docker-registry skopeo umoci curl jq wrk awk; do
+    command -v "$tool" >/dev/null || { echo "$0: $tool not found" >&2; exit 1; }
+done
+# Only our own flags reach pulpish.
+while read -r v; do unset "$v"; done < <(env | awk -F= '/^PULPISH_/ { print $1 }')
+
+tmp=$(mktemp -d /tmp/pulpish-bench.XXXXXX)
+pidfile=$tmp/pids
+results=$tmp/results
+: >"$pidfile"
+: >"$results"
+
+log() { echo "[bench $(date +%T)] $*" >&2; }
+
+# stop_pid PID: TERM, then KILL after 5 s; only PIDs this script started.
+stop_pid() {
+    local pid=$1 i
+    kill "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        [[ -e /proc/$pid ]] || break
+        # A zombie child of ours counts as gone.
+        [[ $(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break
+        sleep 0.05
+    done
+    [[ -e /proc/$pid ]] && kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    sed -i "/^$pid /d" "$pidfile"
+}
+
+# stop_matching PREFIX: stop the processes registered under a name starting with PREFIX.
+stop_matching() {
+    local pid name
+    while read -r pid name; do
+        [[ -n $pid ]] || continue
+        [[ $name == "$1"* ]] && stop_pid "$pid"
+    done <<<"$(cat "$pidfile")"
+    return 0
+}
+
+cleanup() {
+    local rc=$?
+    stop_matching ""
+    rm -rf "$tmp"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_bg NAME LOGFILE CMD...: start CMD in the background, register it, set BG_PID.
+start_bg() {
+    local name=$1 logf=$2
+    shift 2
+    "$@" >"$logf" 2>&1 &
+    BG_PID=$!
+    echo "$BG_PID $name" >>"$pidfile"
+}
+
+free_port() {
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! grep -q "127.0.0.1:$p\$" "$tmp/ports" 2>/dev/null; then
+            echo "127.0.0.1:$p" >>"$tmp/ports"
+            echo "$p"
+            return
+        fi
+    done
+}
+
+# wait_http URL PID: until URL answers 200 (or the process died / 20 s passed).
+wait_http() {
+    local i
+    for ((i = 0; i < 400; i++)); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "$1" || true) == 200 ]] && return 0
+        [[ -e /proc/$2 ]] || { echo "process $2 died before $1 answered" >&2; return 1; }
+        sleep 0.05
+    done
+    echo "timeout waiting for $1" >&2
+    return 1
+}
+
+record() { echo "$1 $2" >>"$results"; }
+
+rss_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+
+# reset_hwm PID: reset VmHWM (peak RSS) to the current RSS (Linux >= 4.0, needs the right to).
+reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null; }
+
+# --- registries -------------------------------------------------------------------------
+
+# start_registry NAME DIR PORT [PROXY_UPSTREAM_PORT]: sets BG_PID; log in $tmp/NAME.log
+start_registry() {
+    local name=$1 dir=$2 port=$3 up=${4:-}
+    mkdir -p "$dir"
+    {
+        echo "version: 0.1"
+        echo "storage: { filesystem: { rootdirectory: $dir }, delete: { enabled: true } }"
+        echo "http: { addr: 127.0.0.1:$port, secret: bench-secret }"
+        echo "log: { level: info, accesslog: { disabled: false } }"
+        [[ -z $up ]] || echo "proxy: { remoteurl: http://127.0.0.1:$up }"
+    } >"$tmp/$name.yml"
+    start_bg "$name" "$tmp/$name.log" docker-registry serve "$tmp/$name.yml"
+    wait_http "http://127.0.0.1:$port/v2/" "$BG_PID"
+}
+
+# upstream_blob_gets OFFSET DIGEST: "COUNT BYTES" of U's GETs of DIGEST logged after OFFSET.
+# Access log lines are in combined log format: ... "GET /v2/x/blobs/D HTTP/1.1" 200 BYTES ...
+upstream_blob_gets() {
+    tail -c "+$(($1 + 1))" "$tmp/U.log" |
+        awk -v d="/blobs/$2" '$6 == "\"GET" && index($7, d) { n++; b += $10 } END { printf "%d %d\n", n, b }'
+}
+
+# --- pulpish ------------------------------------------------------------------------------
+
+# start_pulpish NAME: fresh data dir; sets BG_PID, PP (port), PBASE (http://127.0.0.1:PP)
+start_pulpish() {
+    local name=$1 dir=$tmp/$1-data
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    PP=$(free_port)
+    PBASE=http://127.0.0.1:$PP
+    start_bg "$name" "$tmp/$name.log" "$PULPISH" serve --bind "127.0.0.1:$PP" --data-dir "$dir" \
+        --database-url "sqlite://$dir/pulpish.db" --admin-password "$PW"
+    wait_http "$PBASE/pulp/api/v3/status/" "$BG_PID"
+}
+
+api() { curl -sS --fail-with-body -u "admin:$PW" -H 'Content-Type: application/json' "$@"; }
+
+# wait_task BASE HREF: until completed; fails (printing the description) otherwise.
+wait_task() {
+    local state t
+    while :; do
+        t=$(api "$1$2")
+        state=$(jq -r .state <<<"$t")
+        case $state in
+            completed) return 0 ;;
+            failed | canceled)
+                echo "task $2 $state: $(jq -r '.error.description // .error' <<<"$t")" >&2
+                return 1
+                ;;
+        esac
+        sleep 0.05
+    done
+}
+
+# setup_repo BASE NAME UPSTREAM_NAME BASE_PATH: on_demand remote + repo, sync, distribution.
+# Sets SYNC_SECS (POST sync -> task seen completed, polled every 50 ms).
+setup_repo() {
+    local base=$1 name=$2 up=$3 bp=$4 remote repo task t0 t1
+    remote=$(api -d "$(jq -cn --arg n "$name" --arg u "http://127.0.0.1:$UP" --arg un "$up" \
+        '{name: $n, url: $u, upstream_name: $un, policy: "on_demand"}')" \
+        "$base/pulp/api/v3/remotes/container/container/" | jq -er .pulp_href)
+    repo=$(api -d "$(jq -cn --arg n "$name" --arg r "$remote" '{name: $n, remote: $r}')" \
+        "$base/pulp/api/v3/repositories/container/container/" | jq -er .pulp_href)
+    t0=$(date +%s.%N)
+    task=$(api -X POST -d '{}' "$base${repo}sync/" | jq -er .task)
+    wait_task "$base" "$task"
+    t1=$(date +%s.%N)
+    SYNC_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    task=$(api -d "$(jq -cn --arg n "$name" --arg b "$bp" --arg r "$repo" \
+        '{name: $n, base_path: $b, repository: $r}')" \
+        "$base/pulp/api/v3/distributions/container/container/" | jq -er .task)
+    wait_task "$base" "$task"
+}
+
+# --- measuring ----------------------------------------------------------------------------
+
+# get_blob URL: one full GET to /dev/null; prints seconds; fails unless 200 with BLOB_SIZE bytes.
+get_blob() {
+    local out code size secs
+    out=$(curl -sS -o /dev/null -w '%{http_code} %{size_download} %{time_total}' "$1")
+    read -r code size secs <<<"$out"
+    if [[ $code != 200 || $size != "$BLOB_SIZE" ]]; then
+        echo "GET $1: HTTP $code, $size bytes (expected 200, $BLOB_SIZE)" >&2
+        return 1
+    fi
+    echo "$secs"
+}
+
+# warm_mbps URL: WARM_GETS sequential full GETs; prints MB/s (10^6 bytes) over their sum.
+warm_mbps() {
+    local i s total=0
+    for ((i = 0; i < WARM_GETS; i++)); do
+        s=$(get_blob "$1")
+        total=$(awk -v a="$total" -v b="$s" 'BEGIN { print a + b }')
+    done
+    awk -v n="$WARM_GETS" -v sz="$BLOB_SIZE" -v t="$total" 'BEGIN { printf "%.1f", n * sz / t / 1e6 }'
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+
+# concurrent_gets URL: CONC clients at once; fails unless every one got the whole blob.
+# Prints the wall time in seconds.
+concurrent_gets() {
+    local i pids=() t0 t1 bad=0 f
+    t0=$(date +%s.%N)
+    for ((i = 0; i < CONC; i++)); do
+        curl -sS -o /dev/null -w '%{http_code} %{size_download}\n' "$1" >"$tmp/conc.$i" 2>&1 &
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i" || bad=1; done
+    t1=$(date +%s.%N)
+    for ((i = 0; i < CONC; i++)); do
+        f=$(cat "$tmp/conc.$i")
+        [[ $f == "200 $BLOB_SIZE" ]] || { echo "concurrent GET $i: $f" >&2; bad=1; }
+    done
+    rm -f "$tmp"/conc.*
+    [[ $bad == 0 ]] || return 1
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
+}
+
+# sample_rss PID OUT: VmRSS (KiB) every 50 ms into OUT until killed; sets BG_PID.
+sample_rss() {
+    local pid=$1 out=$2
+    start_bg sampler /dev/null bash -c \
+        'while [[ -e /proc/'"$pid"' ]]; do awk "/^VmRSS:/ { print \$2 }" /proc/'"$pid"'/status >>'"$out"' 2>/dev/null; sleep 0.05; done'
+}
+
+# wrk_run URL: "REQ_PER_S P99_MS"; fails on socket errors or non-2xx answers.
+wrk_run() {
+    local out rps p99 errs
+    out=$(wrk -t2 -c64 -d"${WRK_SECS}s" --latency -s "$tmp/accept.lua" "$1")
+    rps=$(awk '$1 == "BENCH_RPS" { print $2 }' <<<"$out")
+    p99=$(awk '$1 == "BENCH_P99_MS" { print $2 }' <<<"$out")
+    errs=$(awk '$1 == "BENCH_ERRORS" { print $2 }' <<<"$out")
+    if [[ -z $rps || -z $p99 || $errs != 0 ]]; then
+        echo "wrk $1 failed (errors: ${errs:-?}):" >&2
+        echo "$out" >&2
+        return 1
+    fi
+    echo "$rps $p99"
+}
+
+# --- setup ----------------------------------------------------------------------------------
+
+SECONDS=0
+log "mode: $($smoke && echo smoke || echo full), $RUNS run(s) per figure; temp dir $tmp"
+log "cargo build --release -p pulpish"
+(cd "$root" && cargo build --release -p pulpish) >&2
+[[ -x $PULPISH ]] || { echo "$0: $PULPISH not built" >&2; exit 1; }
+
+log "building fixtures"
+if $smoke; then
+    bash "$root/tests/fixtures/build.sh" "$tmp/fixtures" >/dev/null
+else
+    bash "$root/tests/fixtures/build.sh" "$tmp/fixtures" --big >/dev/null
+fi
+
+UP=$(free_port)
+readonly UP U=http://127.0.0.1:$UP
+start_registry U "$tmp/u-storage" "$UP"
+log "pushing fixtures to U ($U)"
+bash "$root/tests/fixtures/push.sh" "$tmp/fixtures" "127.0.0.1:$UP" >"$tmp/pushed" 2>"$tmp/push.log" ||
+    { cat "$tmp/push.log" >&2; exit 1; }
+
+if ((TAGS_BIG > 0)); then
+    log "creating fixtures/many$TAGS_BIG ($TAGS_BIG tags) in U"
+    skopeo copy --dest-tls-verify=false "oci:$tmp/fixtures/layout:amd64" \
+        "docker://127.0.0.1:$UP/fixtures/many$TAGS_BIG:tag-0000" >/dev/null 2>"$tmp/skopeo.log" ||
+        { cat "$tmp/skopeo.log" >&2; exit 1; }
+    ctype=$(curl -sSf -H "Accept: $ACCEPT_ALL" -o "$tmp/many.json" -w '%{content_type}' \
+        "$U/v2/fixtures/many$TAGS_BIG/manifests/tag-0000")
+    seq -f 'tag-%04g' 1 $((TAGS_BIG - 1)) |
+        xargs -P 8 -I '{}' curl -sSf -o /dev/null -X PUT -H "Content-Type: $ctype" \
+            --data-binary "@$tmp/many.json" "$U/v2/fixtures/many$TAGS_BIG/manifests/{}"
+    n=$(curl -sSf "$U/v2/fixtures/many$TAGS_BIG/tags/list?n=100000" | jq '.tags | length')
+    [[ $n == "$TAGS_BIG" ]] || { echo "$0: fixtures/many$TAGS_BIG has $n tags" >&2; exit 1; }
+fi
+
+# The measured blob: the big layer, or (smoke) the largest blob under fixtures/index.
+# largest_blob REPO TAG: "DIGEST SIZE" of the largest config/layer blob reachable from TAG.
+largest_blob() {
+    local m
+    m=$(curl -sSf -H "Accept: $ACCEPT_ALL" "$U/v2/$1/manifests/$2")
+    if jq -e '.manifests' <<<"$m" >/dev/null; then
+        jq -r '.manifests[].digest' <<<"$m" | while read -r d; do
+            curl -sSf -H "Accept: $ACCEPT_ALL" "$U/v2/$1/manifests/$d" | jq -r '(.layers[], .config) | "\(.digest) \(.size)"'
+        done
+    else
+        jq -r '(.layers[], .config) | "\(.digest) \(.size)"' <<<"$m"
+    fi | sort -k2,2nr | head -n 1
+}
+if $smoke; then BLOB_REPO=fixtures/index; else BLOB_REPO=fixtures/big; fi
+read -r BLOB_DIGEST BLOB_SIZE < <(largest_blob "$BLOB_REPO" latest)
+readonly BLOB_REPO BLOB_DIGEST BLOB_SIZE
+[[ -n $BLOB_DIGEST && $BLOB_SIZE -gt 0 ]] || { echo "$0: no blob found in $BLOB_REPO" >&2; exit 1; }
+log "blob: $BLOB_REPO $BLOB_DIGEST ($BLOB_SIZE bytes)"
+U_BLOB=$U/v2/$BLOB_REPO/blobs/$BLOB_DIGEST
+get_blob "$U_BLOB" >/dev/null # page cache warm on U's side
+
+cat >"$tmp/accept.lua" <<EOF
+wrk.headers["Accept"] = "$OCI_MANIFEST"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("BENCH_RPS %.1f\n", summary.requests / (summary.duration / 1e6)))
+  io.write(string.format("BENCH_P99_MS %.3f\n", latency:percentile(99) / 1000))
+  io.write(string.format("BENCH_ERRORS %d\n", e.connect + e.read + e.write + e.status + e.timeout))
+end
+EOF
+
+# --- sections ---------------------------------------------------------------------------------
+# Each runs in a subshell with errexit: a failure loses that section's figures (reported as
+# missing, exit status 1) but the other sections still run.
+
+# W: one long-lived pulpish with the blob stored and fixtures/oci synced (B1, B5 warm, B6).
+section_warm() {
+    start_pulpish W
+    local wpid=$BG_PID i s pm um p u out
+    setup_repo "$PBASE" blob "$BLOB_REPO" bench/blob
+    setup_repo "$PBASE" oci fixtures/oci bench/oci
+    local p_blob=$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST
+    get_blob "$p_blob" >/dev/null # on_demand: fetched and stored now
+    [[ $(find "$tmp/W-data/artifact" -type f | wc -l) -ge 1 ]] || { echo "blob not stored by pulpish" >&2; return 1; }
+    get_blob "$p_blob" >/dev/null # served from disk, page cache warm
+
+    log "B1 warm GET throughput ($WARM_GETS x $BLOB_SIZE bytes per run)"
+    for ((i = 1; i <= RUNS; i++)); do
+        pm=$(warm_mbps "$p_blob")
+        um=$(warm_mbps "$U_BLOB")
+        record b1.pulpish "$pm"
+        record b1.u "$um"
+        record b1.ratio "$(ratio "$pm" "$um")"
+        log "  run $i: pulpish $pm MB/s, U $um MB/s"
+    done
+
+    log "B5 RSS with 4 clients streaming the stored blob"
+    local before after peak
+    before=$(rss_kib "$wpid" VmRSS)
+    sample_rss "$wpid" "$tmp/rss4"
+    local spid=$BG_PID pids=()
+    for ((i = 0; i < 4; i++)); do
+        for ((s = 0; s < WARM_GETS; s++)); do get_blob "$p_blob" >/dev/null; done &
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i"; done
+    sleep 0.2
+    stop_pid "$spid"
+    after=$(rss_kib "$wpid" VmRSS)
+    peak=$(sort -n "$tmp/rss4" | tail -n 1)
+    record b5.warm4.before "$(awk -v k="$before" 'BEGIN { printf "%.1f", k / 1024 }')"
+    record b5.warm4.peak "$(awk -v k="$peak" 'BEGIN { printf "%.1f", k / 1024 }')"
+    record b5.warm4.after "$(awk -v k="$after" 'BEGIN { printf "%.1f", k / 1024 }')"
+    log "  VmRSS before $before KiB, peak $peak KiB ($(wc -l <"$tmp/rss4") samples), after $after KiB"
+
+    log "B6 manifest GETs, 64 connections, ${WRK_SECS} s per run"
+    for ((i = 1; i <= RUNS; i++)); do
+        out=$(wrk_run "$PBASE/v2/bench/oci/manifests/latest")
+        read -r p pm <<<"$out"
+        out=$(wrk_run "$U/v2/fixtures/oci/manifests/latest")
+        read -r u um <<<"$out"
+        record b6.pulpish.rps "$p"
+        record b6.u.rps "$u"
+        record b6.ratio "$(ratio "$p" "$u")"
+        record b6.pulpish.p99 "$pm"
+        record b6.u.p99 "$um"
+        log "  run $i: pulpish $p req/s p99 $pm ms, U $u req/s p99 $um ms"
+    done
+    stop_pid "$wpid"
+}
+
+# Fresh P: proxy registry in front of U with empty storage. Sets PX (base URL), P_PID.
+fresh_proxy() {
+    local port
+    rm -rf "$tmp/p-storage"
+    port=$(free_port)
+    start_registry cold-P "$tmp/p-storage" "$port" "$UP"
+    P_PID=$BG_PID
+    PX=http://127.0.0.1:$port
+}
+
+# A fresh pulpish with the blob repository synced (nothing downloaded). Sets PBASE, C_PID.
+fresh_pulpish() {
+    start_pulpish cold-pulpish
+    C_PID=$BG_PID
+    setup_repo "$PBASE" blob "$BLOB_REPO" bench/blob
+    [[ -z $(find "$tmp/cold-pulpish-data/artifact" -type f) ]] || { echo "pulpish is not cold" >&2; return 1; }
+}
+
+# settle_upstream_log OFFSET: until U's blob GETs after OFFSET stop changing for 0.5 s (max 15 s).
+settle_upstream_log() {
+    local last="" cur i
+    for ((i = 0; i < 30; i++)); do
+        cur=$(upstream_blob_gets "$1" "$BLOB_DIGEST")
+        [[ $cur == "$last" && $i -ge 2 ]] && return 0
+        last=$cur
+        sleep 0.5
+    done
+}
+
+# peak_mib PID: VmHWM since the last reset_hwm, in MiB.
+peak_mib() { awk -v k="$(rss_kib "$1" VmHWM)" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+section_cold() {
+    local i t u p hwm_ok
+    log "B2 cold GET (fresh pulpish / fresh P per run) + B5 peak RSS"
+    for ((i = 1; i <= RUNS; i++)); do
+        u=$(get_blob "$U_BLOB")
+        fresh_pulpish
+        hwm_ok=true
+        reset_hwm "$C_PID" || hwm_ok=false
+        t=$(get_blob "$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST")
+        if $hwm_ok; then record b5.cold1 "$(peak_mib "$C_PID")"; fi
+        stop_pid "$C_PID"
+        fresh_proxy
+        p=$(get_blob "$PX/v2/$BLOB_REPO/blobs/$BLOB_DIGEST")
+        stop_pid "$P_PID"
+        record b2.u "$u"
+        record b2.pulpish "$t"
+        record b2.p "$p"
+        record b2.ratio "$(ratio "$t" "$u")"
+        record b2.p.ratio "$(ratio "$p" "$u")"
+        log "  run $i: U $u s, pulpish cold $t s, P cold $p s"
+    done
+
+    log "B3 $CONC concurrent cold GETs + B5 peak RSS"
+    local off n b wall
+    for ((i = 1; i <= RUNS; i++)); do
+        fresh_pulpish
+        hwm_ok=true
+        reset_hwm "$C_PID" || hwm_ok=false
+        sleep 0.3 # let U's log of the sync settle
+        off=$(stat -c %s "$tmp/U.log")
+        wall=$(concurrent_gets "$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST")
+        if $hwm_ok; then record b5.cold32 "$(peak_mib "$C_PID")"; fi
+        settle_upstream_log "$off"
+        read -r n b < <(upstream_blob_gets "$off" "$BLOB_DIGEST")
+        stop_pid "$C_PID"
+        record b3.pulpish "$(ratio "$b" "$BLOB_SIZE")"
+        record b3.pulpish.gets "$n"
+        record b3.pulpish.wall "$wall"
+        log "  run $i: pulpish: $n upstream GETs, $b bytes, clients done in $wall s"
+
+        fresh_proxy
+        off=$(stat -c %s "$tmp/U.log")
+        wall=$(concurrent_gets "$PX/v2/$BLOB_REPO/blobs/$BLOB_DIGEST")
+        # P's own store download may finish after the clients: wait for U's log to settle.
+        settle_upstream_log "$off"
+        read -r n b < <(upstream_blob_gets "$off" "$BLOB_DIGEST")
+        stop_pid "$P_PID"
+        record b3.p "$(ratio "$b" "$BLOB_SIZE")"
+        record b3.p.gets "$n"
+        record b3.p.wall "$wall"
+        log "  run $i: P: $n upstream GETs, $b bytes, clients done in $wall s"
+    done
+}
+
+section_sync() {
+    local i n t250 t2500
+    log "B4 on_demand sync wall time (fresh pulpish per sync)"
+    for ((i = 1; i <= RUNS; i++)); do
+        start_pulpish cold-sync
+        setup_repo "$PBASE" many fixtures/many bench/many
+        t250=$SYNC_SECS
+        n=$(curl -sSf "$PBASE/v2/bench/many/tags/list" | jq '.tags | length')
+        [[ $n == 250 ]] || { echo "pulpish synced $n tags of fixtures/many, expected 250" >&2; return 1; }
+        stop_pid "$BG_PID"
+        record b4.250 "$t250"
+        if ((TAGS_BIG > 0)); then
+            start_pulpish cold-sync
+            setup_repo "$PBASE" many fixtures/many$TAGS_BIG bench/many$TAGS_BIG
+            t2500=$SYNC_SECS
+            n=$(curl -sSf "$PBASE/v2/bench/many$TAGS_BIG/tags/list" | jq '.tags | length')
+            [[ $n == "$TAGS_BIG" ]] || { echo "pulpish synced $n tags of fixtures/many$TAGS_BIG" >&2; return 1; }
+            stop_pid "$BG_PID"
+            record b4.2500 "$t2500"
+            record b4.ratio "$(ratio "$t2500" "$t250")"
+            log "  run $i: 250 tags $t250 s, $TAGS_BIG tags $t2500 s"
+        else
+            log "  run $i: 250 tags $t250 s"
+        fi
+    done
+}
+
+failed_sections=()
+for s in warm cold sync; do
+    set +e
+    (
+        set -e
+        "section_$s"
+    )
+    rc=$?
+    set -e
+    stop_matching cold-
+    stop_matching W
+    stop_matching sampler
+    if [[ $rc != 0 ]]; then
+        failed_sections+=("$s")
+        log "section $s FAILED (exit $rc); see the messages above"
+        for f in "$tmp"/W.log "$tmp"/cold-*.log; do
+            [[ -f $f ]] && { echo "--- tail of $(basename "$f")" >&2; tail -n 5 "$f" >&2; }
+        done
+    fi
+done
+
+# --- table ------------------------------------------------------------------------------------
+
+missing=0
+# stats KEY: "MEDIAN MIN MAX COUNT" of the recorded values (nothing if none).
+stats() {
+    awk -v k="$1" '$1 == k { print $2 }' "$results" | sort -g |
+        awk '{ a[NR] = $1 } END { if (NR == 0) exit; m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; print m, a[1], a[NR], NR }'
+}
+
+# row ID FIGURE KEY FORMAT [GOAL_TEXT OP LIMIT ON]: OP ge|le, ON med|max|min: which value is held
+# to the goal.
+row() {
+    local id=$1 fig=$2 key=$3 fmt=$4 goal=${5:-} op=${6:-} lim=${7:-} on=${8:-med}
+    local med mn mx cnt met="" v range
+    read -r med mn mx cnt < <(stats "$key"; echo) || true
+    if [[ -z ${med:-} ]]; then
+        echo "| $id | $fig | **missing** | | | $goal | |"
+        missing=1
+        return
+    fi
+    if [[ -n $op ]]; then
+        case $on in med) v=$med ;; max) v=$mx ;; min) v=$mn ;; esac
+        if awk -v v="$v" -v l="$lim" -v op="$op" -v f="$fmt" 'BEGIN {
+            v = sprintf(f, v) + 0; exit !((op == "ge" && v >= l) || (op == "le" && v <= l)) }'; then
+            met=yes
+        else
+            met=**no**
+        fi
+    fi
+    range=$(printf "$fmt–$fmt" "$mn" "$mx")
+    ((cnt > 1)) || range="–"
+    printf "| %s | %s | $fmt | %s | %s | %s | %s |\n" "$id" "$fig" "$med" "$range" "$cnt" "$goal" "$met"
+}
+
+na_row() { echo "| $1 | $2 | n/a ($3) | | | $4 | |"; }
+
+mib=$(awk -v s="$BLOB_SIZE" 'BEGIN { printf (s >= 1048576 ? "%.0f MiB" : "%.2f MiB"), s / 1048576 }')
+{
+    echo
+    echo "Blob: $BLOB_REPO layer $mib; $RUNS run(s) per figure; mode $($smoke && echo smoke || echo full)."
+    echo
+    echo "| # | figure | median | min–max | runs | goal | met |"
+    echo "|---|---|---|---|---|---|---|"
+    row B1 "warm blob GET, pulpish (stored), MB/s" b1.pulpish %.0f
+    row B1 "warm blob GET, U direct, MB/s" b1.u %.0f
+    row B1 "warm throughput pulpish ÷ U" b1.ratio %.2f "≥ 1.30" ge 1.30
+    row B2 "cold GET, U direct, s" b2.u %.3f
+    row B2 "cold GET, pulpish on_demand, s" b2.pulpish %.3f
+    row B2 "cold GET, P (proxy), s" b2.p %.3f
+    row B2 "cold time pulpish ÷ U" b2.ratio %.2f "≤ 1.10" le 1.10
+    row B2 "cold time P ÷ U (reference)" b2.p.ratio %.2f
+    row B3 "$CONC cold GETs: U bytes sent ÷ blob size, pulpish" b3.pulpish %.2f "1.00" le 1.00 max
+    row B3 "$CONC cold GETs: U bytes sent ÷ blob size, P" b3.p %.2f
+    row B3 "$CONC cold GETs: upstream GETs, pulpish" b3.pulpish.gets %.0f
+    row B3 "$CONC cold GETs: upstream GETs, P" b3.p.gets %.0f
+    row B3 "$CONC cold GETs: all clients done, pulpish, s" b3.pulpish.wall %.2f
+    row B3 "$CONC cold GETs: all clients done, P, s" b3.p.wall %.2f
+    row B4 "on_demand sync, 250 tags, s" b4.250 %.2f "< 5" le 4.999
+    if ((TAGS_BIG > 0)); then
+        row B4 "on_demand sync, $TAGS_BIG tags, s" b4.2500 %.2f
+        row B4 "sync time $TAGS_BIG ÷ 250 tags" b4.ratio %.2f "≤ 11" le 11
+    else
+        na_row B4 "on_demand sync, 2500 tags, s" smoke ""
+        na_row B4 "sync time 2500 ÷ 250 tags" smoke "≤ 11"
+    fi
+    row B5 "peak RSS (VmHWM), 1 cold GET (B2), MiB" b5.cold1 %.1f "≤ 64" le 64 max
+    row B5 "peak RSS (VmHWM), $CONC cold GETs (B3), MiB" b5.cold32 %.1f "≤ 64" le 64 max
+    row B5 "RSS, 4 warm clients: before, MiB" b5.warm4.before %.1f
+    row B5 "RSS, 4 warm clients: peak (50 ms samples), MiB" b5.warm4.peak %.1f "≤ 64" le 64 max
+    row B5 "RSS, 4 warm clients: after, MiB" b5.warm4.after %.1f
+    row B6 "manifest GETs/s, 64 conns, pulpish" b6.pulpish.rps %.0f
+    row B6 "manifest GETs/s, 64 conns, U" b6.u.rps %.0f
+    row B6 "manifest GETs/s pulpish ÷ U" b6.ratio %.2f "≥ 1.5" ge 1.5
+    row B6 "manifest GET p99, pulpish, ms" b6.pulpish.p99 %.2f "≤ 10" le 10
+    row B6 "manifest GET p99, U, ms" b6.u.p99 %.2f
+    echo
+}
+log "done in ${SECONDS}s"
+if [[ $missing != 0 || ${#failed_sections[@]} -gt 0 ]]; then
+    echo "$0: figures missing (failed sections: ${failed_sections[*]:-none})" >&2
+    exit 1
+fi
