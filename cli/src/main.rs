@@ -1,24 +1,92 @@
-//! The `pulpish` command. `serve` runs the server; client commands come with the CLI issue.
+//! The `pulpish` command: `serve` runs the server; every other command drives its REST API.
 
-use clap::{Parser, Subcommand};
+mod client;
+mod commands;
+mod output;
+mod profile;
+
+use clap::{Args, Parser, Subcommand};
+
+use output::Format;
+
+const EXIT_CODES: &str = "Exit codes: 0 ok, 1 error or failed task, 2 usage, 3 server unreachable, \
+4 authentication failed, 5 not found, 6 invalid input.";
 
 #[derive(Parser)]
-#[command(name = "pulpish", version, about = "A container content manager with Pulp 3's container API")]
+#[command(name = "pulpish", version, about = "A container content manager with Pulp 3's container API", after_help = EXIT_CODES)]
 struct Cli {
+    #[command(flatten)]
+    conn: Connection,
+    /// Output: readable tables, or the API's JSON for scripts.
+    #[arg(long, global = true, value_enum, default_value = "table")]
+    format: Format,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the server is and who we are (flags, then PULPISH_* variables, then the profile).
+#[derive(Args, Clone)]
+pub struct Connection {
+    /// Server URL [default: http://127.0.0.1:24817, or the profile's]
+    #[arg(long, global = true, env = "PULPISH_SERVER")]
+    server: Option<String>,
+    /// [default: admin, or the profile's]
+    #[arg(long, global = true, env = "PULPISH_USERNAME")]
+    username: Option<String>,
+    #[arg(long, global = true, env = "PULPISH_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the management API, the /v2 content app and the task workers on one port.
+    #[command(after_help = "Example:\n  pulpish serve --bind 0.0.0.0:24817 --data-dir /var/lib/pulpish")]
     Serve(pulpish_server::Config),
+    /// Show the server's status (versions, database, free storage).
+    #[command(after_help = "Example:\n  pulpish status")]
+    Status,
+    /// Save the server and credentials to ~/.config/pulpish/cli.toml.
+    #[command(subcommand)]
+    Config(commands::ConfigCommand),
+    /// Remotes: where and how to fetch from an upstream registry.
+    #[command(subcommand)]
+    Remote(commands::RemoteCommand),
+    /// Repositories: versioned sets of tags, manifests and blobs; sync them from a remote.
+    #[command(subcommand)]
+    Repo(commands::RepoCommand),
+    /// Distributions: serve a repository at /v2/<base-path>.
+    #[command(subcommand)]
+    Distribution(commands::DistributionCommand),
+    /// Content in a repository version.
+    #[command(subcommand)]
+    Content(commands::ContentCommand),
+    /// Background tasks: list, follow, cancel.
+    #[command(subcommand)]
+    Task(commands::TaskCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(config) => serve(config),
+    let result = match cli.command {
+        Command::Serve(config) => serve(config).map_err(|e| client::CliError::Other(format!("{e:#}"))),
+        other => commands::run(other_command(other), &cli.conn, cli.format),
+    };
+    if let Err(e) = result {
+        eprintln!("Error: {e}");
+        std::process::exit(e.exit_code());
+    }
+}
+
+fn other_command(c: Command) -> commands::Command {
+    match c {
+        Command::Status => commands::Command::Status,
+        Command::Config(c) => commands::Command::Config(c),
+        Command::Remote(c) => commands::Command::Remote(c),
+        Command::Repo(c) => commands::Command::Repo(c),
+        Command::Distribution(c) => commands::Command::Distribution(c),
+        Command::Content(c) => commands::Command::Content(c),
+        Command::Task(c) => commands::Command::Task(c),
+        Command::Serve(_) => unreachable!("serve is handled before"),
     }
 }
 
