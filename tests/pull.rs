@@ -364,7 +364,39 @@ async fn upstream_errors_are_mapped_for_the_client(backend: Backend) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_upstream_times_out_with_504() {
+async fn an_upstream_silent_past_the_timeout_is_a_504() {
+    let (mut state, digest) = fault_image(pseudo_random(64 * 1024, 21));
+    state.blobs.get_mut(&digest).unwrap().1 = BlobBehaviour::StallBeforeHeaders(Duration::from_secs(4));
+    let upstream = FaultUpstream::start(state).await;
+    let s = TestServer::start(Backend::Sqlite).await;
+    serve_upstream(&s, &upstream.url(), "fault/app", "on_demand", "fault/app", json!({"max_retries": 0, "total_timeout": 1.0})).await;
+    let start = Instant::now();
+    let resp = s.client.get(format!("{}/v2/fault/app/blobs/{digest}", s.base)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(start.elapsed() < Duration::from_secs(3));
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("timed out"), "{body}");
+    assert_eq!(artifact_count(&s, &digest).await, 0);
+    wait_for("the temp file to go", async || temp_files(&s) == 0).await;
+    upstream.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_upstream_errors_are_retried_with_backoff() {
+    let layer = pseudo_random(256 * 1024, 23);
+    let (mut state, digest) = fault_image(layer.clone());
+    state.blobs.get_mut(&digest).unwrap().1 = BlobBehaviour::FailTimes(2, 503);
+    let upstream = FaultUpstream::start(state).await;
+    let s = TestServer::start(Backend::Sqlite).await;
+    serve_upstream(&s, &upstream.url(), "fault/app", "on_demand", "fault/app", json!({"max_retries": 3})).await;
+    let got = hash_download(s.client.get(format!("{}/v2/fault/app/blobs/{digest}", s.base)).send().await.unwrap()).await.unwrap();
+    assert_eq!(got, (digest.clone(), layer.len() as u64));
+    assert_eq!(upstream.blob_gets(&digest), 3, "two 503s, then the download");
+    upstream.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_that_stalls_mid_body_fails_the_client() {
     let (mut state, digest) = fault_image(pseudo_random(1024 * 1024, 9));
     state.blobs.get_mut(&digest).unwrap().1 = BlobBehaviour::StallAfter(0, Duration::from_secs(5));
     let upstream = FaultUpstream::start(state).await;
@@ -408,9 +440,15 @@ async fn registry_api_basics(backend: Backend) {
         let url = format!("{}{path}", s.base);
         async move { client.get(url).send().await.unwrap() }
     };
+    // /v2/ challenges anonymous clients to fetch a (grant-less) token, as Docker Hub does.
     let base = get("/v2/".into()).await;
-    assert_eq!(base.status(), StatusCode::OK);
+    assert_eq!(base.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(base.headers()["docker-distribution-api-version"], "registry/2.0");
+    let challenge = base.headers()["www-authenticate"].to_str().unwrap().to_string();
+    assert!(challenge.starts_with("Bearer realm=\"http://") && challenge.contains("/token\""), "{challenge}");
+    let token: Value = reqwest::get(format!("{}/token?service=pulpish&scope=repository:many/tags:pull", s.base)).await.unwrap().json().await.unwrap();
+    let base = s.client.get(format!("{}/v2/", s.base)).bearer_auth(token["token"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(base.status(), StatusCode::OK);
 
     let page = get("/v2/many/tags/tags/list?n=4".into()).await;
     let link = page.headers()["link"].to_str().unwrap().to_string();
@@ -460,6 +498,8 @@ async fn registry_api_basics(backend: Backend) {
     s.completed(s.patch(href, json!({"repository": repo, "private": true})).await).await;
     let r = get("/v2/many/tags/manifests/tag-001".into()).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let anonymous = s.client.get(format!("{}/v2/many/tags/manifests/tag-001", s.base)).bearer_auth(token["token"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED, "an anonymous token grants nothing private");
     let r = s.client.get(format!("{}/v2/many/tags/manifests/tag-001", s.base)).basic_auth("admin", Some(support::PASSWORD)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }

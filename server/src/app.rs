@@ -153,6 +153,22 @@ fn random_password() -> String {
     Alphanumeric.sample_string(&mut rand::rngs::OsRng, 24)
 }
 
+/// Every replica sweeps stale uploads; removing one twice is harmless.
+fn spawn_upload_reaper(state: AppState) {
+    let max_age = std::time::Duration::from_secs(state.config.upload_expiry);
+    let every = (max_age / 2).clamp(std::time::Duration::from_millis(200), std::time::Duration::from_secs(60));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            match crate::registry::reap_stale_uploads(&state, max_age).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "removed stale uploads"),
+                Err(e) => tracing::warn!(error = %e, "stale upload sweep failed"),
+            }
+        }
+    });
+}
+
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub state: AppState,
@@ -163,6 +179,7 @@ pub struct RunningServer {
 pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServer, StartError> {
     let addr = listener.local_addr().map_err(StartError::Listen)?;
     tasks::start_workers(state.clone(), state.config.workers).await?;
+    spawn_upload_reaper(state.clone());
     let data = web::Data::new(state.clone());
     let server = HttpServer::new(move || {
         let (app, _) = App::new()

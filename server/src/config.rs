@@ -28,6 +28,9 @@ pub struct Config {
     pub workers: usize,
     #[arg(long, env = "PULPISH_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Blob uploads untouched for this many seconds are removed with their staged bytes.
+    #[arg(long, env = "PULPISH_UPLOAD_EXPIRY", default_value_t = 86400)]
+    pub upload_expiry: u64,
 }
 
 impl Config {
@@ -40,6 +43,7 @@ impl Config {
             admin_password: None,
             workers: 2,
             log_format: LogFormat::Text,
+            upload_expiry: 86400,
         }
     }
 

@@ -103,9 +103,12 @@ start_bg() {
 }
 
 free_port() {
-    local p
+    # Below the ephemeral range, so no client socket (ours or a server's) can hold the port.
+    local p lo
+    read -r lo _ </proc/sys/net/ipv4/ip_local_port_range
+    ((lo > 12000)) || lo=32768
     while :; do
-        p=$((20000 + RANDOM % 40000))
+        p=$((10000 + RANDOM % (lo - 10000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! grep -q "127.0.0.1:$p\$" "$tmp/ports" 2>/dev/null; then
             echo "127.0.0.1:$p" >>"$tmp/ports"
             echo "$p"
@@ -127,6 +130,34 @@ wait_http() {
 }
 
 record() { echo "$1 $2" >>"$results"; }
+
+# cpu_busy_pct: percent of all CPUs busy over the next second (whole machine).
+cpu_busy_pct() {
+    local a b
+    a=$(head -n 1 /proc/stat)
+    sleep 1
+    b=$(head -n 1 /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN {
+        n = split(a, x); split(b, y); t = 0
+        for (i = 2; i <= n; i++) t += y[i] - x[i]
+        idle = (y[5] - x[5]) + (y[6] - x[6])
+        printf "%d", t > 0 ? 100 * (t - idle) / t : 0 }'
+}
+
+# wait_quiet: called while our own processes are idle; waits (up to 2 min) until the rest of
+# the machine uses < 25% of the CPUs, so a concurrent build does not skew a run. A run that
+# starts busy anyway is counted and noted under the table.
+wait_quiet() {
+    local i b
+    for ((i = 0; i < 60; i++)); do
+        b=$(cpu_busy_pct)
+        ((b < 25)) && return 0
+        ((i > 0)) || log "  machine busy (${b}% CPU in use by other processes); waiting up to 2 min"
+        sleep 1
+    done
+    log "  still busy (${b}%); measuring anyway"
+    record busy 1
+}
 
 rss_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
@@ -154,7 +185,7 @@ start_registry() {
 # Access log lines are in combined log format: ... "GET /v2/x/blobs/D HTTP/1.1" 200 BYTES ...
 upstream_blob_gets() {
     tail -c "+$(($1 + 1))" "$tmp/U.log" |
-        awk -v d="/blobs/$2" '$6 == "\"GET" && index($7, d) { n++; b += $10 } END { printf "%d %d\n", n, b }'
+        awk -v d="/blobs/$2" '$6 == "\"GET" && index($7, d) { n++; b += $10 } END { printf "%d %.0f\n", n, b }'
 }
 
 # --- pulpish ------------------------------------------------------------------------------
@@ -362,6 +393,7 @@ section_warm() {
 
     log "B1 warm GET throughput ($WARM_GETS x $BLOB_SIZE bytes per run)"
     for ((i = 1; i <= RUNS; i++)); do
+        wait_quiet
         pm=$(warm_mbps "$p_blob")
         um=$(warm_mbps "$U_BLOB")
         record b1.pulpish "$pm"
@@ -391,6 +423,7 @@ section_warm() {
 
     log "B6 manifest GETs, 64 connections, ${WRK_SECS} s per run"
     for ((i = 1; i <= RUNS; i++)); do
+        wait_quiet
         out=$(wrk_run "$PBASE/v2/bench/oci/manifests/latest")
         read -r p pm <<<"$out"
         out=$(wrk_run "$U/v2/fixtures/oci/manifests/latest")
@@ -441,8 +474,9 @@ section_cold() {
     local i t u p hwm_ok
     log "B2 cold GET (fresh pulpish / fresh P per run) + B5 peak RSS"
     for ((i = 1; i <= RUNS; i++)); do
-        u=$(get_blob "$U_BLOB")
         fresh_pulpish
+        wait_quiet
+        u=$(get_blob "$U_BLOB")
         hwm_ok=true
         reset_hwm "$C_PID" || hwm_ok=false
         t=$(get_blob "$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST")
@@ -463,6 +497,7 @@ section_cold() {
     local off n b wall
     for ((i = 1; i <= RUNS; i++)); do
         fresh_pulpish
+        wait_quiet
         hwm_ok=true
         reset_hwm "$C_PID" || hwm_ok=false
         sleep 0.3 # let U's log of the sync settle
@@ -478,6 +513,7 @@ section_cold() {
         log "  run $i: pulpish: $n upstream GETs, $b bytes, clients done in $wall s"
 
         fresh_proxy
+        wait_quiet
         off=$(stat -c %s "$tmp/U.log")
         wall=$(concurrent_gets "$PX/v2/$BLOB_REPO/blobs/$BLOB_DIGEST")
         # P's own store download may finish after the clients: wait for U's log to settle.
@@ -496,6 +532,7 @@ section_sync() {
     log "B4 on_demand sync wall time (fresh pulpish per sync)"
     for ((i = 1; i <= RUNS; i++)); do
         start_pulpish cold-sync
+        wait_quiet
         setup_repo "$PBASE" many fixtures/many bench/many
         t250=$SYNC_SECS
         n=$(curl -sSf "$PBASE/v2/bench/many/tags/list" | jq '.tags | length')
@@ -504,6 +541,7 @@ section_sync() {
         record b4.250 "$t250"
         if ((TAGS_BIG > 0)); then
             start_pulpish cold-sync
+            wait_quiet
             setup_repo "$PBASE" many fixtures/many$TAGS_BIG bench/many$TAGS_BIG
             t2500=$SYNC_SECS
             n=$(curl -sSf "$PBASE/v2/bench/many$TAGS_BIG/tags/list" | jq '.tags | length')
@@ -615,6 +653,8 @@ mib=$(awk -v s="$BLOB_SIZE" 'BEGIN { printf (s >= 1048576 ? "%.0f MiB" : "%.2f M
     row B6 "manifest GET p99, pulpish, ms" b6.pulpish.p99 %.2f "≤ 10" le 10
     row B6 "manifest GET p99, U, ms" b6.u.p99 %.2f
     echo
+    busy=$(awk '$1 == "busy"' "$results" | wc -l)
+    ((busy == 0)) || { echo "Note: $busy run(s) started while other processes kept >= 25% of the CPUs busy."; echo; }
 }
 log "done in ${SECONDS}s"
 if [[ $missing != 0 || ${#failed_sections[@]} -gt 0 ]]; then

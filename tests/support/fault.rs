@@ -21,6 +21,10 @@ pub enum BlobBehaviour {
     /// Sends this many bytes, then stalls for the duration before the rest.
     StallAfter(usize, Duration),
     Status(u16),
+    /// Answers nothing (no headers) for this long, then serves.
+    StallBeforeHeaders(Duration),
+    /// Fails with this status this many times, then serves.
+    FailTimes(usize, u16),
 }
 
 #[derive(Default)]
@@ -123,7 +127,17 @@ async fn handle(req: HttpRequest, data: Shared) -> HttpResponse {
             return HttpResponse::NotFound().json(serde_json::json!({"errors": [{"code": "BLOB_UNKNOWN"}]}));
         };
         *state.blob_gets.entry(digest.to_string()).or_default() += 1;
+        if let BlobBehaviour::FailTimes(n, code) = behaviour {
+            if n > 0 {
+                state.blobs.get_mut(digest).unwrap().1 = BlobBehaviour::FailTimes(n - 1, code);
+                return HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap())
+                    .json(serde_json::json!({"errors": [{"code": "UNKNOWN", "message": "injected"}]}));
+            }
+        }
         drop(state);
+        if let BlobBehaviour::StallBeforeHeaders(pause) = behaviour {
+            tokio::time::sleep(pause).await;
+        }
         let len = body.len();
         let mut resp = HttpResponse::Ok();
         resp.insert_header(("Docker-Content-Digest", digest.to_string()))
@@ -135,7 +149,7 @@ async fn handle(req: HttpRequest, data: Shared) -> HttpResponse {
             pieces
         };
         return match behaviour {
-            BlobBehaviour::Serve => resp.streaming(stream::iter(chunks(body))),
+            BlobBehaviour::Serve | BlobBehaviour::StallBeforeHeaders(_) | BlobBehaviour::FailTimes(..) => resp.streaming(stream::iter(chunks(body))),
             BlobBehaviour::WrongBytes => {
                 let mut wrong = body.to_vec();
                 let last = wrong.len() - 1;

@@ -59,9 +59,16 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        let url = fresh_database(backend, dir.path());
+        Self::start_with(dir, url, |_| {}).await
+    }
+
+    /// A server on `database_url` with its data in `dir/data` (two can share both, as replicas).
+    pub async fn start_with(dir: tempfile::TempDir, database_url: String, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::for_data_dir(dir.path().join("data"));
-        config.database_url = Some(fresh_database(backend, dir.path()));
+        config.database_url = Some(database_url);
         config.admin_password = Some(PASSWORD.into());
+        tweak(&mut config);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let state = pulpish_server::prepare(config).await.expect("prepare");
         let running = pulpish_server::start(state, listener).await.expect("start");

@@ -204,5 +204,31 @@ diesel::joinable!(reserved_resource -> task (task_id));
 diesel::allow_tables_to_appear_in_same_query!(
     admin_user, remote, repository, repository_version, content, blob, manifest, manifest_blob,
     manifest_list_entry, tag, artifact, content_artifact, remote_artifact, repository_content,
-    distribution, task, reserved_resource, worker,
+    distribution, task, reserved_resource, worker, upload, pushed_blob, setting,
 );
+
+diesel::table! {
+    upload (id) {
+        id -> Text,
+        repository_id -> Text,
+        size -> BigInt,
+        pulp_created -> Timestamp,
+        pulp_last_updated -> Timestamp,
+    }
+}
+
+diesel::table! {
+    pushed_blob (repository_id, blob_id) {
+        repository_id -> Text,
+        blob_id -> Text,
+        pulp_created -> Timestamp,
+    }
+}
+
+diesel::table! {
+    setting (name) {
+        name -> Text,
+        value -> Text,
+    }
+}
+

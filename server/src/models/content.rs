@@ -505,3 +505,55 @@ pub fn blob_in_version(conn: &mut DbConnection, repository_id: &str, number: i64
     };
     Ok(Some(BlobSource { blob_id, digest: digest.to_string(), artifact, remote }))
 }
+
+/// A blob pushed to this repository but not yet in a version, with its stored artifact.
+pub fn pushed_blob(conn: &mut DbConnection, repository_id: &str, digest: &str) -> QueryResult<Option<BlobSource>> {
+    use crate::db::schema::{artifact, pushed_blob};
+    let found: Option<(String, super::artifact::Artifact)> = pushed_blob::table
+        .inner_join(blob::table.on(blob::content_id.eq(pushed_blob::blob_id)))
+        .inner_join(content_artifact::table.on(content_artifact::content_id.eq(blob::content_id)))
+        .inner_join(artifact::table.on(artifact::id.nullable().eq(content_artifact::artifact_id)))
+        .filter(pushed_blob::repository_id.eq(repository_id))
+        .filter(blob::digest.eq(digest))
+        .select((blob::content_id, super::artifact::Artifact::as_select()))
+        .first(conn)
+        .optional()?;
+    Ok(found.map(|(blob_id, a)| BlobSource { blob_id, digest: digest.to_string(), artifact: Some(a), remote: None }))
+}
+
+/// A blob usable by a manifest pushed to this repository: in its latest version or pushed to
+/// it, and stored. Returns the blob id.
+pub fn usable_blob(conn: &mut DbConnection, repository_id: &str, number: i64, digest: &str) -> QueryResult<Option<String>> {
+    if let Some(b) = blob_in_version(conn, repository_id, number, digest)? {
+        return Ok(Some(b.blob_id));
+    }
+    Ok(pushed_blob(conn, repository_id, digest)?.map(|b| b.blob_id))
+}
+
+/// Tag ids in a version with this name (at most one in practice).
+pub fn tags_named(conn: &mut DbConnection, repository_id: &str, number: i64, name: &str) -> QueryResult<Vec<String>> {
+    tag::table
+        .filter(tag::name.eq(name))
+        .filter(tag::content_id.eq_any(version_members!(repository_id, number)))
+        .select(tag::content_id)
+        .load(conn)
+}
+
+/// Tag ids in a version pointing at a manifest.
+pub fn tags_of_manifest(conn: &mut DbConnection, repository_id: &str, number: i64, manifest_id: &str) -> QueryResult<Vec<String>> {
+    tag::table
+        .filter(tag::tagged_manifest_id.eq(manifest_id))
+        .filter(tag::content_id.eq_any(version_members!(repository_id, number)))
+        .select(tag::content_id)
+        .load(conn)
+}
+
+/// Manifest id by digest in a version.
+pub fn manifest_in_version(conn: &mut DbConnection, repository_id: &str, number: i64, digest: &str) -> QueryResult<Option<String>> {
+    manifest::table
+        .filter(manifest::digest.eq(digest))
+        .filter(manifest::content_id.eq_any(version_members!(repository_id, number)))
+        .select(manifest::content_id)
+        .first(conn)
+        .optional()
+}

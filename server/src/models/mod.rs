@@ -7,6 +7,7 @@ pub mod distribution;
 pub mod remote;
 pub mod repository;
 pub mod task;
+pub mod upload;
 
 use chrono::NaiveDateTime;
 

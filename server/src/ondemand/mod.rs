@@ -160,7 +160,11 @@ async fn fetch(
     mut file: tokio::fs::File,
 ) -> Result<String, FetchError> {
     let upstream = state.upstreams.get(remote)?;
-    let resp = upstream.get_blob(&source.digest).await?;
+    // The response headers must come within the remote's timeout too (504 for the client).
+    let wait = upstream.total_timeout().unwrap_or(IDLE_TIMEOUT);
+    let resp = tokio::time::timeout(wait, upstream.get_blob(&source.digest))
+        .await
+        .map_err(|_| FetchError::Upstream(UpstreamError::Timeout(upstream.blob_url(&source.digest))))??;
     let expected = tx.borrow().size;
     let size = match (expected, resp.content_length()) {
         (Some(e), Some(c)) if e != c => {

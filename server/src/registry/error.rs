@@ -19,7 +19,21 @@ pub enum RegistryError {
     #[error("invalid digest: {0}")]
     DigestInvalid(String),
     #[error("authentication required")]
-    Unauthorized,
+    Unauthorized(super::access::Challenge),
+    #[error("{0}")]
+    Denied(String),
+    #[error("invalid repository name: {0}")]
+    NameInvalid(String),
+    #[error("blob upload unknown to registry: {0}")]
+    UploadUnknown(String),
+    #[error("chunk out of order: the upload holds {0} bytes")]
+    UploadRange(i64),
+    #[error("manifest invalid: {0}")]
+    ManifestInvalid(String),
+    #[error("manifest references an unknown blob or manifest: {0}")]
+    ManifestBlobUnknown(String),
+    #[error("{0}")]
+    SizeInvalid(String),
     #[error("{0}")]
     TooManyRequests(String),
     #[error("{0}")]
@@ -41,7 +55,14 @@ impl RegistryError {
             RegistryError::ManifestUnknown(_) => "MANIFEST_UNKNOWN",
             RegistryError::BlobUnknown(_) => "BLOB_UNKNOWN",
             RegistryError::DigestInvalid(_) => "DIGEST_INVALID",
-            RegistryError::Unauthorized => "UNAUTHORIZED",
+            RegistryError::Unauthorized(_) => "UNAUTHORIZED",
+            RegistryError::Denied(_) => "DENIED",
+            RegistryError::NameInvalid(_) => "NAME_INVALID",
+            RegistryError::UploadUnknown(_) => "BLOB_UPLOAD_UNKNOWN",
+            RegistryError::UploadRange(_) => "BLOB_UPLOAD_INVALID",
+            RegistryError::ManifestInvalid(_) => "MANIFEST_INVALID",
+            RegistryError::ManifestBlobUnknown(_) => "MANIFEST_BLOB_UNKNOWN",
+            RegistryError::SizeInvalid(_) => "SIZE_INVALID",
             RegistryError::TooManyRequests(_) => "TOOMANYREQUESTS",
             RegistryError::RangeNotSatisfiable(_) => "RANGE_INVALID",
             _ => "UNKNOWN",
@@ -74,9 +95,12 @@ impl From<FetchError> for RegistryError {
 impl ResponseError for RegistryError {
     fn status_code(&self) -> StatusCode {
         match self {
-            RegistryError::NameUnknown(_) | RegistryError::ManifestUnknown(_) | RegistryError::BlobUnknown(_) => StatusCode::NOT_FOUND,
-            RegistryError::DigestInvalid(_) => StatusCode::BAD_REQUEST,
-            RegistryError::Unauthorized => StatusCode::UNAUTHORIZED,
+            RegistryError::NameUnknown(_) | RegistryError::ManifestUnknown(_) | RegistryError::BlobUnknown(_) | RegistryError::UploadUnknown(_) => StatusCode::NOT_FOUND,
+            RegistryError::DigestInvalid(_) | RegistryError::NameInvalid(_) | RegistryError::ManifestInvalid(_) | RegistryError::ManifestBlobUnknown(_) => StatusCode::BAD_REQUEST,
+            RegistryError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            RegistryError::Denied(_) => StatusCode::FORBIDDEN,
+            RegistryError::UploadRange(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            RegistryError::SizeInvalid(_) => StatusCode::PAYLOAD_TOO_LARGE,
             RegistryError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             RegistryError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             RegistryError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -94,8 +118,11 @@ impl ResponseError for RegistryError {
         let mut resp = HttpResponse::build(self.status_code());
         resp.insert_header(("Docker-Distribution-API-Version", "registry/2.0"));
         match self {
-            RegistryError::Unauthorized => {
-                resp.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"pulpish\""));
+            RegistryError::Unauthorized(challenge) => {
+                resp.insert_header((header::WWW_AUTHENTICATE, challenge.header()));
+            }
+            RegistryError::UploadRange(size) => {
+                resp.insert_header((header::RANGE, format!("0-{}", (size - 1).max(0))));
             }
             RegistryError::RangeNotSatisfiable(size) => {
                 resp.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));

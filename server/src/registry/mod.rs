@@ -2,7 +2,11 @@
 //! A distribution's base path names the repository; it serves its repository's latest version
 //! (or its pinned version), and only content in that version.
 
+pub mod access;
 mod error;
+mod push;
+
+pub use push::reap_stale_uploads;
 mod range;
 
 use actix_web::body::SizedStream;
@@ -13,21 +17,28 @@ use serde::Deserialize;
 pub use error::RegistryError;
 use range::ByteRange;
 
-use crate::api::auth;
 use crate::app::AppState;
 use crate::db::DbError;
 use crate::models::{content, distribution};
 
-const API_VERSION: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
+pub(crate) const API_VERSION: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
 const MAX_PAGE: i64 = 10_000;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/token", web::get().to(access::token));
     cfg.service(
         web::scope("/v2")
             .route("", web::get().to(base))
             .route("/", web::get().to(base))
             .route("/", web::head().to(base))
             .route("/_catalog", web::get().to(catalog))
+            .route("/{name:.+}/blobs/uploads/", web::post().to(push::start_upload))
+            .route("/{name:.+}/blobs/uploads/{id}", web::patch().to(push::append_chunk))
+            .route("/{name:.+}/blobs/uploads/{id}", web::put().to(push::finish_upload))
+            .route("/{name:.+}/blobs/uploads/{id}", web::get().to(push::upload_status))
+            .route("/{name:.+}/blobs/uploads/{id}", web::delete().to(push::cancel_upload))
+            .route("/{name:.+}/manifests/{reference}", web::put().to(push::put_manifest))
+            .route("/{name:.+}/manifests/{reference}", web::delete().to(push::delete_manifest))
             .route("/{name:.+}/manifests/{reference}", web::get().to(manifest))
             .route("/{name:.+}/manifests/{reference}", web::head().to(manifest))
             .route("/{name:.+}/blobs/{digest}", web::get().to(blob))
@@ -39,12 +50,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn base() -> HttpResponse {
-    HttpResponse::Ok().insert_header(API_VERSION).json(serde_json::json!({}))
+async fn base(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, RegistryError> {
+    access::check_base(&state, &req).await?;
+    Ok(HttpResponse::Ok().insert_header(API_VERSION).json(serde_json::json!({})))
 }
 
 /// The (repository id, version number) served at `name`, checking access to private ones.
-async fn served(state: &AppState, req: &HttpRequest, name: &str) -> Result<(String, i64), RegistryError> {
+pub(crate) async fn served(state: &AppState, req: &HttpRequest, name: &str) -> Result<(String, i64), RegistryError> {
     let n = name.to_string();
     let found = state
         .db
@@ -58,12 +70,12 @@ async fn served(state: &AppState, req: &HttpRequest, name: &str) -> Result<(Stri
         return Err(RegistryError::NameUnknown(name.to_string()));
     };
     if private {
-        auth::verify(state, req.headers()).await.map_err(|_| RegistryError::Unauthorized)?;
+        access::authorize(state, req, name, access::Action::Pull).await?;
     }
     version.ok_or_else(|| RegistryError::NameUnknown(format!("{name} serves no repository yet")))
 }
 
-fn valid_digest(d: &str) -> bool {
+pub(crate) fn valid_digest(d: &str) -> bool {
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     match d.split_once(':') {
         Some(("sha256", h)) => hex(h, 64),
@@ -108,7 +120,11 @@ async fn blob(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(Str
     let d = digest.clone();
     let source = state
         .db
-        .run(move |c| content::blob_in_version(c, &repo, number, &d).map_err(DbError::from))
+        .run(move |c| match content::blob_in_version(c, &repo, number, &d)? {
+            Some(s) => Ok(Some(s)),
+            // Pushed ahead of its manifest: readable by the pusher checking for it.
+            None => content::pushed_blob(c, &repo, &d).map_err(DbError::from),
+        })
         .await?
         .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
 

@@ -16,6 +16,7 @@ impl Storage {
         let root = data_dir.to_path_buf();
         std::fs::create_dir_all(root.join("artifact"))?;
         std::fs::create_dir_all(root.join("tmp"))?;
+        std::fs::create_dir_all(root.join("uploads"))?;
         Ok(Storage { root })
     }
 

@@ -1,0 +1,1 @@
+DROP TABLE setting; DROP TABLE pushed_blob; DROP TABLE upload;

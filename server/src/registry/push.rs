@@ -1,0 +1,510 @@
+//! The push half of the distribution spec: blob uploads (monolithic, chunked, cross-repository
+//! mount), manifest PUT and DELETE. Upload state is in the database and the staged bytes in the
+//! shared data directory (`uploads/<id>`), so any replica can take any request of an upload.
+
+use std::path::PathBuf;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use sha2::{Digest, Sha256, Sha512};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+
+use super::access::{authorize, Action};
+use super::{valid_digest, RegistryError, API_VERSION};
+use crate::api::validate;
+use crate::app::AppState;
+use crate::db::{is_unique_violation, write_transaction, DbConnection, DbError};
+use crate::models::content::{self, NewManifest};
+use crate::models::distribution::{self, Distribution};
+use crate::models::repository::{self, Repository};
+use crate::models::{artifact, new_id, now, upload};
+use crate::storage::IngestError;
+use crate::sync::{references, References};
+use crate::upstream::{media_type_of, MAX_MANIFEST};
+
+#[derive(Debug, Deserialize)]
+pub struct UploadQuery {
+    digest: Option<String>,
+    mount: Option<String>,
+    from: Option<String>,
+}
+
+fn staging(state: &AppState, id: &str) -> PathBuf {
+    state.storage.root().join("uploads").join(id)
+}
+
+/// The repository a push to `name` lands in; the first push to a new path creates the
+/// repository and its distribution.
+async fn push_target(state: &AppState, name: &str) -> Result<String, RegistryError> {
+    validate::oci_name(name).map_err(RegistryError::NameInvalid)?;
+    let n = name.to_string();
+    let outcome = state
+        .db
+        .run(move |c| {
+            write_transaction(c, |c| {
+                match distribution::find_by_base_path(c, &n)? {
+                    Some(d) if d.repository_version_id.is_some() => Ok(Err(format!("{n} serves a pinned repository version; push to another path"))),
+                    Some(Distribution { repository_id: Some(r), .. }) => Ok(Ok(r)),
+                    Some(mut d) => {
+                        let repo = create_repository(c, &n)?;
+                        d.repository_id = Some(repo.clone());
+                        distribution::update(c, &d)?;
+                        Ok(Ok(repo))
+                    }
+                    None => {
+                        let repo = create_repository(c, &n)?;
+                        let t = now();
+                        distribution::insert(
+                            c,
+                            &Distribution {
+                                id: new_id(),
+                                name: n.clone(),
+                                base_path: n.clone(),
+                                repository_id: Some(repo.clone()),
+                                repository_version_id: None,
+                                private: false,
+                                description: Some("created by the first push".into()),
+                                pulp_created: t,
+                                pulp_last_updated: t,
+                            },
+                        )?;
+                        Ok(Ok(repo))
+                    }
+                }
+            })
+        })
+        .await;
+    match outcome {
+        Ok(Ok(repo)) => Ok(repo),
+        Ok(Err(denied)) => Err(RegistryError::Denied(denied)),
+        // Another replica created it at the same moment: read what it made.
+        Err(DbError::Query(e)) if is_unique_violation(&e) => {
+            let n = name.to_string();
+            state
+                .db
+                .run(move |c| Ok::<_, DbError>(distribution::find_by_base_path(c, &n)?.and_then(|d| d.repository_id)))
+                .await?
+                .ok_or_else(|| RegistryError::Internal("push target vanished".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn create_repository(c: &mut DbConnection, name: &str) -> Result<String, DbError> {
+    let taken = repository::find_by_name(c, name)?.is_some();
+    let t = now();
+    let id = new_id();
+    let repo_name = if taken { format!("{name}-{}", &id[..8]) } else { name.to_string() };
+    repository::insert(c, &Repository { id: id.clone(), name: repo_name, description: None, remote_id: None, latest_version_number: 0, pulp_created: t, pulp_last_updated: t })?;
+    Ok(id)
+}
+
+fn upload_response(resp: &mut actix_web::HttpResponseBuilder, name: &str, id: &str, size: i64) {
+    resp.insert_header(API_VERSION)
+        .insert_header((header::LOCATION, format!("/v2/{name}/blobs/uploads/{id}")))
+        .insert_header(("Docker-Upload-UUID", id.to_string()))
+        .insert_header((header::RANGE, format!("0-{}", (size - 1).max(0))));
+}
+
+fn blob_created(name: &str, digest: &str) -> HttpResponse {
+    HttpResponse::Created()
+        .insert_header(API_VERSION)
+        .insert_header((header::LOCATION, format!("/v2/{name}/blobs/{digest}")))
+        .insert_header(("Docker-Content-Digest", digest.to_string()))
+        .finish()
+}
+
+/// Records stored bytes as a blob pushed to the repository.
+async fn record_blob(state: &AppState, repository_id: &str, digest: &str, sha256_hex: &str, size: i64, key: &str) -> Result<(), RegistryError> {
+    let (repo, digest, hex, key) = (repository_id.to_string(), digest.to_string(), sha256_hex.to_string(), key.to_string());
+    state
+        .db
+        .run(move |c| {
+            write_transaction(c, |c| {
+                let a = artifact::ensure(c, &hex, size, &key)?;
+                let blob_id = content::ensure_blob(c, &digest)?;
+                content::ensure_blob_file(c, &blob_id, &digest, Some(&a.id), None)?;
+                upload::add_pushed_blob(c, &repo, &blob_id)?;
+                Ok::<_, DbError>(())
+            })
+        })
+        .await?;
+    Ok(())
+}
+
+/// `POST /v2/<name>/blobs/uploads/`: start an upload, take a whole blob (`?digest=`), or mount
+/// one from another repository (`?mount=&from=`).
+pub async fn start_upload(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<UploadQuery>,
+    body: web::Payload,
+) -> Result<HttpResponse, RegistryError> {
+    let name = path.into_inner();
+    authorize(&state, &req, &name, Action::Push).await?;
+    let repo = push_target(&state, &name).await?;
+
+    if let (Some(digest), Some(from)) = (&query.mount, &query.from) {
+        if valid_digest(digest) && authorize(&state, &req, from, Action::Pull).await.is_ok() {
+            if let Ok((from_repo, number)) = super::served(&state, &req, from).await {
+                let (d, r, fr) = (digest.clone(), repo.clone(), from_repo.clone());
+                let mounted = state
+                    .db
+                    .run(move |c| {
+                        let source = match content::blob_in_version(c, &fr, number, &d)? {
+                            Some(s) => Some(s),
+                            None => content::pushed_blob(c, &fr, &d)?,
+                        };
+                        match source {
+                            Some(s) if s.artifact.is_some() => {
+                                upload::add_pushed_blob(c, &r, &s.blob_id)?;
+                                Ok::<_, DbError>(true)
+                            }
+                            _ => Ok(false),
+                        }
+                    })
+                    .await?;
+                if mounted {
+                    return Ok(blob_created(&name, digest));
+                }
+            }
+        }
+        // Not mountable: the spec says to start an ordinary upload instead.
+    }
+
+    if let Some(digest) = &query.digest {
+        if !valid_digest(digest) {
+            return Err(RegistryError::DigestInvalid(digest.clone()));
+        }
+        let stored = ingest_pushed(&state, body, digest).await?;
+        record_blob(&state, &repo, digest, &stored.sha256, stored.size, &stored.key).await?;
+        return Ok(blob_created(&name, digest));
+    }
+
+    let r = repo.clone();
+    let up = state.db.run(move |c| upload::create(c, &r).map_err(DbError::from)).await?;
+    let file = staging(&state, &up.id);
+    tokio::fs::create_dir_all(file.parent().expect("uploads dir")).await.map_err(io)?;
+    tokio::fs::File::create(&file).await.map_err(io)?;
+    let mut resp = HttpResponse::Accepted();
+    upload_response(&mut resp, &name, &up.id, 0);
+    Ok(resp.finish())
+}
+
+fn io(e: std::io::Error) -> RegistryError {
+    RegistryError::Internal(format!("storage error: {e}"))
+}
+
+async fn ingest_pushed(state: &AppState, body: web::Payload, digest: &str) -> Result<crate::storage::StoredFile, RegistryError> {
+    if digest.starts_with("sha512:") {
+        return Err(RegistryError::DigestInvalid("monolithic sha512 uploads are not supported; use a chunked upload".into()));
+    }
+    state.storage.ingest(body, digest, None).await.map_err(|e| match e {
+        IngestError::Digest { .. } | IngestError::Size { .. } => RegistryError::DigestInvalid(e.to_string()),
+        other => RegistryError::Internal(other.to_string()),
+    })
+}
+
+/// The upload `id` of repository `name`, or BLOB_UPLOAD_UNKNOWN.
+async fn find_upload(state: &AppState, req: &HttpRequest, name: &str, id: &str) -> Result<upload::Upload, RegistryError> {
+    authorize(state, req, name, Action::Push).await?;
+    let repo = push_target(state, name).await?;
+    let i = id.to_string();
+    let up = state.db.run(move |c| upload::find(c, &i).map_err(DbError::from)).await?;
+    match up {
+        Some(u) if u.repository_id == repo => Ok(u),
+        _ => Err(RegistryError::UploadUnknown(id.to_string())),
+    }
+}
+
+/// Appends `body` at the upload's offset (honouring `Content-Range`), returning the new size.
+async fn append(state: &AppState, req: &HttpRequest, up: &upload::Upload, mut body: web::Payload) -> Result<i64, RegistryError> {
+    if let Some(range) = req.headers().get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()) {
+        let start = range.trim().trim_start_matches("bytes ").split('-').next().and_then(|s| s.trim().parse::<i64>().ok());
+        if start != Some(up.size) {
+            return Err(RegistryError::UploadRange(up.size));
+        }
+    }
+    let path = staging(state, &up.id);
+    let mut file = tokio::fs::OpenOptions::new().write(true).open(&path).await.map_err(|_| RegistryError::UploadUnknown(up.id.clone()))?;
+    // Drop anything a failed earlier request left past the recorded offset.
+    file.set_len(up.size as u64).await.map_err(io)?;
+    file.seek(std::io::SeekFrom::Start(up.size as u64)).await.map_err(io)?;
+    let mut size = up.size;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| RegistryError::BadGateway(format!("upload body broke off: {e}")))?;
+        file.write_all(&chunk).await.map_err(io)?;
+        size += chunk.len() as i64;
+    }
+    file.flush().await.map_err(io)?;
+    file.sync_data().await.map_err(io)?;
+    let (id, from) = (up.id.clone(), up.size);
+    let moved = state.db.run(move |c| upload::advance(c, &id, from, size).map_err(DbError::from)).await?;
+    if !moved {
+        return Err(RegistryError::UploadRange(from));
+    }
+    Ok(size)
+}
+
+/// `PATCH /v2/<name>/blobs/uploads/<id>`: one chunk, in order.
+pub async fn append_chunk(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>, body: web::Payload) -> Result<HttpResponse, RegistryError> {
+    let (name, id) = path.into_inner();
+    let up = find_upload(&state, &req, &name, &id).await?;
+    let size = append(&state, &req, &up, body).await?;
+    let mut resp = HttpResponse::Accepted();
+    upload_response(&mut resp, &name, &id, size);
+    Ok(resp.finish())
+}
+
+/// Hashes the staged file: (sha256 hex, the digest in the algorithm `digest` names).
+async fn hash_staged(path: PathBuf, sha512: bool) -> std::io::Result<(String, String)> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path)?;
+        let (mut h256, mut h512) = (Sha256::new(), sha512.then(Sha512::new));
+        let mut buf = vec![0u8; 1024 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h256.update(&buf[..n]);
+            if let Some(h) = h512.as_mut() {
+                h.update(&buf[..n]);
+            }
+        }
+        let hex = format!("{:x}", h256.finalize());
+        let digest = match h512 {
+            Some(h) => format!("sha512:{:x}", h.finalize()),
+            None => format!("sha256:{hex}"),
+        };
+        Ok((hex, digest))
+    })
+    .await
+    .map_err(|_| std::io::Error::other("hashing task failed"))?
+}
+
+/// `PUT /v2/<name>/blobs/uploads/<id>?digest=`: the last chunk (if any), the digest check, the
+/// move into the store. A wrong digest stores nothing and ends the upload.
+pub async fn finish_upload(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    query: web::Query<UploadQuery>,
+    body: web::Payload,
+) -> Result<HttpResponse, RegistryError> {
+    let (name, id) = path.into_inner();
+    let up = find_upload(&state, &req, &name, &id).await?;
+    let digest = query.digest.clone().filter(|d| valid_digest(d)).ok_or_else(|| RegistryError::DigestInvalid(query.digest.clone().unwrap_or_else(|| "missing ?digest=".into())))?;
+    let size = append(&state, &req, &up, body).await?;
+    let file = staging(&state, &id);
+    let (hex, actual) = hash_staged(file.clone(), digest.starts_with("sha512:")).await.map_err(io)?;
+    let i = id.clone();
+    if actual != digest {
+        let _ = tokio::fs::remove_file(&file).await;
+        state.db.run(move |c| upload::delete(c, &i).map_err(DbError::from)).await?;
+        return Err(RegistryError::DigestInvalid(format!("the uploaded bytes hash to {actual}, not {digest}")));
+    }
+    let key = state.storage.commit(&file, &hex).map_err(io)?;
+    record_blob(&state, &up.repository_id, &digest, &hex, size, &key).await?;
+    state.db.run(move |c| upload::delete(c, &i).map_err(DbError::from)).await?;
+    Ok(blob_created(&name, &digest))
+}
+
+/// `GET /v2/<name>/blobs/uploads/<id>`: how much has arrived.
+pub async fn upload_status(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>) -> Result<HttpResponse, RegistryError> {
+    let (name, id) = path.into_inner();
+    let up = find_upload(&state, &req, &name, &id).await?;
+    let mut resp = HttpResponse::NoContent();
+    upload_response(&mut resp, &name, &id, up.size);
+    Ok(resp.finish())
+}
+
+/// `DELETE /v2/<name>/blobs/uploads/<id>`: cancel, removing the staged bytes.
+pub async fn cancel_upload(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>) -> Result<HttpResponse, RegistryError> {
+    let (name, id) = path.into_inner();
+    find_upload(&state, &req, &name, &id).await?;
+    remove_upload(&state, &id).await?;
+    Ok(HttpResponse::NoContent().insert_header(API_VERSION).finish())
+}
+
+pub async fn remove_upload(state: &AppState, id: &str) -> Result<(), RegistryError> {
+    let _ = tokio::fs::remove_file(staging(state, id)).await;
+    let i = id.to_string();
+    state.db.run(move |c| upload::delete(c, &i).map_err(DbError::from)).await?;
+    Ok(())
+}
+
+/// Removes uploads untouched for longer than `max_age` and their staged bytes.
+pub async fn reap_stale_uploads(state: &AppState, max_age: std::time::Duration) -> Result<usize, RegistryError> {
+    let before = now() - chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::days(1));
+    let stale = state.db.run(move |c| upload::stale(c, before).map_err(DbError::from)).await?;
+    for id in &stale {
+        remove_upload(state, id).await?;
+    }
+    Ok(stale.len())
+}
+
+/// Reads a request body, refusing more than `limit` bytes.
+async fn read_limited(mut body: web::Payload, limit: usize) -> Result<Vec<u8>, RegistryError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| RegistryError::ManifestInvalid(format!("unreadable body: {e}")))?;
+        if out.len() + chunk.len() > limit {
+            return Err(RegistryError::SizeInvalid(format!("manifests are limited to {limit} bytes")));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// `PUT /v2/<name>/manifests/<tag|digest>`: validate, store the exact bytes, move the tag, and
+/// make a new repository version.
+pub async fn put_manifest(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>, body: web::Payload) -> Result<HttpResponse, RegistryError> {
+    let (name, reference) = path.into_inner();
+    authorize(&state, &req, &name, Action::Push).await?;
+    let repo = push_target(&state, &name).await?;
+    let bytes = read_limited(body, MAX_MANIFEST).await?;
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|v| v.split(';').next().unwrap_or("").trim().to_string());
+    let media_type = media_type_of(&bytes, content_type.as_deref())
+        .ok_or_else(|| RegistryError::ManifestInvalid("not a JSON Docker schema 2 or OCI manifest, list or index".into()))?;
+    let refs = references(&media_type, &bytes).map_err(RegistryError::ManifestInvalid)?;
+    let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
+    let by_digest = reference.contains(':');
+    if by_digest && reference != digest {
+        return Err(RegistryError::DigestInvalid(format!("the manifest's bytes hash to {digest}, not {reference}")));
+    }
+    if !by_digest && !valid_tag(&reference) {
+        return Err(RegistryError::ManifestInvalid(format!("invalid tag '{reference}'")));
+    }
+    let subject = serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|v| v["subject"]["digest"].as_str().map(str::to_string));
+
+    let (r, d, mt, tag) = (repo.clone(), digest.clone(), media_type.clone(), (!by_digest).then(|| reference.clone()));
+    let mut attempt = 0;
+    loop {
+        let (r, d, mt, tag, refs, data) = (r.clone(), d.clone(), mt.clone(), tag.clone(), refs.clone(), bytes.clone());
+        let result = state
+            .db
+            .run(move |c| write_transaction(c, |c| record_manifest(c, &r, &d, &mt, data, &refs, tag.as_deref())))
+            .await;
+        match result {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) => return Err(e),
+            // Two pushes raced for the next version number: go again on the new latest.
+            Err(DbError::Query(e)) if is_unique_violation(&e) && attempt < 5 => attempt += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut resp = HttpResponse::Created();
+    resp.insert_header(API_VERSION)
+        .insert_header((header::LOCATION, format!("/v2/{name}/manifests/{digest}")))
+        .insert_header(("Docker-Content-Digest", digest.clone()));
+    if let Some(s) = subject {
+        resp.insert_header(("OCI-Subject", s));
+    }
+    Ok(resp.finish())
+}
+
+fn valid_tag(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+fn record_manifest(
+    c: &mut DbConnection,
+    repo: &str,
+    digest: &str,
+    media_type: &str,
+    data: Vec<u8>,
+    refs: &References,
+    tag: Option<&str>,
+) -> Result<Result<(), RegistryError>, DbError> {
+    let latest = repository::find(c, repo)?.ok_or(diesel::result::Error::NotFound)?.latest_version_number;
+    let mut add = Vec::new();
+    let new = match refs {
+        References::Image { config, layers } => {
+            let mut ids = Vec::new();
+            for b in std::iter::once(config).chain(layers) {
+                match content::usable_blob(c, repo, latest, &b.digest)? {
+                    Some(id) => ids.push(id),
+                    None => return Ok(Err(RegistryError::ManifestBlobUnknown(b.digest.clone()))),
+                }
+            }
+            add.extend(ids.iter().cloned());
+            NewManifest {
+                digest: digest.into(),
+                media_type: media_type.into(),
+                data,
+                config_blob_id: ids.first().cloned(),
+                blob_ids: ids[1..].to_vec(),
+                listed: vec![],
+            }
+        }
+        References::List(listed) => {
+            let mut entries = Vec::new();
+            for l in listed {
+                match content::manifest_in_version(c, repo, latest, &l.digest)? {
+                    Some(id) => entries.push((id, l.architecture.clone(), l.os.clone())),
+                    None => return Ok(Err(RegistryError::ManifestBlobUnknown(format!("manifest {}", l.digest)))),
+                }
+            }
+            NewManifest { digest: digest.into(), media_type: media_type.into(), data, config_blob_id: None, blob_ids: vec![], listed: entries }
+        }
+    };
+    let (manifest_id, _) = content::ensure_manifest(c, &new)?;
+    add.push(manifest_id.clone());
+    let mut remove = Vec::new();
+    if let Some(t) = tag {
+        let tag_id = content::ensure_tag(c, t, &manifest_id)?;
+        remove = content::tags_named(c, repo, latest, t)?.into_iter().filter(|id| *id != tag_id).collect();
+        add.push(tag_id);
+    }
+    repository::new_version(c, repo, &add, &remove)?;
+    let blob_ids: Vec<String> = add.iter().filter(|id| **id != manifest_id).cloned().collect();
+    upload::clear_pushed_blobs(c, repo, &blob_ids)?;
+    Ok(Ok(()))
+}
+
+/// `DELETE /v2/<name>/manifests/<digest|tag>`: a new version without the manifest (and the
+/// tags pointing at it), or without the tag.
+pub async fn delete_manifest(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>) -> Result<HttpResponse, RegistryError> {
+    let (name, reference) = path.into_inner();
+    authorize(&state, &req, &name, Action::Push).await?;
+    let (repo, _) = super::served(&state, &req, &name).await?;
+    let r = reference.clone();
+    let removed = state
+        .db
+        .run(move |c| {
+            write_transaction(c, |c| {
+                let latest = repository::find(c, &repo)?.ok_or(diesel::result::Error::NotFound)?.latest_version_number;
+                let remove = if r.contains(':') {
+                    match content::manifest_in_version(c, &repo, latest, &r)? {
+                        Some(m) => {
+                            let mut ids = content::tags_of_manifest(c, &repo, latest, &m)?;
+                            ids.push(m);
+                            ids
+                        }
+                        None => vec![],
+                    }
+                } else {
+                    content::tags_named(c, &repo, latest, &r)?
+                };
+                if remove.is_empty() {
+                    return Ok::<_, DbError>(false);
+                }
+                repository::new_version(c, &repo, &[], &remove)?;
+                Ok(true)
+            })
+        })
+        .await?;
+    if !removed {
+        return Err(RegistryError::ManifestUnknown(format!("{name}:{reference}")));
+    }
+    Ok(HttpResponse::Accepted().insert_header(API_VERSION).finish())
+}
