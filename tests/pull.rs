@@ -4,9 +4,8 @@
 
 mod support;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -17,16 +16,7 @@ use support::fault::{sha256, BlobBehaviour, FaultState, FaultUpstream};
 use support::registry::{Auth, Registry};
 use support::{Backend, TestServer};
 
-fn shared(big: bool) -> &'static (Registry, HashMap<String, String>) {
-    static SMALL: OnceLock<(Registry, HashMap<String, String>)> = OnceLock::new();
-    static BIG: OnceLock<(Registry, HashMap<String, String>)> = OnceLock::new();
-    (if big { &BIG } else { &SMALL }).get_or_init(|| {
-        let r = Registry::start(Auth::Anonymous);
-        support::kill_at_exit(r.pid());
-        let refs = r.push_fixtures(big, None);
-        (r, refs)
-    })
-}
+use support::registry::shared_upstream as shared;
 
 /// Remote + repository + sync + distribution at `base_path`; returns the repository href.
 async fn serve_upstream(s: &TestServer, url: &str, upstream: &str, policy: &str, base_path: &str, extra: Value) -> String {

@@ -4,7 +4,6 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use reqwest::StatusCode;
@@ -14,16 +13,8 @@ use support::{Backend, TestServer};
 
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
-/// One upstream per test binary for the read-only cases; tests that change the upstream
-/// start their own.
 fn shared() -> &'static (Registry, HashMap<String, String>) {
-    static SHARED: OnceLock<(Registry, HashMap<String, String>)> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let r = Registry::start(Auth::Anonymous);
-        support::kill_at_exit(r.pid());
-        let refs = r.push_fixtures(false, None);
-        (r, refs)
-    })
+    support::registry::shared_upstream(false)
 }
 
 /// What the upstream holds for `name`, walked independently of pulpish: tags, manifest

@@ -200,3 +200,15 @@ impl Drop for Registry {
         let _ = self.child.wait();
     }
 }
+
+/// One upstream per test binary, filled with every fixture, for tests that only read from it.
+pub fn shared_upstream(big: bool) -> &'static (Registry, std::collections::HashMap<String, String>) {
+    static SMALL: OnceLock<(Registry, std::collections::HashMap<String, String>)> = OnceLock::new();
+    static BIG: OnceLock<(Registry, std::collections::HashMap<String, String>)> = OnceLock::new();
+    (if big { &BIG } else { &SMALL }).get_or_init(|| {
+        let r = Registry::start(Auth::Anonymous);
+        super::kill_at_exit(r.pid());
+        let refs = r.push_fixtures(big, None);
+        (r, refs)
+    })
+}
