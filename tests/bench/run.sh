@@ -129,7 +129,8 @@ wait_http() {
     return 1
 }
 
-record() { echo "$1 $2" >>"$results"; }
+# record KEY VALUE: a figure (held in PENDING while a measured run is in progress).
+record() { echo "$1 $2" >>"${PENDING:-$results}"; }
 
 # cpu_busy_pct: percent of all CPUs busy over the next second (whole machine).
 cpu_busy_pct() {
@@ -144,19 +145,18 @@ cpu_busy_pct() {
         printf "%d", t > 0 ? 100 * (t - idle) / t : 0 }'
 }
 
-# wait_quiet: called while our own processes are idle; waits (up to 2 min) until the rest of
-# the machine uses < 25% of the CPUs, so a concurrent build does not skew a run. A run that
-# starts busy anyway is counted and noted under the table.
+# wait_quiet: called while our own processes are idle; waits (up to 1 min) until the rest of
+# the machine uses < 25% of the CPUs, so a concurrent build does not skew a run (measured
+# then checks what other processes used during the run itself).
 wait_quiet() {
     local i b
-    for ((i = 0; i < 60; i++)); do
+    for ((i = 0; i < 30; i++)); do
         b=$(cpu_busy_pct)
         ((b < 25)) && return 0
-        ((i > 0)) || log "  machine busy (${b}% CPU in use by other processes); waiting up to 2 min"
+        ((i > 0)) || log "  machine busy (${b}% CPU in use by other processes); waiting up to 1 min"
         sleep 1
     done
     log "  still busy (${b}%); measuring anyway"
-    record busy 1
 }
 
 rss_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
@@ -380,62 +380,115 @@ EOF
 # Each runs in a subshell with errexit: a failure loses that section's figures (reported as
 # missing, exit status 1) but the other sections still run.
 
-# W: one long-lived pulpish with the blob stored and fixtures/oci synced (B1, B5 warm, B6).
-section_warm() {
-    start_pulpish W
-    local wpid=$BG_PID i s pm um p u out
-    setup_repo "$PBASE" blob "$BLOB_REPO" bench/blob
-    setup_repo "$PBASE" oci fixtures/oci bench/oci
-    local p_blob=$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST
-    get_blob "$p_blob" >/dev/null # on_demand: fetched and stored now
-    [[ $(find "$tmp/W-data/artifact" -type f | wc -l) -ge 1 ]] || { echo "blob not stored by pulpish" >&2; return 1; }
-    get_blob "$p_blob" >/dev/null # served from disk, page cache warm
+# others_ticks: "PID TICKS" (utime + stime) of every user process not started by this script.
+others_ticks() {
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v me=$$ '{
+        pid = $1; l = $0; sub(/^.*\) /, "", l); split(l, f, " ")
+        pp[pid] = f[2]; t[pid] = f[12] + f[13]
+    } END {
+        for (p in t) {
+            q = p; mine = 0
+            # Ours (below this script) or a kernel thread (below kthreadd, pid 2): not counted.
+            for (n = 0; q > 1 && n < 64; n++) { if (q == me || q == 2) { mine = 1; break }; q = pp[q] }
+            if (!mine) print p, t[p]
+        }
+    }'
+}
 
-    log "B1 warm GET throughput ($WARM_GETS x $BLOB_SIZE bytes per run)"
-    for ((i = 1; i <= RUNS; i++)); do
+# measured NAME FUNCTION...: runs one measurement; if other processes (a build, tests) used
+# >= 25% of the CPUs meanwhile, its figures are dropped and it is repeated (3 attempts; the
+# last one is kept and counted as busy).
+measured() {
+    local name=$1 attempt t0 t1 pct
+    shift
+    for attempt in 1 2 3; do
         wait_quiet
-        pm=$(warm_mbps "$p_blob")
-        um=$(warm_mbps "$U_BLOB")
-        record b1.pulpish "$pm"
-        record b1.u "$um"
-        record b1.ratio "$(ratio "$pm" "$um")"
-        log "  run $i: pulpish $pm MB/s, U $um MB/s"
+        : >"$tmp/pending"
+        others_ticks >"$tmp/others.0"
+        t0=$(date +%s.%N)
+        PENDING=$tmp/pending "$@"
+        t1=$(date +%s.%N)
+        others_ticks >"$tmp/others.1"
+        pct=$(awk -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" -v ncpu="$(nproc)" '
+            FNR == NR { before[$1] = $2; next }
+            { d += $2 - (($1 in before) ? before[$1] : 0) }
+            END { printf "%d", 100 * d / hz / ((t1 - t0) * ncpu) }' "$tmp/others.0" "$tmp/others.1")
+        if ((pct < 25 || attempt == 3)); then
+            cat "$tmp/pending" >>"$results"
+            if ((pct >= 25)); then
+                log "  $name: other processes used ${pct}% of the CPUs; kept anyway (3rd attempt)"
+                record busy 1
+            fi
+            return 0
+        fi
+        log "  $name: other processes used ${pct}% of the CPUs meanwhile; repeating it"
     done
+}
 
-    log "B5 RSS with 4 clients streaming the stored blob"
-    local before after peak
-    before=$(rss_kib "$wpid" VmRSS)
-    sample_rss "$wpid" "$tmp/rss4"
-    local spid=$BG_PID pids=()
+# W: one long-lived pulpish with the blob stored and fixtures/oci synced (B1, B5 warm, B6).
+b1_run() {
+    local pm um
+    pm=$(warm_mbps "$P_BLOB")
+    um=$(warm_mbps "$U_BLOB")
+    record b1.pulpish "$pm"
+    record b1.u "$um"
+    record b1.ratio "$(ratio "$pm" "$um")"
+    log "  run $1: pulpish $pm MB/s, U $um MB/s"
+}
+
+b5_warm_run() {
+    local before after peak i s spid pids=()
+    : >"$tmp/rss4"
+    before=$(rss_kib "$W_PID" VmRSS)
+    sample_rss "$W_PID" "$tmp/rss4"
+    spid=$BG_PID
     for ((i = 0; i < 4; i++)); do
-        for ((s = 0; s < WARM_GETS; s++)); do get_blob "$p_blob" >/dev/null; done &
+        for ((s = 0; s < WARM_GETS; s++)); do get_blob "$P_BLOB" >/dev/null; done &
         pids+=($!)
     done
     for i in "${pids[@]}"; do wait "$i"; done
     sleep 0.2
     stop_pid "$spid"
-    after=$(rss_kib "$wpid" VmRSS)
+    after=$(rss_kib "$W_PID" VmRSS)
     peak=$(sort -n "$tmp/rss4" | tail -n 1)
     record b5.warm4.before "$(awk -v k="$before" 'BEGIN { printf "%.1f", k / 1024 }')"
     record b5.warm4.peak "$(awk -v k="$peak" 'BEGIN { printf "%.1f", k / 1024 }')"
     record b5.warm4.after "$(awk -v k="$after" 'BEGIN { printf "%.1f", k / 1024 }')"
     log "  VmRSS before $before KiB, peak $peak KiB ($(wc -l <"$tmp/rss4") samples), after $after KiB"
+}
 
+b6_run() {
+    local out p pm u um
+    out=$(wrk_run "$PBASE/v2/bench/oci/manifests/latest")
+    read -r p pm <<<"$out"
+    out=$(wrk_run "$U/v2/fixtures/oci/manifests/latest")
+    read -r u um <<<"$out"
+    record b6.pulpish.rps "$p"
+    record b6.u.rps "$u"
+    record b6.ratio "$(ratio "$p" "$u")"
+    record b6.pulpish.p99 "$pm"
+    record b6.u.p99 "$um"
+    log "  run $1: pulpish $p req/s p99 $pm ms, U $u req/s p99 $um ms"
+}
+
+section_warm() {
+    local i
+    start_pulpish W
+    W_PID=$BG_PID
+    setup_repo "$PBASE" blob "$BLOB_REPO" bench/blob
+    setup_repo "$PBASE" oci fixtures/oci bench/oci
+    P_BLOB=$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST
+    get_blob "$P_BLOB" >/dev/null # on_demand: fetched and stored now
+    [[ $(find "$tmp/W-data/artifact" -type f | wc -l) -ge 1 ]] || { echo "blob not stored by pulpish" >&2; return 1; }
+    get_blob "$P_BLOB" >/dev/null # served from disk, page cache warm
+
+    log "B1 warm GET throughput ($WARM_GETS x $BLOB_SIZE bytes per run)"
+    for ((i = 1; i <= RUNS; i++)); do measured "B1 run $i" b1_run "$i"; done
+    log "B5 RSS with 4 clients streaming the stored blob ($WARM_GETS GETs each)"
+    measured "B5 warm" b5_warm_run
     log "B6 manifest GETs, 64 connections, ${WRK_SECS} s per run"
-    for ((i = 1; i <= RUNS; i++)); do
-        wait_quiet
-        out=$(wrk_run "$PBASE/v2/bench/oci/manifests/latest")
-        read -r p pm <<<"$out"
-        out=$(wrk_run "$U/v2/fixtures/oci/manifests/latest")
-        read -r u um <<<"$out"
-        record b6.pulpish.rps "$p"
-        record b6.u.rps "$u"
-        record b6.ratio "$(ratio "$p" "$u")"
-        record b6.pulpish.p99 "$pm"
-        record b6.u.p99 "$um"
-        log "  run $i: pulpish $p req/s p99 $pm ms, U $u req/s p99 $um ms"
-    done
-    stop_pid "$wpid"
+    for ((i = 1; i <= RUNS; i++)); do measured "B6 run $i" b6_run "$i"; done
+    stop_pid "$W_PID"
 }
 
 # Fresh P: proxy registry in front of U with empty storage. Sets PX (base URL), P_PID.
@@ -470,90 +523,101 @@ settle_upstream_log() {
 # peak_mib PID: VmHWM since the last reset_hwm, in MiB.
 peak_mib() { awk -v k="$(rss_kib "$1" VmHWM)" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
-section_cold() {
-    local i t u p hwm_ok
-    log "B2 cold GET (fresh pulpish / fresh P per run) + B5 peak RSS"
-    for ((i = 1; i <= RUNS; i++)); do
-        fresh_pulpish
-        wait_quiet
-        u=$(get_blob "$U_BLOB")
-        hwm_ok=true
-        reset_hwm "$C_PID" || hwm_ok=false
-        t=$(get_blob "$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST")
-        if $hwm_ok; then record b5.cold1 "$(peak_mib "$C_PID")"; fi
-        stop_pid "$C_PID"
-        fresh_proxy
-        p=$(get_blob "$PX/v2/$BLOB_REPO/blobs/$BLOB_DIGEST")
-        stop_pid "$P_PID"
-        record b2.u "$u"
-        record b2.pulpish "$t"
-        record b2.p "$p"
-        record b2.ratio "$(ratio "$t" "$u")"
-        record b2.p.ratio "$(ratio "$p" "$u")"
-        log "  run $i: U $u s, pulpish cold $t s, P cold $p s"
-    done
+# B2 (+ B5): U direct (warm), then a fresh pulpish's first GET, then a fresh P's first GET.
+b2_run() {
+    local t u p hwm_ok=true
+    fresh_pulpish
+    u=$(get_blob "$U_BLOB")
+    reset_hwm "$C_PID" || hwm_ok=false
+    t=$(get_blob "$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST")
+    if $hwm_ok; then record b5.cold1 "$(peak_mib "$C_PID")"; fi
+    stop_pid "$C_PID"
+    fresh_proxy
+    p=$(get_blob "$PX/v2/$BLOB_REPO/blobs/$BLOB_DIGEST")
+    stop_pid "$P_PID"
+    record b2.u "$u"
+    record b2.pulpish "$t"
+    record b2.p "$p"
+    record b2.ratio "$(ratio "$t" "$u")"
+    record b2.p.ratio "$(ratio "$p" "$u")"
+    log "  run $1: U $u s, pulpish cold $t s, P cold $p s"
+}
 
-    log "B3 $CONC concurrent cold GETs + B5 peak RSS"
+# B3 (+ B5) against a fresh pulpish.
+b3_pulpish_run() {
+    local off n b wall hwm_ok=true
+    fresh_pulpish
+    reset_hwm "$C_PID" || hwm_ok=false
+    sleep 0.3
+    off=$(stat -c %s "$tmp/U.log")
+    wall=$(concurrent_gets "$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST")
+    if $hwm_ok; then record b5.cold32 "$(peak_mib "$C_PID")"; fi
+    settle_upstream_log "$off"
+    read -r n b < <(upstream_blob_gets "$off" "$BLOB_DIGEST")
+    stop_pid "$C_PID"
+    record b3.pulpish "$(ratio "$b" "$BLOB_SIZE")"
+    record b3.pulpish.gets "$n"
+    record b3.pulpish.wall "$wall"
+    log "  run $1: pulpish: $n upstream GETs, $b bytes, clients done in $wall s"
+}
+
+# B3 against a fresh P.
+b3_proxy_run() {
     local off n b wall
-    for ((i = 1; i <= RUNS; i++)); do
-        fresh_pulpish
-        wait_quiet
-        hwm_ok=true
-        reset_hwm "$C_PID" || hwm_ok=false
-        sleep 0.3 # let U's log of the sync settle
-        off=$(stat -c %s "$tmp/U.log")
-        wall=$(concurrent_gets "$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST")
-        if $hwm_ok; then record b5.cold32 "$(peak_mib "$C_PID")"; fi
-        settle_upstream_log "$off"
-        read -r n b < <(upstream_blob_gets "$off" "$BLOB_DIGEST")
-        stop_pid "$C_PID"
-        record b3.pulpish "$(ratio "$b" "$BLOB_SIZE")"
-        record b3.pulpish.gets "$n"
-        record b3.pulpish.wall "$wall"
-        log "  run $i: pulpish: $n upstream GETs, $b bytes, clients done in $wall s"
+    fresh_proxy
+    off=$(stat -c %s "$tmp/U.log")
+    wall=$(concurrent_gets "$PX/v2/$BLOB_REPO/blobs/$BLOB_DIGEST")
+    # P's own store download may finish after the clients: wait for U's log to settle.
+    settle_upstream_log "$off"
+    read -r n b < <(upstream_blob_gets "$off" "$BLOB_DIGEST")
+    stop_pid "$P_PID"
+    record b3.p "$(ratio "$b" "$BLOB_SIZE")"
+    record b3.p.gets "$n"
+    record b3.p.wall "$wall"
+    log "  run $1: P: $n upstream GETs, $b bytes, clients done in $wall s"
+}
 
-        fresh_proxy
-        wait_quiet
-        off=$(stat -c %s "$tmp/U.log")
-        wall=$(concurrent_gets "$PX/v2/$BLOB_REPO/blobs/$BLOB_DIGEST")
-        # P's own store download may finish after the clients: wait for U's log to settle.
-        settle_upstream_log "$off"
-        read -r n b < <(upstream_blob_gets "$off" "$BLOB_DIGEST")
-        stop_pid "$P_PID"
-        record b3.p "$(ratio "$b" "$BLOB_SIZE")"
-        record b3.p.gets "$n"
-        record b3.p.wall "$wall"
-        log "  run $i: P: $n upstream GETs, $b bytes, clients done in $wall s"
+section_cold() {
+    local i
+    log "B2 cold GET (fresh pulpish / fresh P per run) + B5 peak RSS"
+    for ((i = 1; i <= RUNS; i++)); do measured "B2 run $i" b2_run "$i"; done
+    log "B3 $CONC concurrent cold GETs + B5 peak RSS"
+    for ((i = 1; i <= RUNS; i++)); do
+        measured "B3 pulpish run $i" b3_pulpish_run "$i"
+        measured "B3 P run $i" b3_proxy_run "$i"
     done
 }
 
+# sync_tags UPSTREAM_NAME TAGS: a fresh pulpish syncs it; sets SYNC_SECS; checks the tag count.
+sync_tags() {
+    local n
+    start_pulpish cold-sync
+    setup_repo "$PBASE" many "$1" bench/many
+    n=$(curl -sSf "$PBASE/v2/bench/many/tags/list" | jq '.tags | length')
+    stop_pid "$BG_PID"
+    [[ $n == "$2" ]] || { echo "pulpish synced $n tags of $1, expected $2" >&2; return 1; }
+}
+
+b4_run() {
+    local t250 t2500
+    sync_tags fixtures/many 250
+    t250=$SYNC_SECS
+    record b4.250 "$t250"
+    if ((TAGS_BIG > 0)); then
+        sync_tags "fixtures/many$TAGS_BIG" "$TAGS_BIG"
+        t2500=$SYNC_SECS
+        record b4.2500 "$t2500"
+        record b4.ratio "$(ratio "$t2500" "$t250")"
+        log "  run $1: 250 tags $t250 s, $TAGS_BIG tags $t2500 s"
+    else
+        log "  run $1: 250 tags $t250 s"
+    fi
+}
+
 section_sync() {
-    local i n t250 t2500
+    local i
     log "B4 on_demand sync wall time (fresh pulpish per sync)"
-    for ((i = 1; i <= RUNS; i++)); do
-        start_pulpish cold-sync
-        wait_quiet
-        setup_repo "$PBASE" many fixtures/many bench/many
-        t250=$SYNC_SECS
-        n=$(curl -sSf "$PBASE/v2/bench/many/tags/list" | jq '.tags | length')
-        [[ $n == 250 ]] || { echo "pulpish synced $n tags of fixtures/many, expected 250" >&2; return 1; }
-        stop_pid "$BG_PID"
-        record b4.250 "$t250"
-        if ((TAGS_BIG > 0)); then
-            start_pulpish cold-sync
-            wait_quiet
-            setup_repo "$PBASE" many fixtures/many$TAGS_BIG bench/many$TAGS_BIG
-            t2500=$SYNC_SECS
-            n=$(curl -sSf "$PBASE/v2/bench/many$TAGS_BIG/tags/list" | jq '.tags | length')
-            [[ $n == "$TAGS_BIG" ]] || { echo "pulpish synced $n tags of fixtures/many$TAGS_BIG" >&2; return 1; }
-            stop_pid "$BG_PID"
-            record b4.2500 "$t2500"
-            record b4.ratio "$(ratio "$t2500" "$t250")"
-            log "  run $i: 250 tags $t250 s, $TAGS_BIG tags $t2500 s"
-        else
-            log "  run $i: 250 tags $t250 s"
-        fi
-    done
+    for ((i = 1; i <= RUNS; i++)); do measured "B4 run $i" b4_run "$i"; done
 }
 
 failed_sections=()
