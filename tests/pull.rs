@@ -262,8 +262,20 @@ async fn range_on_a_cold_blob_while_in_flight(backend: Backend) {
     let full = s.client.get(format!("{}/v2/fault/app/blobs/{digest}", s.base)).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(&full[..], &layer[..]);
     assert_eq!(upstream.blob_gets(&digest), 1);
-    let (status, _) = (s.client.get(format!("{}/v2/fault/app/blobs/{digest}", s.base)).header("range", format!("bytes={}-", layer.len())).send().await.unwrap().status(), ());
+    // Now stored: ranges and HEAD come from the store.
+    let blob_url = format!("{}/v2/fault/app/blobs/{digest}", s.base);
+    let status = s.client.get(&blob_url).header("range", format!("bytes={}-", layer.len())).send().await.unwrap().status();
     assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
+    let part = s.client.get(&blob_url).header("range", "bytes=-100").send().await.unwrap();
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.headers()["content-range"], format!("bytes {}-{}/{}", layer.len() - 100, layer.len() - 1, layer.len()).as_str());
+    assert_eq!(&part.bytes().await.unwrap()[..], &layer[layer.len() - 100..]);
+    let head = s.client.head(&blob_url).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()["content-length"], layer.len().to_string().as_str());
+    assert_eq!(head.headers()["docker-content-digest"], digest.as_str());
+    assert!(head.headers().get("content-encoding").is_none(), "never compressed");
+    assert_eq!(upstream.blob_gets(&digest), 1);
     upstream.stop().await;
 }
 

@@ -137,3 +137,18 @@ impl Storage {
         Ok((hex, written))
     }
 }
+
+/// Maps a stored file read-only. Store files are never written again once committed (they are
+/// renamed into place under their digest), which is what makes the mapping safe to hand out.
+#[expect(unsafe_code, reason = "memory-mapping a file is unsafe in general; see the comment above")]
+pub fn map_file(path: &Path) -> std::io::Result<bytes::Bytes> {
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.len() == 0 {
+        return Ok(bytes::Bytes::new());
+    }
+    // SAFETY: committed store files are immutable and only removed by unlinking, which keeps
+    // the mapped pages valid for as long as the mapping lives.
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    let _ = map.advise(memmap2::Advice::Sequential);
+    Ok(bytes::Bytes::from_owner(map))
+}
