@@ -197,6 +197,9 @@ pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServ
         app
     })
     .workers(2)
+    // Each worker's blocking pool runs the database calls; a small pool keeps memory flat
+    // under bursts (every thread brings its own stack and malloc arena).
+    .worker_max_blocking_threads(16)
     .listen(listener)
     .map_err(StartError::Listen)?
     .run();

@@ -16,7 +16,8 @@
 #      distribution per measured upstream repository; a fresh process and data dir per cold run
 # Figures (B1..B6) are described in docs/benchmarks.md. Prints one Markdown table on stdout
 # (progress on stderr). Exits non-zero if any figure is missing. Everything it starts is
-# stopped by PID on exit and the temp dir removed.
+# stopped by PID on exit and the temp dir removed. A run during which other processes (a build,
+# tests) used >= 25% of the CPUs is discarded and repeated (up to 3 attempts).
 # Requires: cargo, docker-registry, skopeo, umoci, curl, jq, wrk (apt-get install wrk).
 set -euo pipefail
 shopt -s inherit_errexit
@@ -27,7 +28,7 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         --smoke) smoke=true ;;
         --runs) runs=${2:?--runs needs a number}; shift ;;
-        -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "usage: $0 [--smoke] [--runs N]" >&2; exit 2 ;;
     esac
     shift

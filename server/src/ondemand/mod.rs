@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256, Sha512};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
 use crate::app::AppState;
@@ -114,6 +114,7 @@ impl BlobFetcher {
         let writer = std::fs::File::create(&path).map_err(io)?;
         let reader = std::fs::File::open(&path).map_err(io)?;
         let (tx, rx) = watch::channel(Progress { size: expected_size.map(|s| s as u64), written: 0, phase: Phase::Starting });
+        let tx = Arc::new(tx);
         let download = Arc::new(Download { path, progress: rx });
         inflight.insert(source.digest.clone(), download.clone());
         drop(inflight);
@@ -124,7 +125,7 @@ impl BlobFetcher {
         let store = remote.policy != "streamed";
         tokio::spawn(async move {
             let digest = source.digest.clone();
-            let result = fetch(&state, &remote, &source, &tx, tokio::fs::File::from_std(writer)).await;
+            let result = fetch(&state, &remote, &source, tx.clone(), writer).await;
             fetcher.inflight.lock().expect("fetcher lock").remove(&digest);
             let outcome = match result {
                 Ok(sha256_hex) => finish(&state, &source, &d.path, &sha256_hex, store).await,
@@ -145,19 +146,16 @@ impl BlobFetcher {
     }
 }
 
-enum Hashers {
-    Sha256(Sha256),
-    Both(Sha256, Sha512),
-}
-
 /// Downloads into the temp file, publishing progress; returns the sha256 hex once the size and
-/// the digest are right.
+/// the digest are right. Receiving runs here; writing and hashing run on a blocking thread fed
+/// by a channel, so the three overlap, and readers see each chunk as soon as it is written
+/// (before it is hashed).
 async fn fetch(
     state: &AppState,
     remote: &crate::models::remote::Remote,
     source: &BlobSource,
-    tx: &watch::Sender<Progress>,
-    mut file: tokio::fs::File,
+    tx: Arc<watch::Sender<Progress>>,
+    file: std::fs::File,
 ) -> Result<String, FetchError> {
     let upstream = state.upstreams.get(remote)?;
     // The response headers must come within the remote's timeout too (504 for the client).
@@ -181,55 +179,69 @@ async fn fetch(
         p.size = size;
         p.phase = Phase::Streaming;
     });
-    let mut hashers = if source.digest.starts_with("sha512:") { Hashers::Both(Sha256::new(), Sha512::new()) } else { Hashers::Sha256(Sha256::new()) };
-    let deadline = upstream.total_timeout().map(|t| Instant::now() + t);
-    let mut body = resp.bytes_stream();
-    let mut written: u64 = 0;
-    let io = |e: std::io::Error| FetchError::Io(e.to_string());
-    loop {
-        let wait = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()).min(IDLE_TIMEOUT),
-            None => IDLE_TIMEOUT,
-        };
-        let next = tokio::time::timeout(wait, body.next())
-            .await
-            .map_err(|_| FetchError::Upstream(UpstreamError::Timeout(upstream.blob_url(&source.digest))))?;
-        let Some(chunk) = next else { break };
-        let chunk = chunk.map_err(|e| {
-            FetchError::Upstream(UpstreamError::Unreachable(format!("{}: the download broke off: {e}", upstream.blob_url(&source.digest))))
-        })?;
-        if size.is_some_and(|s| written + chunk.len() as u64 > s) {
-            return Err(FetchError::Integrity(format!("the upstream sent more bytes than the {} of {}", size.unwrap_or(0), source.digest)));
-        }
-        file.write_all(&chunk).await.map_err(io)?;
-        // Readers may read up to `written` as soon as it is published.
-        file.flush().await.map_err(io)?;
-        match &mut hashers {
-            Hashers::Sha256(h) => h.update(&chunk),
-            Hashers::Both(h, h512) => {
+
+    let (chunks, mut incoming) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let sha512 = source.digest.starts_with("sha512:");
+    let progress = tx.clone();
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(String, String)> {
+        use std::io::Write;
+        let mut file = file;
+        let (mut h256, mut h512) = (Sha256::new(), sha512.then(Sha512::new));
+        let mut written: u64 = 0;
+        while let Some(chunk) = incoming.blocking_recv() {
+            file.write_all(&chunk)?;
+            written += chunk.len() as u64;
+            progress.send_modify(|p| p.written = written);
+            h256.update(&chunk);
+            if let Some(h) = h512.as_mut() {
                 h.update(&chunk);
-                h512.update(&chunk);
             }
         }
-        written += chunk.len() as u64;
-        tx.send_modify(|p| p.written = written);
+        file.sync_data()?;
+        let hex = format!("{:x}", h256.finalize());
+        let actual = match h512 {
+            Some(h) => format!("sha512:{:x}", h.finalize()),
+            None => format!("sha256:{hex}"),
+        };
+        Ok((hex, actual))
+    });
+
+    let deadline = upstream.total_timeout().map(|t| Instant::now() + t);
+    let mut body = resp.bytes_stream();
+    let mut received: u64 = 0;
+    let receiving: Result<(), FetchError> = async {
+        loop {
+            let wait = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()).min(IDLE_TIMEOUT),
+                None => IDLE_TIMEOUT,
+            };
+            let next = tokio::time::timeout(wait, body.next())
+                .await
+                .map_err(|_| FetchError::Upstream(UpstreamError::Timeout(upstream.blob_url(&source.digest))))?;
+            let Some(chunk) = next else { return Ok(()) };
+            let chunk = chunk.map_err(|e| {
+                FetchError::Upstream(UpstreamError::Unreachable(format!("{}: the download broke off: {e}", upstream.blob_url(&source.digest))))
+            })?;
+            received += chunk.len() as u64;
+            if size.is_some_and(|s| received > s) {
+                return Err(FetchError::Integrity(format!("the upstream sent more bytes than the {} of {}", size.unwrap_or(0), source.digest)));
+            }
+            chunks.send(chunk).await.map_err(|_| FetchError::Io("the blob writer stopped".into()))?;
+        }
     }
+    .await;
+    drop(chunks);
+    let written = writer.await.map_err(|_| FetchError::Io("the blob writer failed".into()))?;
+    receiving?;
+    let (sha256_hex, actual) = written.map_err(|e| FetchError::Io(e.to_string()))?;
     if let Some(s) = size {
-        if s != written {
-            return Err(FetchError::Integrity(format!("size mismatch for {}: expected {s} bytes, got {written}", source.digest)));
+        if s != received {
+            return Err(FetchError::Integrity(format!("size mismatch for {}: expected {s} bytes, got {received}", source.digest)));
         }
     }
-    let (sha256_hex, actual) = match hashers {
-        Hashers::Sha256(h) => {
-            let hex = format!("{:x}", h.finalize());
-            (hex.clone(), format!("sha256:{hex}"))
-        }
-        Hashers::Both(h, h512) => (format!("{:x}", h.finalize()), format!("sha512:{:x}", h512.finalize())),
-    };
     if actual != source.digest {
         return Err(FetchError::Integrity(format!("digest mismatch for {}: the bytes hash to {actual}", source.digest)));
     }
-    file.sync_data().await.map_err(io)?;
     Ok(sha256_hex)
 }
 

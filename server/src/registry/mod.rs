@@ -86,23 +86,30 @@ pub(crate) fn valid_digest(d: &str) -> bool {
 
 async fn manifest(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>) -> Result<HttpResponse, RegistryError> {
     let (name, reference) = path.into_inner();
-    let (repo, number) = served(&state, &req, &name).await?;
     let by_digest = reference.contains(':');
     if by_digest && !valid_digest(&reference) {
         return Err(RegistryError::DigestInvalid(reference));
     }
-    let r = reference.clone();
-    let found = state
+    // One trip to the database for the distribution and the manifest: this is the hot path.
+    let (n, r) = (name.clone(), reference.clone());
+    let (found, private) = state
         .db
         .run(move |c| {
-            if by_digest {
-                content::manifest_by_digest(c, &repo, number, &r).map_err(DbError::from)
-            } else {
-                content::manifest_for_tag(c, &repo, number, &r).map_err(DbError::from)
-            }
+            let Some(d) = distribution::find_by_base_path(c, &n)? else { return Ok::<_, DbError>((None, false)) };
+            let Some((repo, number)) = distribution::served_version(c, &d)? else { return Ok((None, d.private)) };
+            let m = if by_digest { content::manifest_by_digest(c, &repo, number, &r)? } else { content::manifest_for_tag(c, &repo, number, &r)? };
+            Ok((Some(m), d.private))
         })
-        .await?
-        .ok_or_else(|| RegistryError::ManifestUnknown(format!("{name}:{reference}")))?;
+        .await?;
+    let Some(found) = found else {
+        // Unknown path (or one serving nothing): let `served` say which, with the right error.
+        served(&state, &req, &name).await?;
+        return Err(RegistryError::NameUnknown(name));
+    };
+    if private {
+        access::authorize(&state, &req, &name, access::Action::Pull).await?;
+    }
+    let found = found.ok_or_else(|| RegistryError::ManifestUnknown(format!("{name}:{reference}")))?;
     Ok(HttpResponse::Ok()
         .insert_header(API_VERSION)
         .insert_header(("Docker-Content-Digest", found.digest.clone()))
