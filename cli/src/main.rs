@@ -90,7 +90,19 @@ fn other_command(c: Command) -> commands::Command {
     }
 }
 
+#[expect(unsafe_code, reason = "mallopt has no safe wrapper")]
+fn limit_malloc_arenas() {
+    // glibc gives each thread that allocates its own arena; with the blocking pools' threads
+    // that is tens of MiB of mostly idle heap. Two arenas are plenty for this server.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called before any other thread exists; mallopt only tunes the allocator.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn serve(config: pulpish_server::Config) -> anyhow::Result<()> {
+    limit_malloc_arenas();
     pulpish_server::init_logging(&config.log_format);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {

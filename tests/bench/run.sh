@@ -6,6 +6,7 @@
 #   --smoke    small sizes (largest blob of fixtures/index), 1 run each, 250 tags only, wrk 2 s;
 #              checks that every figure is produced (not its value)
 #   --runs N   runs per figure (default 3 full, 1 smoke)
+#   PULPISH_BIN=path  use this pulpish binary instead of building release (the test suite does)
 #
 # Starts, all on 127.0.0.1 with free ports and under one temp dir:
 #   U  docker-registry holding the fixtures (tests/fixtures/{build,push}.sh, plus
@@ -44,7 +45,7 @@ readonly RUNS WARM_GETS CONC WRK_SECS TAGS_BIG
 readonly PW=bench-admin-pw
 readonly OCI_MANIFEST=application/vnd.oci.image.manifest.v1+json
 readonly ACCEPT_ALL="application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json,application/vnd.docker.distribution.manifest.v2+json,application/vnd.docker.distribution.manifest.list.v2+json"
-readonly PULPISH=$root/target/release/pulpish
+PULPISH=$root/target/release/pulpish
 
 for tool in cargo docker-registry skopeo umoci curl jq wrk awk; do
     command -v "$tool" >/dev/null || { echo "$0: $tool not found" >&2; exit 1; }
@@ -143,7 +144,7 @@ cpu_busy_pct() {
         n = split(a, x); split(b, y); t = 0
         for (i = 2; i <= n; i++) t += y[i] - x[i]
         idle = (y[5] - x[5]) + (y[6] - x[6])
-        printf "%d", t > 0 ? 100 * (t - idle) / t : 0 }'
+        printf "%d", (t > 0 ? 100 * (t - idle) / t : 0) }'
 }
 
 # wait_quiet: called while our own processes are idle; waits (up to 1 min) until the rest of
@@ -288,12 +289,17 @@ concurrent_gets() {
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
 }
 
-# sample_rss PID OUT: VmRSS (KiB) every 50 ms into OUT until killed; sets BG_PID.
-sample_rss() {
-    local pid=$1 out=$2
-    start_bg sampler /dev/null bash -c \
-        'while [[ -e /proc/'"$pid"' ]]; do awk "/^VmRSS:/ { print \$2 }" /proc/'"$pid"'/status >>'"$out"' 2>/dev/null; sleep 0.05; done'
+# rss_loop PID OUT: "VmRSS RssAnon RssFile" (KiB) every 50 ms into OUT while PID lives.
+rss_loop() {
+    while [[ -e /proc/$1 ]]; do
+        awk '$1 ~ /^(VmRSS|RssAnon|RssFile):$/ { v[$1] = $2 }
+            END { print v["VmRSS:"], v["RssAnon:"], v["RssFile:"] }' "/proc/$1/status" >>"$2" 2>/dev/null || true
+        sleep 0.05
+    done
 }
+
+# sample_rss PID OUT: rss_loop in the background until stopped; sets BG_PID.
+sample_rss() { start_bg sampler /dev/null rss_loop "$1" "$2"; }
 
 # wrk_run URL: "REQ_PER_S P99_MS"; fails on socket errors or non-2xx answers.
 wrk_run() {
@@ -314,8 +320,13 @@ wrk_run() {
 
 SECONDS=0
 log "mode: $($smoke && echo smoke || echo full), $RUNS run(s) per figure; temp dir $tmp"
-log "cargo build --release -p pulpish"
-(cd "$root" && cargo build --release -p pulpish) >&2
+if [[ -n ${PULPISH_BIN:-} ]]; then
+    # Given a binary (the test suite's smoke run passes its debug build): no nested cargo.
+    PULPISH=$PULPISH_BIN
+else
+    log "cargo build --release -p pulpish"
+    (cd "$root" && cargo build --release -p pulpish) >&2
+fi
 [[ -x $PULPISH ]] || { echo "$0: $PULPISH not built" >&2; exit 1; }
 
 log "building fixtures"
@@ -437,8 +448,11 @@ b1_run() {
     log "  run $1: pulpish $pm MB/s, U $um MB/s"
 }
 
+# B5 warm: VmRSS counts the pages of memory-mapped files too, so RssAnon (heap, stacks) and
+# RssFile (mapped files: the binary, stored blobs) are reported beside it.
 b5_warm_run() {
-    local before after peak i s spid pids=()
+    local before after i s spid pids=() peak peak_anon peak_file kib2mib
+    kib2mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
     : >"$tmp/rss4"
     before=$(rss_kib "$W_PID" VmRSS)
     sample_rss "$W_PID" "$tmp/rss4"
@@ -451,11 +465,16 @@ b5_warm_run() {
     sleep 0.2
     stop_pid "$spid"
     after=$(rss_kib "$W_PID" VmRSS)
-    peak=$(sort -n "$tmp/rss4" | tail -n 1)
-    record b5.warm4.before "$(awk -v k="$before" 'BEGIN { printf "%.1f", k / 1024 }')"
-    record b5.warm4.peak "$(awk -v k="$peak" 'BEGIN { printf "%.1f", k / 1024 }')"
-    record b5.warm4.after "$(awk -v k="$after" 'BEGIN { printf "%.1f", k / 1024 }')"
-    log "  VmRSS before $before KiB, peak $peak KiB ($(wc -l <"$tmp/rss4") samples), after $after KiB"
+    [[ -s $tmp/rss4 ]] || { echo "no RSS samples" >&2; return 1; }
+    read -r peak peak_anon peak_file < <(awk '
+        $1 > a { a = $1 } $2 > b { b = $2 } $3 > c { c = $3 } END { print a, b, c }' "$tmp/rss4")
+    record b5.warm4.before "$(kib2mib "$before")"
+    record b5.warm4.peak "$(kib2mib "$peak")"
+    record b5.warm4.peak_anon "$(kib2mib "$peak_anon")"
+    record b5.warm4.peak_file "$(kib2mib "$peak_file")"
+    record b5.warm4.after "$(kib2mib "$after")"
+    log "  VmRSS before $before KiB, peak $peak KiB (RssAnon $peak_anon, RssFile $peak_file;" \
+        "$(wc -l <"$tmp/rss4") samples), after $after KiB"
 }
 
 b6_run() {
@@ -709,9 +728,11 @@ mib=$(awk -v s="$BLOB_SIZE" 'BEGIN { printf (s >= 1048576 ? "%.0f MiB" : "%.2f M
     fi
     row B5 "peak RSS (VmHWM), 1 cold GET (B2), MiB" b5.cold1 %.1f "≤ 64" le 64 max
     row B5 "peak RSS (VmHWM), $CONC cold GETs (B3), MiB" b5.cold32 %.1f "≤ 64" le 64 max
-    row B5 "RSS, 4 warm clients: before, MiB" b5.warm4.before %.1f
-    row B5 "RSS, 4 warm clients: peak (50 ms samples), MiB" b5.warm4.peak %.1f "≤ 64" le 64 max
-    row B5 "RSS, 4 warm clients: after, MiB" b5.warm4.after %.1f
+    row B5 "RSS, 4 warm clients: VmRSS before, MiB" b5.warm4.before %.1f
+    row B5 "RSS, 4 warm clients: VmRSS peak (50 ms samples), MiB" b5.warm4.peak %.1f "≤ 64" le 64 max
+    row B5 "RSS, 4 warm clients: RssAnon peak, MiB" b5.warm4.peak_anon %.1f
+    row B5 "RSS, 4 warm clients: RssFile peak (mapped files), MiB" b5.warm4.peak_file %.1f
+    row B5 "RSS, 4 warm clients: VmRSS after, MiB" b5.warm4.after %.1f
     row B6 "manifest GETs/s, 64 conns, pulpish" b6.pulpish.rps %.0f
     row B6 "manifest GETs/s, 64 conns, U" b6.u.rps %.0f
     row B6 "manifest GETs/s pulpish ÷ U" b6.ratio %.2f "≥ 1.5" ge 1.5

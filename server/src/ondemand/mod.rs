@@ -147,9 +147,9 @@ impl BlobFetcher {
 }
 
 /// Downloads into the temp file, publishing progress; returns the sha256 hex once the size and
-/// the digest are right. Receiving runs here; writing and hashing run on a blocking thread fed
-/// by a channel, so the three overlap, and readers see each chunk as soon as it is written
-/// (before it is hashed).
+/// the digest are right. Receiving runs here; writing and hashing run on two blocking threads
+/// fed by small queues, so the three overlap, and readers see each chunk as soon as it is
+/// written (before it is hashed).
 async fn fetch(
     state: &AppState,
     remote: &crate::models::remote::Remote,
@@ -180,30 +180,37 @@ async fn fetch(
         p.phase = Phase::Streaming;
     });
 
-    let (chunks, mut incoming) = tokio::sync::mpsc::channel::<Bytes>(64);
-    let sha512 = source.digest.starts_with("sha512:");
+    // Two small bounded queues (a few MiB in flight at most): one to the writer, which
+    // publishes progress as soon as bytes are on disk, one to the hasher, which runs alongside.
+    let (to_writer, mut writer_rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let (to_hasher, mut hasher_rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let progress = tx.clone();
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(String, String)> {
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         use std::io::Write;
         let mut file = file;
-        let (mut h256, mut h512) = (Sha256::new(), sha512.then(Sha512::new));
         let mut written: u64 = 0;
-        while let Some(chunk) = incoming.blocking_recv() {
+        while let Some(chunk) = writer_rx.blocking_recv() {
             file.write_all(&chunk)?;
             written += chunk.len() as u64;
             progress.send_modify(|p| p.written = written);
+        }
+        file.sync_data()
+    });
+    let sha512 = source.digest.starts_with("sha512:");
+    let hasher = tokio::task::spawn_blocking(move || -> (String, String) {
+        let (mut h256, mut h512) = (Sha256::new(), sha512.then(Sha512::new));
+        while let Some(chunk) = hasher_rx.blocking_recv() {
             h256.update(&chunk);
             if let Some(h) = h512.as_mut() {
                 h.update(&chunk);
             }
         }
-        file.sync_data()?;
         let hex = format!("{:x}", h256.finalize());
         let actual = match h512 {
             Some(h) => format!("sha512:{:x}", h.finalize()),
             None => format!("sha256:{hex}"),
         };
-        Ok((hex, actual))
+        (hex, actual)
     });
 
     let deadline = upstream.total_timeout().map(|t| Instant::now() + t);
@@ -226,14 +233,16 @@ async fn fetch(
             if size.is_some_and(|s| received > s) {
                 return Err(FetchError::Integrity(format!("the upstream sent more bytes than the {} of {}", size.unwrap_or(0), source.digest)));
             }
-            chunks.send(chunk).await.map_err(|_| FetchError::Io("the blob writer stopped".into()))?;
+            to_hasher.send(chunk.clone()).await.map_err(|_| FetchError::Io("the blob hasher stopped".into()))?;
+            to_writer.send(chunk).await.map_err(|_| FetchError::Io("the blob writer stopped".into()))?;
         }
     }
     .await;
-    drop(chunks);
+    drop((to_writer, to_hasher));
     let written = writer.await.map_err(|_| FetchError::Io("the blob writer failed".into()))?;
+    let (sha256_hex, actual) = hasher.await.map_err(|_| FetchError::Io("the blob hasher failed".into()))?;
     receiving?;
-    let (sha256_hex, actual) = written.map_err(|e| FetchError::Io(e.to_string()))?;
+    written.map_err(|e| FetchError::Io(e.to_string()))?;
     if let Some(s) = size {
         if s != received {
             return Err(FetchError::Integrity(format!("size mismatch for {}: expected {s} bytes, got {received}", source.digest)));

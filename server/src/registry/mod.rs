@@ -12,6 +12,7 @@ mod range;
 use actix_web::body::SizedStream;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
 use serde::Deserialize;
 
 pub use error::RegistryError;
@@ -170,15 +171,13 @@ fn blob_headers(mut resp: actix_web::HttpResponseBuilder, digest: &str) -> actix
     resp
 }
 
-/// A stored blob, memory-mapped: its pages go from the page cache to the socket without being
-/// copied into a buffer of ours first. Single `Range` → 206, unsatisfiable → 416.
+/// A stored blob, memory-mapped a window at a time: its pages go from the page cache to the
+/// socket without being copied into a buffer of ours, and each window is unmapped once sent, so
+/// memory stays flat whatever the blob's size. Single `Range` → 206, unsatisfiable → 416.
 async fn serve_stored(state: &AppState, req: &HttpRequest, digest: &str, artifact: &crate::models::artifact::Artifact) -> Result<HttpResponse, RegistryError> {
     let path = state.storage.path_of(&artifact.storage_key);
-    let mapped = tokio::task::spawn_blocking(move || crate::storage::map_file(&path))
-        .await
-        .map_err(|_| RegistryError::Internal("mapping task failed".into()))?
-        .map_err(|e| RegistryError::Internal(format!("stored blob {digest} is unreadable: {e}")))?;
-    let size = mapped.len() as u64;
+    let file = std::fs::File::open(&path).map_err(|e| RegistryError::Internal(format!("stored blob {digest} is unreadable: {e}")))?;
+    let size = file.metadata().map_err(|e| RegistryError::Internal(format!("stored blob {digest}: {e}")))?.len();
     let (mut resp, start, end) = match ByteRange::parse(req.headers().get(header::RANGE), Some(size)) {
         Err(size) => return Err(RegistryError::RangeNotSatisfiable(size)),
         Ok(Some(r)) => {
@@ -188,9 +187,18 @@ async fn serve_stored(state: &AppState, req: &HttpRequest, digest: &str, artifac
         }
         Ok(None) => (blob_headers(HttpResponse::Ok(), digest), 0, size),
     };
-    const PIECE: u64 = 4 * 1024 * 1024;
-    let pieces = (start..end).step_by(PIECE as usize).map(move |at| Ok::<_, std::io::Error>(mapped.slice(at as usize..(at + PIECE).min(end) as usize)));
-    Ok(resp.body(SizedStream::new(end - start, futures_util::stream::iter(pieces))))
+    let file = std::sync::Arc::new(file);
+    let windows = crate::storage::MAP_WINDOW;
+    let pieces = futures_util::stream::iter((start..end).step_by(windows as usize)).then(move |at| {
+        let file = file.clone();
+        async move {
+            let len = (at + windows).min(end) - at;
+            tokio::task::spawn_blocking(move || crate::storage::map_window(&file, at, len))
+                .await
+                .map_err(|_| std::io::Error::other("mapping task failed"))?
+        }
+    });
+    Ok(resp.body(SizedStream::new(end - start, pieces)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -138,17 +138,25 @@ impl Storage {
     }
 }
 
-/// Maps a stored file read-only. Store files are never written again once committed (they are
-/// renamed into place under their digest), which is what makes the mapping safe to hand out.
+/// How much of a stored file is mapped at once when serving it.
+pub const MAP_WINDOW: u64 = 4 * 1024 * 1024;
+
+/// Maps `len` bytes at `offset` of a stored file read-only. Store files are never written again
+/// once committed (they are renamed into place under their digest), which is what makes handing
+/// out the mapping safe.
 #[expect(unsafe_code, reason = "memory-mapping a file is unsafe in general; see the comment above")]
-pub fn map_file(path: &Path) -> std::io::Result<bytes::Bytes> {
-    let file = std::fs::File::open(path)?;
-    if file.metadata()?.len() == 0 {
+pub fn map_window(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<bytes::Bytes> {
+    if len == 0 {
         return Ok(bytes::Bytes::new());
     }
-    // SAFETY: committed store files are immutable and only removed by unlinking, which keeps
-    // the mapped pages valid for as long as the mapping lives.
-    let map = unsafe { memmap2::Mmap::map(&file)? };
+    // mmap offsets must be page aligned: map from the page start, then slice.
+    // SAFETY: sysconf has no preconditions.
+    let page = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(4096) as u64;
+    let aligned = offset - offset % page;
+    let skip = (offset - aligned) as usize;
+    // SAFETY: committed store files are immutable and only ever unlinked, which keeps the
+    // mapped pages valid for as long as the mapping lives.
+    let map = unsafe { memmap2::MmapOptions::new().offset(aligned).len(skip + len as usize).map(file)? };
     let _ = map.advise(memmap2::Advice::Sequential);
-    Ok(bytes::Bytes::from_owner(map))
+    Ok(bytes::Bytes::from_owner(map).slice(skip..))
 }
