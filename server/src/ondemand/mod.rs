@@ -27,7 +27,7 @@ use crate::upstream::UpstreamError;
 
 /// With no `total_timeout` on the remote, a download that sends nothing for this long fails.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
@@ -127,13 +127,15 @@ impl BlobFetcher {
             let digest = source.digest.clone();
             let result = fetch(&state, &remote, &source, tx.clone(), writer).await;
             fetcher.inflight.lock().expect("fetcher lock").remove(&digest);
-            let outcome = match result {
-                Ok(sha256_hex) => finish(&state, &source, &d.path, &sha256_hex, store).await,
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(()) => {
+            match result {
+                Ok(sha256_hex) => {
+                    // The bytes are right: readers may finish now, while the file is made durable
+                    // and recorded.
                     tx.send_modify(|p| p.phase = Phase::Verified);
+                    if let Err(e) = finish(&state, &source, &d.path, &sha256_hex, store).await {
+                        tracing::warn!(digest = %digest, error = %e, "recording a verified download failed");
+                        let _ = tokio::fs::remove_file(&d.path).await;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(digest = %digest, error = %e, "on-demand download failed");
@@ -194,7 +196,7 @@ async fn fetch(
             written += chunk.len() as u64;
             progress.send_modify(|p| p.written = written);
         }
-        file.sync_data()
+        Ok(())
     });
     let sha512 = source.digest.starts_with("sha512:");
     let hasher = tokio::task::spawn_blocking(move || -> (String, String) {
@@ -261,6 +263,11 @@ async fn finish(state: &AppState, source: &BlobSource, temp: &std::path::Path, s
         let _ = tokio::fs::remove_file(temp).await;
         return Ok(());
     }
+    let path = temp.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::File::open(path)?.sync_data())
+        .await
+        .map_err(|_| FetchError::Io("sync task failed".into()))?
+        .map_err(|e| FetchError::Io(e.to_string()))?;
     let key = state.storage.commit(temp, sha256_hex).map_err(|e| FetchError::Io(e.to_string()))?;
     let size = std::fs::metadata(state.storage.path_of(&key)).map(|m| m.len() as i64).map_err(|e| FetchError::Io(e.to_string()))?;
     let (hex, blob_id, digest) = (sha256_hex.to_string(), source.blob_id.clone(), source.digest.clone());
