@@ -499,6 +499,11 @@ section_warm() {
     setup_repo "$PBASE" oci fixtures/oci bench/oci
     P_BLOB=$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST
     get_blob "$P_BLOB" >/dev/null # on_demand: fetched and stored now
+    # The artifact is recorded just after the client has its bytes: give it a moment.
+    for _ in $(seq 100); do
+        [[ $(find "$tmp/W-data/artifact" -type f | wc -l) -ge 1 ]] && break
+        sleep 0.1
+    done
     [[ $(find "$tmp/W-data/artifact" -type f | wc -l) -ge 1 ]] || { echo "blob not stored by pulpish" >&2; return 1; }
     get_blob "$P_BLOB" >/dev/null # served from disk, page cache warm
 

@@ -27,7 +27,7 @@ use crate::upstream::UpstreamError;
 
 /// With no `total_timeout` on the remote, a download that sends nothing for this long fails.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-const READ_CHUNK: usize = 1024 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
