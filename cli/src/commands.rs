@@ -12,13 +12,28 @@ const REMOTES: &str = "remotes/container/container/";
 const REPOS: &str = "repositories/container/container/";
 const DISTS: &str = "distributions/container/container/";
 
+#[derive(Subcommand)]
 pub enum Command {
+    /// Show the server's status (versions, database, free storage).
+    #[command(after_help = "Example:\n  pulpish status")]
     Status,
+    /// Save the server and credentials to ~/.config/pulpish/cli.toml.
+    #[command(subcommand)]
     Config(ConfigCommand),
+    /// Remotes: where and how to fetch from an upstream registry.
+    #[command(subcommand)]
     Remote(RemoteCommand),
+    /// Repositories: versioned sets of tags, manifests and blobs; sync them from a remote.
+    #[command(subcommand)]
     Repo(RepoCommand),
+    /// Distributions: serve a repository at /v2/<base-path>.
+    #[command(subcommand)]
     Distribution(DistributionCommand),
+    /// Content in a repository version.
+    #[command(subcommand)]
     Content(ContentCommand),
+    /// Background tasks: list, follow, cancel.
+    #[command(subcommand)]
     Task(TaskCommand),
 }
 

@@ -42,51 +42,19 @@ enum Command {
     /// Run the management API, the /v2 content app and the task workers on one port.
     #[command(after_help = "Example:\n  pulpish serve --bind 0.0.0.0:24817 --data-dir /var/lib/pulpish")]
     Serve(pulpish_server::Config),
-    /// Show the server's status (versions, database, free storage).
-    #[command(after_help = "Example:\n  pulpish status")]
-    Status,
-    /// Save the server and credentials to ~/.config/pulpish/cli.toml.
-    #[command(subcommand)]
-    Config(commands::ConfigCommand),
-    /// Remotes: where and how to fetch from an upstream registry.
-    #[command(subcommand)]
-    Remote(commands::RemoteCommand),
-    /// Repositories: versioned sets of tags, manifests and blobs; sync them from a remote.
-    #[command(subcommand)]
-    Repo(commands::RepoCommand),
-    /// Distributions: serve a repository at /v2/<base-path>.
-    #[command(subcommand)]
-    Distribution(commands::DistributionCommand),
-    /// Content in a repository version.
-    #[command(subcommand)]
-    Content(commands::ContentCommand),
-    /// Background tasks: list, follow, cancel.
-    #[command(subcommand)]
-    Task(commands::TaskCommand),
+    #[command(flatten)]
+    Client(commands::Command),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(config) => serve(config).map_err(|e| client::CliError::Other(format!("{e:#}"))),
-        other => commands::run(other_command(other), &cli.conn, cli.format),
+        Command::Client(command) => commands::run(command, &cli.conn, cli.format),
     };
     if let Err(e) = result {
         eprintln!("Error: {e}");
         std::process::exit(e.exit_code());
-    }
-}
-
-fn other_command(c: Command) -> commands::Command {
-    match c {
-        Command::Status => commands::Command::Status,
-        Command::Config(c) => commands::Command::Config(c),
-        Command::Remote(c) => commands::Command::Remote(c),
-        Command::Repo(c) => commands::Command::Repo(c),
-        Command::Distribution(c) => commands::Command::Distribution(c),
-        Command::Content(c) => commands::Command::Content(c),
-        Command::Task(c) => commands::Command::Task(c),
-        Command::Serve(_) => unreachable!("serve is handled before"),
     }
 }
 
