@@ -51,6 +51,7 @@ for tool in cargo docker-registry skopeo umoci curl jq wrk awk; do
     command -v "$tool" >/dev/null || { echo "$0: $tool not found" >&2; exit 1; }
 done
 # Only our own flags reach pulpish.
+given_bin=${PULPISH_BIN:-}
 while read -r v; do unset "$v"; done < <(env | awk -F= '/^PULPISH_/ { print $1 }')
 
 tmp=$(mktemp -d /tmp/pulpish-bench.XXXXXX)
@@ -320,9 +321,9 @@ wrk_run() {
 
 SECONDS=0
 log "mode: $($smoke && echo smoke || echo full), $RUNS run(s) per figure; temp dir $tmp"
-if [[ -n ${PULPISH_BIN:-} ]]; then
+if [[ -n $given_bin ]]; then
     # Given a binary (the test suite's smoke run passes its debug build): no nested cargo.
-    PULPISH=$PULPISH_BIN
+    PULPISH=$given_bin
 else
     log "cargo build --release -p pulpish"
     (cd "$root" && cargo build --release -p pulpish) >&2
