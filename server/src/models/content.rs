@@ -58,24 +58,22 @@ pub struct ContentFilter {
     pub name: Option<String>,
 }
 
+/// Content ids in version `number` of a repository (a subquery).
+macro_rules! version_members {
+    ($repository_id:expr, $number:expr) => {
+        repository_content::table
+            .filter(repository_content::repository_id.eq($repository_id))
+            .filter(repository_content::version_added.le($number))
+            .filter(repository_content::version_removed.is_null().or(repository_content::version_removed.gt($number)))
+            .select(repository_content::content_id)
+    };
+}
+
 macro_rules! in_version {
     ($query:expr, $id_column:expr, $filter:expr) => {{
         let mut q = $query;
         if let Some((repository_id, number)) = &$filter.version {
-            let number: i64 = *number;
-            q = q.filter(
-                $id_column.eq_any(
-                    repository_content::table
-                        .filter(repository_content::repository_id.eq(repository_id.clone()))
-                        .filter(repository_content::version_added.le(number))
-                        .filter(
-                            repository_content::version_removed
-                                .is_null()
-                                .or(repository_content::version_removed.gt(number)),
-                        )
-                        .select(repository_content::content_id),
-                ),
-            );
+            q = q.filter($id_column.eq_any(version_members!(repository_id.clone(), *number)));
         }
         if let Some((repository_id, number)) = &$filter.added_in {
             q = q.filter(
@@ -410,17 +408,6 @@ pub fn blobs_without_artifact(conn: &mut DbConnection, ids: &[String]) -> QueryR
         out.extend(rows.into_iter().filter(|(_, _, a)| a.is_none()).map(|(id, d, _)| (id, d)));
     }
     Ok(out)
-}
-
-/// Content ids in version `number` of a repository (a subquery).
-macro_rules! version_members {
-    ($repository_id:expr, $number:expr) => {
-        repository_content::table
-            .filter(repository_content::repository_id.eq($repository_id))
-            .filter(repository_content::version_added.le($number))
-            .filter(repository_content::version_removed.is_null().or(repository_content::version_removed.gt($number)))
-            .select(repository_content::content_id)
-    };
 }
 
 /// A manifest as the registry serves it.
