@@ -28,6 +28,8 @@ pub struct AppState {
     pub openapi_json: Arc<str>,
     pub fetcher: Arc<crate::ondemand::BlobFetcher>,
     pub upstreams: Arc<crate::upstream::UpstreamCache>,
+    /// The /token signing secret, read from the database once (it never changes after creation).
+    pub token_secret: Arc<tokio::sync::OnceCell<Vec<u8>>>,
 }
 
 #[derive(OpenApi)]
@@ -145,6 +147,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         openapi_json: openapi_json().into(),
         fetcher: Arc::default(),
         upstreams: Arc::default(),
+        token_secret: Arc::default(),
     })
 }
 

@@ -67,20 +67,27 @@ impl Challenge {
     }
 }
 
-async fn secret(state: &AppState) -> Result<Vec<u8>, RegistryError> {
-    let hex = state
-        .db
-        .run(|c| {
-            upload::setting_or_init(c, "token_secret", || {
-                use rand::RngCore;
-                let mut bytes = [0u8; 32];
-                rand::rngs::OsRng.fill_bytes(&mut bytes);
-                bytes.iter().map(|b| format!("{b:02x}")).collect()
-            })
-            .map_err(DbError::from)
+/// The signing secret: created by whichever replica asks first, shared through the database.
+async fn secret(state: &AppState) -> Result<&[u8], RegistryError> {
+    let secret = state
+        .token_secret
+        .get_or_try_init(|| async {
+            let hex = state
+                .db
+                .run(|c| {
+                    upload::setting_or_init(c, "token_secret", || {
+                        use rand::RngCore;
+                        let mut bytes = [0u8; 32];
+                        rand::rngs::OsRng.fill_bytes(&mut bytes);
+                        bytes.iter().map(|b| format!("{b:02x}")).collect()
+                    })
+                    .map_err(DbError::from)
+                })
+                .await?;
+            Ok::<_, RegistryError>(hex.into_bytes())
         })
         .await?;
-    Ok(hex.into_bytes())
+    Ok(secret)
 }
 
 fn sign(secret: &[u8], payload: &str) -> String {
@@ -115,7 +122,7 @@ pub async fn authorize(state: &AppState, req: &HttpRequest, name: &str, action: 
         return auth::verify(state, headers).await.map_err(|_| challenge());
     }
     if let Some(token) = value.strip_prefix("Bearer ") {
-        let claims = verify_token(&secret(state).await?, token.trim()).ok_or_else(challenge)?;
+        let claims = verify_token(secret(state).await?, token.trim()).ok_or_else(challenge)?;
         let allowed = claims
             .access
             .iter()
@@ -150,7 +157,7 @@ pub async fn token(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         .collect();
     let claims = Claims { sub: if admin { "admin".into() } else { "anonymous".into() }, exp: chrono::Utc::now().timestamp() + TOKEN_LIFETIME_SECS, access };
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims serialise"));
-    let token = format!("{payload}.{}", sign(&secret(&state).await?, &payload));
+    let token = format!("{payload}.{}", sign(secret(&state).await?, &payload));
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "token": token, "access_token": token, "expires_in": TOKEN_LIFETIME_SECS,
         "issued_at": chrono::Utc::now().to_rfc3339(),
@@ -164,7 +171,7 @@ pub async fn check_base(state: &AppState, req: &HttpRequest) -> Result<(), Regis
     let challenge = || RegistryError::Unauthorized(Challenge { realm: realm(req), scope: String::new() });
     let Some(value) = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return Err(challenge()) };
     if let Some(token) = value.strip_prefix("Bearer ") {
-        return verify_token(&secret(state).await?, token.trim()).map(|_| ()).ok_or_else(challenge);
+        return verify_token(secret(state).await?, token.trim()).map(|_| ()).ok_or_else(challenge);
     }
     auth::verify(state, req.headers()).await.map_err(|_| challenge())
 }
