@@ -231,7 +231,7 @@ async fn artifact_count(s: &TestServer, digest: &str) -> i64 {
 }
 
 fn temp_files(s: &TestServer) -> usize {
-    std::fs::read_dir(s.dir.path().join("data/tmp")).unwrap().count()
+    support::scratch_files(&s.dir.path().join("data")).len()
 }
 
 async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {

@@ -244,7 +244,7 @@ async fn bad_pushes_get_the_spec_errors_and_store_nothing(backend: Backend) {
     assert_eq!(r.json::<Value>().await.unwrap()["errors"][0]["code"], "DIGEST_INVALID");
     assert_eq!(s.count("artifacts/").await, 0);
     assert_eq!(staged_files(s.dir.path()), 0);
-    assert_eq!(std::fs::read_dir(s.dir.path().join("data/tmp")).unwrap().count(), 0);
+    assert_eq!(support::scratch_files(&s.dir.path().join("data")).len(), 0);
 
     // A chunk out of order.
     let location = p.start(&s.base, "bad/app").await;

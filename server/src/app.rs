@@ -156,20 +156,38 @@ fn random_password() -> String {
     Alphanumeric.sample_string(&mut rand::rngs::OsRng, 24)
 }
 
-/// Every replica sweeps stale uploads; removing one twice is harmless.
-fn spawn_upload_reaper(state: AppState) {
+/// Every replica sweeps, at start and then periodically: uploads untouched for too long, staged
+/// bytes that no upload owns any more, and scratch files of processes that died. Removing a
+/// thing twice is harmless.
+fn spawn_sweeper(state: AppState) {
     let max_age = std::time::Duration::from_secs(state.config.upload_expiry);
     let every = (max_age / 2).clamp(std::time::Duration::from_millis(200), std::time::Duration::from_secs(60));
     tokio::spawn(async move {
         loop {
+            sweep(&state, max_age).await;
             tokio::time::sleep(every).await;
-            match crate::registry::reap_stale_uploads(&state, max_age).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "removed stale uploads"),
-                Err(e) => tracing::warn!(error = %e, "stale upload sweep failed"),
-            }
         }
     });
+}
+
+pub async fn sweep(state: &AppState, max_age: std::time::Duration) {
+    match crate::registry::reap_stale_uploads(state, max_age).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed stale uploads"),
+        Err(e) => tracing::warn!(error = %e, "stale upload sweep failed"),
+    }
+    match crate::registry::sweep_staged_uploads(state).await {
+        Ok(0) => {}
+        Ok(bytes) => tracing::info!(bytes, "removed staged upload bytes that no upload owns"),
+        Err(e) => tracing::warn!(error = %e, "staged upload sweep failed"),
+    }
+    let storage = state.storage.clone();
+    match tokio::task::spawn_blocking(move || storage.sweep_scratch()).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(bytes)) => tracing::info!(bytes, "removed scratch files of stopped processes"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "scratch sweep failed"),
+        Err(_) => {}
+    }
 }
 
 pub struct RunningServer {
@@ -182,7 +200,7 @@ pub struct RunningServer {
 pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServer, StartError> {
     let addr = listener.local_addr().map_err(StartError::Listen)?;
     tasks::start_workers(state.clone(), state.config.workers).await?;
-    spawn_upload_reaper(state.clone());
+    spawn_sweeper(state.clone());
     let data = web::Data::new(state.clone());
     let server = HttpServer::new(move || {
         let (app, _) = App::new()

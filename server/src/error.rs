@@ -24,6 +24,9 @@ pub enum ApiError {
     Unauthenticated,
     #[error("Invalid username/password.")]
     BadCredentials,
+    /// Too many failed logins from one client; retry after this many seconds.
+    #[error("Too many failed login attempts; try again in {0} seconds.")]
+    Throttled(u64),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -65,6 +68,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthenticated | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -82,6 +86,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if matches!(self, ApiError::Unauthenticated | ApiError::BadCredentials) {
             response.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"pulpish\""));
+        }
+        if let ApiError::Throttled(seconds) = self {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
         response.content_type("application/json").body(body.to_string())
     }

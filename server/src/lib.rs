@@ -6,6 +6,8 @@ pub mod app;
 pub mod config;
 pub mod db;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod models;
 pub mod ondemand;
 pub mod registry;

@@ -25,6 +25,8 @@ pub enum BlobBehaviour {
     StallBeforeHeaders(Duration),
     /// Fails with this status this many times, then serves.
     FailTimes(usize, u16),
+    /// Sends this many filler bytes, chunked (no length), whatever the manifest declared.
+    Oversized(u64),
 }
 
 #[derive(Default)]
@@ -35,6 +37,30 @@ pub struct FaultState {
     pub lying_digest: Option<String>,
     pub blobs: HashMap<String, (Bytes, BlobBehaviour)>,
     pub blob_gets: HashMap<String, usize>,
+    /// A tag whose manifest is an endless body with no length (1 GiB at most).
+    pub endless_manifest: Option<String>,
+    /// The tag list is an endless body with no length (1 GiB at most).
+    pub endless_tag_list: bool,
+    /// Bytes sent of endless and oversized bodies.
+    pub filler_sent: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// `limit` bytes of `fill`, in 64 KiB chunks, counted into `sent` as they are produced.
+fn filler(prefix: &'static [u8], fill: u8, limit: u64, sent: Arc<std::sync::atomic::AtomicU64>) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> {
+    stream::unfold(0u64, move |at| {
+        let sent = sent.clone();
+        async move {
+            if at >= limit {
+                return None;
+            }
+            let mut chunk = vec![fill; 64 * 1024];
+            if at == 0 {
+                chunk[..prefix.len()].copy_from_slice(prefix);
+            }
+            sent.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+            Some((Ok(Bytes::from(chunk)), at + 64 * 1024))
+        }
+    })
 }
 
 pub struct FaultUpstream {
@@ -104,6 +130,14 @@ async fn handle(req: HttpRequest, data: Shared) -> HttpResponse {
     let Some(rest) = path.strip_prefix(&prefix) else {
         return HttpResponse::NotFound().json(serde_json::json!({"errors": [{"code": "NAME_UNKNOWN"}]}));
     };
+    if rest.starts_with("tags/list") && state.endless_tag_list {
+        return HttpResponse::Ok().content_type("application/json").streaming(filler(br#"{"name":"x","tags":["#, b' ', 1 << 30, state.filler_sent.clone()));
+    }
+    if rest.strip_prefix("manifests/").is_some_and(|r| state.endless_manifest.as_deref() == Some(r)) && req.method() == actix_web::http::Method::GET {
+        return HttpResponse::Ok()
+            .content_type("application/vnd.oci.image.manifest.v1+json")
+            .streaming(filler(br#"{"schemaVersion":2,"x":""#, b'a', 1 << 30, state.filler_sent.clone()));
+    }
     if rest == "tags/list" {
         let tags: Vec<&String> = state.tags.keys().collect();
         return HttpResponse::Ok().json(serde_json::json!({"name": state.name, "tags": tags}));
@@ -134,7 +168,11 @@ async fn handle(req: HttpRequest, data: Shared) -> HttpResponse {
                     .json(serde_json::json!({"errors": [{"code": "UNKNOWN", "message": "injected"}]}));
             }
         }
+        let sent = state.filler_sent.clone();
         drop(state);
+        if let BlobBehaviour::Oversized(n) = behaviour {
+            return HttpResponse::Ok().content_type("application/octet-stream").streaming(filler(b"", 0, n, sent));
+        }
         if let BlobBehaviour::StallBeforeHeaders(pause) = behaviour {
             tokio::time::sleep(pause).await;
         }
@@ -173,6 +211,7 @@ async fn handle(req: HttpRequest, data: Shared) -> HttpResponse {
                 );
                 resp.streaming(futures_util::StreamExt::chain(head, rest))
             }
+            BlobBehaviour::Oversized(_) => unreachable!("answered above"),
             BlobBehaviour::Status(code) => HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap())
                 .json(serde_json::json!({"errors": [{"code": "UNKNOWN", "message": "injected"}]})),
         };

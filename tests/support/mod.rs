@@ -191,3 +191,33 @@ pub fn file_digest(path: &std::path::Path) -> String {
     assert!(out.status.success(), "sha256sum {}", path.display());
     format!("sha256:{}", String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap())
 }
+
+/// Files being written under a data dir's scratch area (`tmp/<process>/...`); the per-process
+/// directories and their lock files are not counted.
+pub fn scratch_files(data_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_none_or(|x| x != "lock") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&data_dir.join("tmp"), &mut out);
+    out
+}
+
+/// Every artifact row's file: it hashes to its sha256 and has its recorded size.
+pub async fn assert_store_intact(s: &TestServer) {
+    let (status, page) = s.get("artifacts/?limit=1000").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    for a in page["results"].as_array().unwrap() {
+        let sha = a["sha256"].as_str().unwrap();
+        let path = s.dir.path().join("data/artifact").join(&sha[..2]).join(&sha[2..]);
+        assert_eq!(file_digest(&path), format!("sha256:{sha}"), "stored file {} hashes to its name", path.display());
+        assert_eq!(std::fs::metadata(&path).unwrap().len() as i64, a["size"].as_i64().unwrap(), "stored file {} has its recorded size", path.display());
+    }
+}

@@ -1,7 +1,9 @@
 //! HTTP Basic auth for the management API (`status/` and the API docs stay public).
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -16,11 +18,36 @@ use crate::db::DbError;
 use crate::error::ApiError;
 use crate::models::admin;
 
-/// Remembers credentials already checked, so argon2 (slow on purpose) runs once per password
-/// rather than on every request.
-#[derive(Default)]
+/// Password checks, bounded. argon2 is slow and memory-hungry on purpose, so: credentials
+/// already checked (right or wrong) are remembered and cost nothing the next time; at most
+/// [`CONCURRENT_CHECKS`] hashes run at once (each thread reusing its memory), at most
+/// [`QUEUED_CHECKS`] wait for one;
+/// each client address has a budget of failures per window, after which it gets 429 without
+/// any hashing.
 pub struct VerifiedCredentials {
-    seen: Mutex<HashSet<[u8; 32]>>,
+    good: Mutex<HashSet<[u8; 32]>>,
+    bad: Mutex<HashSet<[u8; 32]>>,
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    checker: admin::PasswordChecker,
+}
+
+const CONCURRENT_CHECKS: usize = 2;
+/// Password checks waiting for a thread; past this, "busy" (503).
+const QUEUED_CHECKS: usize = 64;
+/// Remembered credential keys per kind; past this the set starts over.
+const REMEMBERED: usize = 4096;
+pub const FAILURE_BUDGET: u32 = 20;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+impl Default for VerifiedCredentials {
+    fn default() -> Self {
+        VerifiedCredentials {
+            good: Mutex::default(),
+            bad: Mutex::default(),
+            failures: Mutex::default(),
+            checker: admin::PasswordChecker::new(CONCURRENT_CHECKS, QUEUED_CHECKS),
+        }
+    }
 }
 
 impl VerifiedCredentials {
@@ -31,6 +58,40 @@ impl VerifiedCredentials {
             h.update([0]);
         }
         h.finalize().into()
+    }
+
+    fn remember(set: &Mutex<HashSet<[u8; 32]>>, key: [u8; 32]) {
+        let mut set = set.lock().unwrap_or_else(PoisonError::into_inner);
+        if set.len() >= REMEMBERED {
+            set.clear();
+        }
+        set.insert(key);
+    }
+
+    fn knows(set: &Mutex<HashSet<[u8; 32]>>, key: &[u8; 32]) -> bool {
+        set.lock().unwrap_or_else(PoisonError::into_inner).contains(key)
+    }
+
+    /// Seconds until `client` may try again, if it spent its failure budget.
+    fn throttled(&self, client: Option<IpAddr>) -> Option<u64> {
+        let client = client?;
+        let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let (since, count) = failures.get(&client)?;
+        let left = FAILURE_WINDOW.checked_sub(since.elapsed())?;
+        (*count >= FAILURE_BUDGET).then(|| left.as_secs().max(1))
+    }
+
+    fn failed(&self, client: Option<IpAddr>) {
+        let Some(client) = client else { return };
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        if failures.len() >= REMEMBERED {
+            failures.retain(|_, (since, _)| since.elapsed() < FAILURE_WINDOW);
+        }
+        let entry = failures.entry(client).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= FAILURE_WINDOW {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 += 1;
     }
 }
 
@@ -56,30 +117,48 @@ pub async fn require_basic_auth(
 
 async fn check(req: &ServiceRequest) -> Result<(), ApiError> {
     let state = req.app_data::<web::Data<AppState>>().expect("AppState is registered").clone();
-    verify(&state, req.headers()).await
+    verify(&state, req.headers(), req.peer_addr().map(|a| a.ip())).await
 }
 
-/// Checks HTTP Basic credentials against the stored admin password hash.
-pub async fn verify(state: &AppState, headers: &actix_web::http::header::HeaderMap) -> Result<(), ApiError> {
+/// Checks HTTP Basic credentials against the stored admin password hash. `client` is the peer
+/// address whose failures are counted.
+pub async fn verify(state: &AppState, headers: &actix_web::http::header::HeaderMap, client: Option<IpAddr>) -> Result<(), ApiError> {
     let (user, password) = basic_credentials(headers).ok_or(ApiError::Unauthenticated)?;
+    let credentials = &state.credentials;
     let u = user.clone();
-    let hash = state
-        .db
-        .run(move |c| admin::password_hash(c, &u).map_err(DbError::from))
-        .await?
-        .ok_or(ApiError::BadCredentials)?;
+    let Some(hash) = state.db.run(move |c| admin::password_hash(c, &u).map_err(DbError::from)).await? else {
+        if let Some(seconds) = credentials.throttled(client) {
+            return Err(ApiError::Throttled(seconds));
+        }
+        credentials.failed(client);
+        return Err(ApiError::BadCredentials);
+    };
     let key = VerifiedCredentials::key(&user, &password, &hash);
-    if state.credentials.seen.lock().expect("credentials lock").contains(&key) {
+    if VerifiedCredentials::knows(&credentials.good, &key) {
         return Ok(());
     }
-    let ok = tokio::task::spawn_blocking(move || admin::verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
-    if !ok {
+    // Known-good credentials pass even from a throttled address (a load balancer's, say);
+    // anything else from it waits out the window without costing a hash.
+    if let Some(seconds) = credentials.throttled(client) {
+        return Err(ApiError::Throttled(seconds));
+    }
+    if VerifiedCredentials::knows(&credentials.bad, &key) {
+        credentials.failed(client);
         return Err(ApiError::BadCredentials);
     }
-    state.credentials.seen.lock().expect("credentials lock").insert(key);
-    Ok(())
+    let ok = credentials
+        .checker
+        .verify(password, hash)
+        .await
+        .ok_or_else(|| ApiError::Unavailable("too many logins are being checked; try again shortly".into()))?;
+    if ok {
+        VerifiedCredentials::remember(&credentials.good, key);
+        Ok(())
+    } else {
+        VerifiedCredentials::remember(&credentials.bad, key);
+        credentials.failed(client);
+        Err(ApiError::BadCredentials)
+    }
 }
 
 fn basic_credentials(headers: &actix_web::http::header::HeaderMap) -> Option<(String, String)> {
@@ -88,5 +167,9 @@ fn basic_credentials(headers: &actix_web::http::header::HeaderMap) -> Option<(St
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
+    // No user name or password holds a NUL byte; the database must not see one.
+    if text.contains('\0') {
+        return None;
+    }
     Some((user.to_string(), password.to_string()))
 }

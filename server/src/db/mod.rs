@@ -3,6 +3,7 @@
 
 pub mod schema;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -73,10 +74,10 @@ impl r2d2::ManageConnection for ConnectionManager {
             Backend::Sqlite => {
                 let mut conn = diesel::SqliteConnection::establish(&self.url.target)
                     .map_err(r2d2::Error::ConnectionError)?;
-                conn.batch_execute(
-                    "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                     PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
-                )
+                // busy_timeout first, so the others wait for a lock instead of failing. The
+                // journal mode is not set here: switching it needs the file to itself, which
+                // fails while migrations run; `Db::connect` sets it once, before the pool.
+                conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))
             }
@@ -111,6 +112,21 @@ pub enum DbError {
 pub struct Db {
     pool: Pool,
     pub backend: Backend,
+    errors: Arc<ConnectionErrors>,
+}
+
+#[derive(Debug, Default)]
+struct ConnectionErrors(std::sync::atomic::AtomicUsize);
+
+/// Logs (as r2d2's default handler does) and counts the pool's failures to connect.
+#[derive(Debug)]
+struct ConnectionErrorLog(Arc<ConnectionErrors>);
+
+impl r2d2::HandleError<r2d2::Error> for ConnectionErrorLog {
+    fn handle_error(&self, error: r2d2::Error) {
+        self.0 .0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::error!(error = %error, "cannot open a database connection");
+    }
 }
 
 impl Db {
@@ -121,14 +137,26 @@ impl Db {
             Backend::Sqlite => 8,
             Backend::Postgres => 16,
         };
+        if backend == Backend::Sqlite {
+            // WAL is a property of the file: set once, by one connection, before any other opens.
+            let mut first = diesel::SqliteConnection::establish(&url.target).map_err(|e| DbError::Migration(format!("cannot open {}: {e}", url.target)))?;
+            first.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;").map_err(DbError::Query)?;
+        }
+        let errors = Arc::new(ConnectionErrors::default());
         let pool = r2d2::Pool::builder()
+            .error_handler(Box::new(ConnectionErrorLog(errors.clone())))
             .max_size(max_size)
             .connection_timeout(Duration::from_secs(10))
             // A ping per checkout doubles the round trips of short queries; broken connections
             // are still detected by has_broken and replaced.
             .test_on_check_out(false)
             .build(ConnectionManager { url })?;
-        Ok(Db { pool, backend })
+        Ok(Db { pool, backend, errors })
+    }
+
+    /// Connections the pool failed to open since start.
+    pub fn connection_errors(&self) -> usize {
+        self.errors.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn migrate(&self) -> Result<(), DbError> {
@@ -195,6 +223,11 @@ pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
         e,
         diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
     )
+}
+
+/// PostgreSQL's refusal of a NUL byte in text (`invalid byte sequence for encoding "UTF8": 0x00`).
+pub fn is_nul_rejection(e: &diesel::result::Error) -> bool {
+    matches!(e, diesel::result::Error::DatabaseError(_, info) if info.message().contains("0x00"))
 }
 
 /// `INSERT ... ON CONFLICT DO NOTHING` on either backend: diesel offers it per backend, not on

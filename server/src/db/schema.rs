@@ -204,16 +204,34 @@ diesel::joinable!(reserved_resource -> task (task_id));
 diesel::allow_tables_to_appear_in_same_query!(
     admin_user, remote, repository, repository_version, content, blob, manifest, manifest_blob,
     manifest_list_entry, tag, artifact, content_artifact, remote_artifact, repository_content,
-    distribution, task, reserved_resource, worker, upload, pushed_blob, setting,
+    distribution, task, reserved_resource, worker, upload, pushed_blob, setting, upload_part, staged_secret,
 );
 
 diesel::table! {
     upload (id) {
         id -> Text,
-        repository_id -> Text,
+        base_path -> Text,
         size -> BigInt,
+        committing -> Bool,
         pulp_created -> Timestamp,
         pulp_last_updated -> Timestamp,
+    }
+}
+
+diesel::table! {
+    upload_part (upload_id, start_offset) {
+        upload_id -> Text,
+        start_offset -> BigInt,
+        size -> BigInt,
+        storage_key -> Text,
+    }
+}
+
+diesel::table! {
+    staged_secret (id) {
+        id -> Text,
+        value -> Text,
+        pulp_created -> Timestamp,
     }
 }
 

@@ -21,6 +21,62 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Checks passwords on a fixed number of threads, each reusing one argon2 memory block, so the
+/// memory password checks take is bounded (threads x the hash's memory cost) however many
+/// requests arrive: a flood of wrong passwords queues, and past the queue's size is refused.
+pub struct PasswordChecker {
+    jobs: std::sync::mpsc::SyncSender<(String, String, tokio::sync::oneshot::Sender<bool>)>,
+}
+
+impl PasswordChecker {
+    pub fn new(threads: usize, queue: usize) -> Self {
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<(String, String, tokio::sync::oneshot::Sender<bool>)>(queue);
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for n in 0..threads {
+            let rx = rx.clone();
+            let _ = std::thread::Builder::new().name(format!("password-check-{n}")).spawn(move || {
+                let mut memory: Vec<argon2::Block> = Vec::new();
+                loop {
+                    let job = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
+                    let Ok((password, hash, reply)) = job else { return };
+                    let _ = reply.send(verify_with_memory(&password, &hash, &mut memory));
+                }
+            });
+        }
+        PasswordChecker { jobs }
+    }
+
+    /// `None` when the queue is full (the caller answers "busy").
+    pub async fn verify(&self, password: String, hash: String) -> Option<bool> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs.try_send((password, hash, reply)).ok()?;
+        answer.await.ok()
+    }
+}
+
+/// `verify_password`, with the argon2 working memory supplied (and kept) by the caller.
+fn verify_with_memory(password: &str, hash: &str, memory: &mut Vec<argon2::Block>) -> bool {
+    use argon2::{Algorithm, Params, Version};
+    let mut check = || -> Option<bool> {
+        let parsed = PasswordHash::new(hash).ok()?;
+        let params = Params::try_from(&parsed).ok()?;
+        let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+        let version = match parsed.version {
+            Some(v) => Version::try_from(v).ok()?,
+            None => Version::default(),
+        };
+        let expected = parsed.hash?;
+        let mut salt = [0u8; 64];
+        let salt = parsed.salt?.decode_b64(&mut salt).ok()?;
+        memory.resize(params.block_count(), argon2::Block::default());
+        let mut out = vec![0u8; expected.len()];
+        Argon2::new(algorithm, version, params).hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..]).ok()?;
+        // Output's equality is constant-time.
+        Some(argon2::password_hash::Output::new(&out).ok()? == expected)
+    };
+    check().unwrap_or(false)
+}
+
 pub fn password_hash(conn: &mut DbConnection, username: &str) -> QueryResult<Option<String>> {
     admin_user::table
         .filter(admin_user::username.eq(username))

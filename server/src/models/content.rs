@@ -463,7 +463,7 @@ pub struct BlobSource {
 }
 
 pub fn blob_in_version(conn: &mut DbConnection, repository_id: &str, number: i64, digest: &str) -> QueryResult<Option<BlobSource>> {
-    use crate::db::schema::{artifact, remote, remote_artifact};
+    use crate::db::schema::{remote, remote_artifact};
     let Some(blob_id) = blob::table
         .filter(blob::digest.eq(digest))
         .filter(blob::content_id.eq_any(version_members!(repository_id, number)))
@@ -473,24 +473,44 @@ pub fn blob_in_version(conn: &mut DbConnection, repository_id: &str, number: i64
     else {
         return Ok(None);
     };
-    let artifact = content_artifact::table
-        .inner_join(artifact::table)
-        .filter(content_artifact::content_id.eq(&blob_id))
-        .select(super::artifact::Artifact::as_select())
-        .first(conn)
-        .optional()?;
+    let artifact = blob_artifact(conn, &blob_id)?;
     let remote = if artifact.is_some() {
         None
     } else {
-        content_artifact::table
+        // Fetch through the served repository's own remote (its URL, credentials and policy),
+        // never through another repository's that happens to know the digest. Only a
+        // repository without a remote (synced with an explicit one) takes whichever remote
+        // recorded the blob, the first by name.
+        let own: Option<String> = crate::db::schema::repository::table
+            .find(repository_id)
+            .select(crate::db::schema::repository::remote_id)
+            .first::<Option<String>>(conn)
+            .optional()?
+            .flatten();
+        let mut q = content_artifact::table
             .inner_join(remote_artifact::table.on(remote_artifact::content_artifact_id.eq(content_artifact::id)))
             .inner_join(remote::table.on(remote::id.eq(remote_artifact::remote_id)))
             .filter(content_artifact::content_id.eq(&blob_id))
             .select((super::remote::Remote::as_select(), remote_artifact::url, remote_artifact::size))
-            .first(conn)
-            .optional()?
+            .order(remote::name)
+            .into_boxed();
+        if let Some(own) = own {
+            q = q.filter(remote::id.eq(own));
+        }
+        q.first(conn).optional()?
     };
     Ok(Some(BlobSource { blob_id, digest: digest.to_string(), artifact, remote }))
+}
+
+/// The stored artifact of a blob, if its bytes are in the store.
+pub fn blob_artifact(conn: &mut DbConnection, blob_id: &str) -> QueryResult<Option<super::artifact::Artifact>> {
+    use crate::db::schema::artifact;
+    content_artifact::table
+        .inner_join(artifact::table)
+        .filter(content_artifact::content_id.eq(blob_id))
+        .select(super::artifact::Artifact::as_select())
+        .first(conn)
+        .optional()
 }
 
 /// A blob pushed to this repository but not yet in a version, with its stored artifact.

@@ -75,8 +75,12 @@ pub fn list(
 }
 
 /// Base paths, sorted, after `last`, at most `limit` (for `/v2/_catalog`).
-pub fn base_paths(conn: &mut DbConnection, last: Option<&str>, limit: i64) -> QueryResult<Vec<String>> {
+/// Base paths in order, after `last`; private ones only when `with_private`.
+pub fn base_paths(conn: &mut DbConnection, last: Option<&str>, limit: i64, with_private: bool) -> QueryResult<Vec<String>> {
     let mut q = distribution::table.select(distribution::base_path).order(distribution::base_path).limit(limit).into_boxed();
+    if !with_private {
+        q = q.filter(distribution::private.eq(false));
+    }
     if let Some(l) = last {
         q = q.filter(distribution::base_path.gt(l.to_string()));
     }

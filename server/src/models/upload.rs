@@ -4,22 +4,25 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::db::schema::{pushed_blob, setting, upload};
-use crate::db::DbConnection;
+use crate::db::schema::{pushed_blob, setting, upload, upload_part};
+use crate::db::{write_transaction, DbConnection};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = upload)]
 pub struct Upload {
     pub id: String,
-    pub repository_id: String,
+    /// The path the upload was started on.
+    pub base_path: String,
     pub size: i64,
     pub pulp_created: NaiveDateTime,
     pub pulp_last_updated: NaiveDateTime,
+    /// A finishing PUT has claimed the upload: no request may add to it any more.
+    pub committing: bool,
 }
 
-pub fn create(conn: &mut DbConnection, repository_id: &str) -> QueryResult<Upload> {
+pub fn create(conn: &mut DbConnection, base_path: &str) -> QueryResult<Upload> {
     let now = super::now();
-    let row = Upload { id: super::new_id(), repository_id: repository_id.into(), size: 0, pulp_created: now, pulp_last_updated: now };
+    let row = Upload { id: super::new_id(), base_path: base_path.into(), size: 0, pulp_created: now, pulp_last_updated: now, committing: false };
     diesel::insert_into(upload::table).values(&row).execute(conn)?;
     Ok(row)
 }
@@ -28,16 +31,70 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Upload>> {
     upload::table.find(id).select(Upload::as_select()).first(conn).optional()
 }
 
-/// Moves the offset from `from` to `to`; false when another request moved it first.
-pub fn advance(conn: &mut DbConnection, id: &str, from: i64, to: i64) -> QueryResult<bool> {
-    let n = diesel::update(upload::table.find(id).filter(upload::size.eq(from)))
-        .set((upload::size.eq(to), upload::pulp_last_updated.eq(super::now())))
-        .execute(conn)?;
-    Ok(n == 1)
+/// Claims `[from, from + size)` of an open upload for the staged part `key`: the offset moves
+/// and the part is recorded together, or neither (false: another request moved the offset
+/// first, or the upload is being committed or is gone).
+pub fn claim_part(conn: &mut DbConnection, id: &str, from: i64, size: i64, key: &str) -> QueryResult<bool> {
+    write_transaction(conn, |c| {
+        let moved = diesel::update(upload::table.find(id).filter(upload::size.eq(from)).filter(upload::committing.eq(false)))
+            .set((upload::size.eq(from + size), upload::pulp_last_updated.eq(super::now())))
+            .execute(c)?;
+        if moved != 1 {
+            return Ok(false);
+        }
+        diesel::insert_into(upload_part::table)
+            .values((upload_part::upload_id.eq(id), upload_part::start_offset.eq(from), upload_part::size.eq(size), upload_part::storage_key.eq(key)))
+            .execute(c)?;
+        Ok(true)
+    })
+}
+
+/// Claims the whole upload for the finishing PUT, if it still holds `size` bytes and nobody
+/// claimed it first; returns its parts' keys in order (their sizes checked to add up).
+pub fn claim_commit(conn: &mut DbConnection, id: &str, size: i64) -> QueryResult<Option<Vec<String>>> {
+    write_transaction(conn, |c| {
+        let claimed = diesel::update(upload::table.find(id).filter(upload::size.eq(size)).filter(upload::committing.eq(false)))
+            .set((upload::committing.eq(true), upload::pulp_last_updated.eq(super::now())))
+            .execute(c)?;
+        if claimed != 1 {
+            return Ok(None);
+        }
+        let parts: Vec<(i64, i64, String)> = upload_part::table
+            .filter(upload_part::upload_id.eq(id))
+            .order(upload_part::start_offset)
+            .select((upload_part::start_offset, upload_part::size, upload_part::storage_key))
+            .load(c)?;
+        let mut at = 0;
+        for (start, len, _) in &parts {
+            if *start != at {
+                return Err(diesel::result::Error::RollbackTransaction);
+            }
+            at += len;
+        }
+        if at != size {
+            return Err(diesel::result::Error::RollbackTransaction);
+        }
+        Ok(Some(parts.into_iter().map(|(_, _, k)| k).collect()))
+    })
+}
+
+/// Keys of every staged part of an upload.
+pub fn part_keys(conn: &mut DbConnection, id: &str) -> QueryResult<Vec<String>> {
+    upload_part::table.filter(upload_part::upload_id.eq(id)).select(upload_part::storage_key).load(conn)
 }
 
 pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {
+    diesel::delete(upload_part::table.filter(upload_part::upload_id.eq(id))).execute(conn)?;
     diesel::delete(upload::table.find(id)).execute(conn)
+}
+
+/// Which of `ids` are uploads that still exist.
+pub fn existing(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<String>> {
+    let mut found = Vec::new();
+    for chunk in ids.chunks(500) {
+        found.extend(upload::table.filter(upload::id.eq_any(chunk)).select(upload::id).load::<String>(conn)?);
+    }
+    Ok(found)
 }
 
 /// Uploads untouched since `before`.

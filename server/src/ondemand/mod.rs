@@ -9,8 +9,7 @@
 
 use std::collections::HashMap;
 use std::io::SeekFrom;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,7 +21,8 @@ use tokio::sync::watch;
 use crate::app::AppState;
 use crate::db::DbError;
 use crate::models::content::{self, BlobSource};
-use crate::models::artifact;
+use crate::models::artifact::{self, Artifact};
+use crate::storage::ScratchFile;
 use crate::upstream::UpstreamError;
 
 /// With no `total_timeout` on the remote, a download that sends nothing for this long fails.
@@ -58,7 +58,9 @@ struct Progress {
 }
 
 struct Download {
-    path: PathBuf,
+    /// Removed when the last holder lets go: after the verified file is linked into the store
+    /// and recorded, or after a failure.
+    file: ScratchFile,
     progress: watch::Receiver<Progress>,
 }
 
@@ -67,6 +69,13 @@ pub struct BlobFetcher {
     inflight: Mutex<HashMap<String, Arc<Download>>>,
     /// Downloads started (for tests and metrics).
     started: std::sync::atomic::AtomicUsize,
+}
+
+/// What a blob request gets: the stored file (it was recorded while the request looked), or
+/// a reader of the download in flight.
+pub enum Opened {
+    Stored(Artifact),
+    Reading(Reader),
 }
 
 /// One client's view of a download.
@@ -81,10 +90,35 @@ impl BlobFetcher {
         self.started.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The in-flight map. A panic elsewhere while it was held leaves it consistent (every
+    /// change is one insert or remove), so a poisoned lock is taken over, not propagated: one
+    /// bad request must not stop every later fetch.
+    fn inflight(&self) -> MutexGuard<'_, HashMap<String, Arc<Download>>> {
+        self.inflight.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Joins the download of this blob, starting it if none is in flight, and waits until the
     /// upstream has answered (so the caller knows the size, or the error to report).
-    pub async fn open(self: &Arc<Self>, state: &AppState, source: BlobSource) -> Result<Reader, FetchError> {
-        let (download, file) = self.join_or_start(state, source)?;
+    pub async fn open(self: &Arc<Self>, state: &AppState, source: BlobSource) -> Result<Opened, FetchError> {
+        let joined = match self.join(&source.digest)? {
+            Some(joined) => joined,
+            None => {
+                // A download leaves the map only after its artifact is recorded, so a request
+                // that found neither an artifact (before) nor a download (now) may have looked
+                // in between: look at the database again before fetching a second time.
+                let blob_id = source.blob_id.clone();
+                let stored = state
+                    .db
+                    .run(move |c| content::blob_artifact(c, &blob_id).map_err(DbError::from))
+                    .await
+                    .map_err(|e| FetchError::Io(e.to_string()))?;
+                if let Some(a) = stored {
+                    return Ok(Opened::Stored(a));
+                }
+                self.join_or_start(state, source)?
+            }
+        };
+        let (download, file) = joined;
         let mut progress = download.progress.clone();
         loop {
             let p = progress.borrow_and_update().clone();
@@ -92,7 +126,7 @@ impl BlobFetcher {
                 Phase::Starting => {}
                 Phase::Failed(e) => return Err(e),
                 Phase::Streaming | Phase::Verified => {
-                    return Ok(Reader { file: tokio::fs::File::from_std(file), progress, size: p.size });
+                    return Ok(Opened::Reading(Reader { file: tokio::fs::File::from_std(file), progress, size: p.size }));
                 }
             }
             if progress.changed().await.is_err() && matches!(progress.borrow().phase, Phase::Starting) {
@@ -101,21 +135,31 @@ impl BlobFetcher {
         }
     }
 
+    /// The download in flight for `digest`, opened for reading.
+    fn join(&self, digest: &str) -> Result<Option<(Arc<Download>, std::fs::File)>, FetchError> {
+        // Readers open the file under the lock; the download leaves the map (under the lock)
+        // before its file is removed, so a reader never finds a path that is gone.
+        let inflight = self.inflight();
+        match inflight.get(digest) {
+            Some(d) => Ok(Some((d.clone(), std::fs::File::open(d.file.path()).map_err(|e| FetchError::Io(e.to_string()))?))),
+            None => Ok(None),
+        }
+    }
+
     fn join_or_start(self: &Arc<Self>, state: &AppState, source: BlobSource) -> Result<(Arc<Download>, std::fs::File), FetchError> {
         let io = |e: std::io::Error| FetchError::Io(e.to_string());
-        // Readers open the file under the lock; the download leaves the map (under the lock)
-        // before it moves or deletes the file, so a reader never finds a path that is gone.
-        let mut inflight = self.inflight.lock().expect("fetcher lock");
+        let mut inflight = self.inflight();
         if let Some(d) = inflight.get(&source.digest) {
-            return Ok((d.clone(), std::fs::File::open(&d.path).map_err(io)?));
+            return Ok((d.clone(), std::fs::File::open(d.file.path()).map_err(io)?));
         }
         let (remote, _, expected_size) = source.remote.clone().ok_or(FetchError::NoRemote)?;
-        let path = state.storage.temp_path();
-        let writer = std::fs::File::create(&path).map_err(io)?;
-        let reader = std::fs::File::open(&path).map_err(io)?;
-        let (tx, rx) = watch::channel(Progress { size: expected_size.map(|s| s as u64), written: 0, phase: Phase::Starting });
+        let scratch = state.storage.scratch_file();
+        let writer = std::fs::File::options().write(true).create_new(true).open(scratch.path()).map_err(io)?;
+        let reader = std::fs::File::open(scratch.path()).map_err(io)?;
+        let declared = expected_size.and_then(|s| u64::try_from(s).ok());
+        let (tx, rx) = watch::channel(Progress { size: declared, written: 0, phase: Phase::Starting });
         let tx = Arc::new(tx);
-        let download = Arc::new(Download { path, progress: rx });
+        let download = Arc::new(Download { file: scratch, progress: rx });
         inflight.insert(source.digest.clone(), download.clone());
         drop(inflight);
         self.started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -126,23 +170,27 @@ impl BlobFetcher {
         tokio::spawn(async move {
             let digest = source.digest.clone();
             let result = fetch(&state, &remote, &source, tx.clone(), writer).await;
-            fetcher.inflight.lock().expect("fetcher lock").remove(&digest);
             match result {
-                Ok(sha256_hex) => {
+                Ok((sha256_hex, size)) => {
                     // The bytes are right: readers may finish now, while the file is made durable
-                    // and recorded.
+                    // and recorded; it leaves the map only once recorded.
                     tx.send_modify(|p| p.phase = Phase::Verified);
-                    if let Err(e) = finish(&state, &source, &d.path, &sha256_hex, store).await {
-                        tracing::warn!(digest = %digest, error = %e, "recording a verified download failed");
-                        let _ = tokio::fs::remove_file(&d.path).await;
+                    if store {
+                        if let Err(e) = finish(&state, &source, d.file.path(), &sha256_hex, size).await {
+                            tracing::warn!(digest = %digest, error = %e, "recording a verified download failed");
+                        }
                     }
+                    fetcher.inflight().remove(&digest);
                 }
                 Err(e) => {
                     tracing::warn!(digest = %digest, error = %e, "on-demand download failed");
-                    let _ = tokio::fs::remove_file(&d.path).await;
+                    fetcher.inflight().remove(&digest);
                     tx.send_modify(|p| p.phase = Phase::Failed(e));
                 }
             }
+            // No one can join any more: the scratch file is unlinked with the last `Download`
+            // handle; readers that joined keep reading their open file.
+            drop(d);
         });
         Ok((download, reader))
     }
@@ -158,7 +206,7 @@ async fn fetch(
     source: &BlobSource,
     tx: Arc<watch::Sender<Progress>>,
     file: std::fs::File,
-) -> Result<String, FetchError> {
+) -> Result<(String, u64), FetchError> {
     let upstream = state.upstreams.get(remote)?;
     // The response headers must come within the remote's timeout too (504 for the client).
     let wait = upstream.total_timeout().unwrap_or(IDLE_TIMEOUT);
@@ -253,29 +301,23 @@ async fn fetch(
     if actual != source.digest {
         return Err(FetchError::Integrity(format!("digest mismatch for {}: the bytes hash to {actual}", source.digest)));
     }
-    Ok(sha256_hex)
+    Ok((sha256_hex, received))
 }
 
-/// Verified bytes: keep them (moved into the store, artifact recorded and linked) or, for a
-/// streamed remote, drop the file once readers have it open.
-async fn finish(state: &AppState, source: &BlobSource, temp: &std::path::Path, sha256_hex: &str, store: bool) -> Result<(), FetchError> {
-    if !store {
-        let _ = tokio::fs::remove_file(temp).await;
-        return Ok(());
-    }
+/// Verified bytes: made durable, linked into the store and recorded (on_demand, immediate).
+async fn finish(state: &AppState, source: &BlobSource, temp: &std::path::Path, sha256_hex: &str, size: u64) -> Result<(), FetchError> {
     let path = temp.to_path_buf();
     tokio::task::spawn_blocking(move || std::fs::File::open(path)?.sync_data())
         .await
         .map_err(|_| FetchError::Io("sync task failed".into()))?
         .map_err(|e| FetchError::Io(e.to_string()))?;
-    let key = state.storage.commit(temp, sha256_hex).map_err(|e| FetchError::Io(e.to_string()))?;
-    let size = std::fs::metadata(state.storage.path_of(&key)).map(|m| m.len() as i64).map_err(|e| FetchError::Io(e.to_string()))?;
+    let key = state.storage.commit(temp, sha256_hex, size).map_err(|e| FetchError::Io(e.to_string()))?;
     let (hex, blob_id, digest) = (sha256_hex.to_string(), source.blob_id.clone(), source.digest.clone());
     state
         .db
         .run(move |c| {
             crate::db::write_transaction(c, |c| {
-                let a = artifact::ensure(c, &hex, size, &key)?;
+                let a = artifact::ensure(c, &hex, size as i64, &key)?;
                 content::ensure_blob_file(c, &blob_id, &digest, Some(&a.id), None)?;
                 Ok::<_, DbError>(())
             })

@@ -15,6 +15,7 @@ use super::RegistryError;
 use crate::api::auth;
 use crate::app::AppState;
 use crate::db::DbError;
+use crate::error::ApiError;
 use crate::models::upload;
 
 pub const SERVICE: &str = "pulpish";
@@ -119,7 +120,7 @@ pub async fn authorize(state: &AppState, req: &HttpRequest, name: &str, action: 
     let headers: &HeaderMap = req.headers();
     let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return Err(challenge()) };
     if value.starts_with("Basic ") || value.starts_with("basic ") {
-        return auth::verify(state, headers).await.map_err(|_| challenge());
+        return check_basic(state, req).await?.then_some(()).ok_or_else(challenge);
     }
     if let Some(token) = value.strip_prefix("Bearer ") {
         let claims = verify_token(secret(state).await?, token.trim()).ok_or_else(challenge)?;
@@ -132,13 +133,34 @@ pub async fn authorize(state: &AppState, req: &HttpRequest, name: &str, action: 
     Err(challenge())
 }
 
+/// Whether the caller is the admin (Basic credentials, or a token issued to the admin); for
+/// what anonymous callers must not even see, such as private distributions in the catalog.
+pub async fn is_admin(state: &AppState, req: &HttpRequest) -> Result<bool, RegistryError> {
+    let Some(value) = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return Ok(false) };
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return Ok(verify_token(secret(state).await?, token.trim()).is_some_and(|c| c.sub == "admin"));
+    }
+    check_basic(state, req).await
+}
+
+/// Whether the request's Basic credentials are the admin's. Throttling (too many failures from
+/// this client) and an overloaded password check are errors of their own, not a challenge.
+async fn check_basic(state: &AppState, req: &HttpRequest) -> Result<bool, RegistryError> {
+    match auth::verify(state, req.headers(), req.peer_addr().map(|a| a.ip())).await {
+        Ok(()) => Ok(true),
+        Err(ApiError::Throttled(seconds)) => Err(RegistryError::TooManyRequests(format!("too many failed login attempts; try again in {seconds} seconds"))),
+        Err(ApiError::Unavailable(m)) => Err(RegistryError::Unavailable(m)),
+        Err(_) => Ok(false),
+    }
+}
+
 /// `GET /token?service=pulpish&scope=repository:NAME:pull,push`: the admin's Basic credentials
 /// get what they ask for; anonymous callers get a token that grants nothing, which is all that
 /// public content needs (clients insist on a token once `/v2/` has challenged them).
 pub async fn token(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, RegistryError> {
     let query = web::Query::<Vec<(String, String)>>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
     let has_credentials = req.headers().contains_key(AUTHORIZATION);
-    let admin = has_credentials && auth::verify(&state, req.headers()).await.is_ok();
+    let admin = has_credentials && check_basic(&state, &req).await?;
     if has_credentials && !admin {
         return Err(RegistryError::Unauthorized(Challenge { realm: realm(&req), scope: String::new() }));
     }
@@ -173,5 +195,5 @@ pub async fn check_base(state: &AppState, req: &HttpRequest) -> Result<(), Regis
     if let Some(token) = value.strip_prefix("Bearer ") {
         return verify_token(secret(state).await?, token.trim()).map(|_| ()).ok_or_else(challenge);
     }
-    auth::verify(state, req.headers()).await.map_err(|_| challenge())
+    check_basic(state, req).await?.then_some(()).ok_or_else(challenge)
 }

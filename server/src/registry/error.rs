@@ -28,6 +28,12 @@ pub enum RegistryError {
     UploadUnknown(String),
     #[error("chunk out of order: the upload holds {0} bytes")]
     UploadRange(i64),
+    #[error("blob upload invalid: {0}")]
+    UploadInvalid(String),
+    #[error("{0}")]
+    BadQuery(String),
+    #[error("invalid tag {0:?}: a tag is up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'")]
+    TagInvalid(String),
     #[error("manifest invalid: {0}")]
     ManifestInvalid(String),
     #[error("manifest references an unknown blob or manifest: {0}")]
@@ -40,7 +46,7 @@ pub enum RegistryError {
     BadGateway(String),
     #[error("{0}")]
     GatewayTimeout(String),
-    #[error("{0}")]
+    #[error("the requested range is not satisfiable: the blob holds {0} bytes")]
     RangeNotSatisfiable(u64),
     #[error("{0}")]
     Unavailable(String),
@@ -59,7 +65,9 @@ impl RegistryError {
             RegistryError::Denied(_) => "DENIED",
             RegistryError::NameInvalid(_) => "NAME_INVALID",
             RegistryError::UploadUnknown(_) => "BLOB_UPLOAD_UNKNOWN",
-            RegistryError::UploadRange(_) => "BLOB_UPLOAD_INVALID",
+            RegistryError::UploadRange(_) | RegistryError::UploadInvalid(_) => "BLOB_UPLOAD_INVALID",
+            RegistryError::BadQuery(_) => "UNSUPPORTED",
+            RegistryError::TagInvalid(_) => "TAG_INVALID",
             RegistryError::ManifestInvalid(_) => "MANIFEST_INVALID",
             RegistryError::ManifestBlobUnknown(_) => "MANIFEST_BLOB_UNKNOWN",
             RegistryError::SizeInvalid(_) => "SIZE_INVALID",
@@ -74,6 +82,8 @@ impl From<DbError> for RegistryError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::Pool(e) => RegistryError::Unavailable(format!("database unavailable: {e}")),
+            // Whatever input slipped past validation with a NUL byte: PostgreSQL refuses it.
+            DbError::Query(e) if crate::db::is_nul_rejection(&e) => RegistryError::BadQuery("the request contains a NUL byte".into()),
             other => RegistryError::Internal(other.to_string()),
         }
     }
@@ -96,7 +106,13 @@ impl ResponseError for RegistryError {
     fn status_code(&self) -> StatusCode {
         match self {
             RegistryError::NameUnknown(_) | RegistryError::ManifestUnknown(_) | RegistryError::BlobUnknown(_) | RegistryError::UploadUnknown(_) => StatusCode::NOT_FOUND,
-            RegistryError::DigestInvalid(_) | RegistryError::NameInvalid(_) | RegistryError::ManifestInvalid(_) | RegistryError::ManifestBlobUnknown(_) => StatusCode::BAD_REQUEST,
+            RegistryError::DigestInvalid(_)
+            | RegistryError::NameInvalid(_)
+            | RegistryError::ManifestInvalid(_)
+            | RegistryError::ManifestBlobUnknown(_)
+            | RegistryError::UploadInvalid(_)
+            | RegistryError::BadQuery(_)
+            | RegistryError::TagInvalid(_) => StatusCode::BAD_REQUEST,
             RegistryError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             RegistryError::Denied(_) => StatusCode::FORBIDDEN,
             RegistryError::UploadRange(_) => StatusCode::RANGE_NOT_SATISFIABLE,

@@ -6,8 +6,8 @@ pub mod access;
 mod error;
 mod push;
 
-pub use push::reap_stale_uploads;
-mod range;
+pub use push::{reap_stale_uploads, sweep_staged_uploads};
+pub(crate) mod range;
 
 use actix_web::body::SizedStream;
 use actix_web::http::header;
@@ -24,11 +24,16 @@ use crate::models::{content, distribution};
 
 pub(crate) const API_VERSION: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
 const MAX_PAGE: i64 = 10_000;
+/// The size of the pieces a stored blob is sent in.
+const SEND_SLICE: usize = 128 * 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/token", web::get().to(access::token));
     cfg.service(
         web::scope("/v2")
+            // Malformed paths and queries get the registry's JSON errors, not the REST API's.
+            .app_data(web::QueryConfig::default().error_handler(|e, _| RegistryError::BadQuery(format!("invalid query: {e}")).into()))
+            .app_data(web::PathConfig::default().error_handler(|e, _| RegistryError::BadQuery(format!("invalid path: {e}")).into()))
             .route("", web::get().to(base))
             .route("/", web::get().to(base))
             .route("/", web::head().to(base))
@@ -58,6 +63,7 @@ async fn base(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespon
 
 /// The (repository id, version number) served at `name`, checking access to private ones.
 pub(crate) async fn served(state: &AppState, req: &HttpRequest, name: &str) -> Result<(String, i64), RegistryError> {
+    crate::api::validate::oci_name(name).map_err(RegistryError::NameInvalid)?;
     let n = name.to_string();
     let found = state
         .db
@@ -76,7 +82,7 @@ pub(crate) async fn served(state: &AppState, req: &HttpRequest, name: &str) -> R
     version.ok_or_else(|| RegistryError::NameUnknown(format!("{name} serves no repository yet")))
 }
 
-pub(crate) fn valid_digest(d: &str) -> bool {
+pub fn valid_digest(d: &str) -> bool {
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     match d.split_once(':') {
         Some(("sha256", h)) => hex(h, 64),
@@ -85,11 +91,24 @@ pub(crate) fn valid_digest(d: &str) -> bool {
     }
 }
 
+/// The distribution spec's tag grammar: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+pub fn valid_tag(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
 async fn manifest(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>) -> Result<HttpResponse, RegistryError> {
     let (name, reference) = path.into_inner();
+    crate::api::validate::oci_name(&name).map_err(RegistryError::NameInvalid)?;
     let by_digest = reference.contains(':');
     if by_digest && !valid_digest(&reference) {
         return Err(RegistryError::DigestInvalid(reference));
+    }
+    if !by_digest && !valid_tag(&reference) {
+        return Err(RegistryError::TagInvalid(reference));
     }
     // One trip to the database for the distribution and the manifest: this is the hot path.
     let (n, r) = (name.clone(), reference.clone());
@@ -139,16 +158,20 @@ async fn blob(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(Str
     if let Some(artifact) = &source.artifact {
         return serve_stored(&state, &req, &digest, artifact).await;
     }
-    let expected_size = source.remote.as_ref().and_then(|(_, _, size)| *size).map(|s| s as u64);
+    let expected_size = source.remote.as_ref().and_then(|(_, _, size)| *size).and_then(|s| u64::try_from(s).ok());
     if req.method() == actix_web::http::Method::HEAD {
-        // Answered from what the sync recorded; no download for a HEAD.
+        // Answered from what the sync recorded; no download for a HEAD. The length is the body's
+        // (never sent for a HEAD), so it is declared through an empty sized body.
         let mut resp = blob_headers(HttpResponse::Ok(), &digest);
-        if let Some(size) = expected_size {
-            resp.insert_header((header::CONTENT_LENGTH, size));
-        }
-        return Ok(resp.finish());
+        return Ok(match expected_size {
+            Some(size) => head_with_length(resp, size),
+            None => resp.finish(),
+        });
     }
-    let reader = state.fetcher.open(&state, source).await?;
+    let reader = match state.fetcher.open(&state, source).await? {
+        crate::ondemand::Opened::Stored(artifact) => return serve_stored(&state, &req, &digest, &artifact).await,
+        crate::ondemand::Opened::Reading(reader) => reader,
+    };
     match (reader.size, ByteRange::parse(req.headers().get(header::RANGE), reader.size)) {
         (_, Err(size)) => Err(RegistryError::RangeNotSatisfiable(size)),
         (Some(size), Ok(Some(range))) => {
@@ -160,6 +183,10 @@ async fn blob(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(Str
         (Some(size), Ok(None)) => Ok(blob_headers(HttpResponse::Ok(), &digest).body(SizedStream::new(size, reader.stream(0, None)))),
         (None, _) => Ok(blob_headers(HttpResponse::Ok(), &digest).streaming(reader.stream(0, None))),
     }
+}
+
+fn head_with_length(mut resp: actix_web::HttpResponseBuilder, size: u64) -> HttpResponse {
+    resp.body(SizedStream::new(size, futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>()))
 }
 
 fn blob_headers(mut resp: actix_web::HttpResponseBuilder, digest: &str) -> actix_web::HttpResponseBuilder {
@@ -189,15 +216,25 @@ async fn serve_stored(state: &AppState, req: &HttpRequest, digest: &str, artifac
     };
     let file = std::sync::Arc::new(file);
     let windows = crate::storage::MAP_WINDOW;
-    let pieces = futures_util::stream::iter((start..end).step_by(windows as usize)).then(move |at| {
-        let file = file.clone();
-        async move {
-            let len = (at + windows).min(end) - at;
-            tokio::task::spawn_blocking(move || crate::storage::map_window(&file, at, len))
-                .await
-                .map_err(|_| std::io::Error::other("mapping task failed"))?
-        }
-    });
+    let pieces = futures_util::stream::iter((start..end).step_by(windows as usize))
+        .then(move |at| {
+            let file = file.clone();
+            async move {
+                let len = (at + windows).min(end) - at;
+                tokio::task::spawn_blocking(move || crate::storage::map_window(&file, at, len))
+                    .await
+                    .map_err(|_| std::io::Error::other("mapping task failed"))?
+            }
+        })
+        // Handed out in small slices of the window: the server copies a chunk whole into the
+        // connection's write buffer, so a client that stops reading holds one slice, not a window.
+        .flat_map(|window| {
+            let slices: Vec<std::io::Result<bytes::Bytes>> = match window {
+                Ok(w) => (0..w.len()).step_by(SEND_SLICE).map(|i| Ok(w.slice(i..(i + SEND_SLICE).min(w.len())))).collect(),
+                Err(e) => vec![Err(e)],
+            };
+            futures_util::stream::iter(slices)
+        });
     Ok(resp.body(SizedStream::new(end - start, pieces)))
 }
 
@@ -205,6 +242,16 @@ async fn serve_stored(state: &AppState, req: &HttpRequest, digest: &str, artifac
 struct PageQuery {
     n: Option<i64>,
     last: Option<String>,
+}
+
+impl PageQuery {
+    /// `n` clamped to a page, `last` checked: a NUL byte is no tag or name.
+    fn checked(&self) -> Result<(i64, Option<String>), RegistryError> {
+        if self.last.as_deref().is_some_and(|l| l.contains('\0') || l.len() > 4096) {
+            return Err(RegistryError::BadQuery("invalid ?last=: it holds a NUL byte or is longer than 4096 bytes".into()));
+        }
+        Ok((self.n.unwrap_or(MAX_PAGE).clamp(0, MAX_PAGE), self.last.clone()))
+    }
 }
 
 /// `Link: </v2/...?n=N&last=X>; rel="next"` when a page came back full.
@@ -218,9 +265,8 @@ fn next_link(path: &str, n: i64, items: &[String]) -> Option<String> {
 
 async fn tags(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, q: web::Query<PageQuery>) -> Result<HttpResponse, RegistryError> {
     let name = path.into_inner();
+    let (n, last) = q.checked()?;
     let (repo, number) = served(&state, &req, &name).await?;
-    let n = q.n.unwrap_or(MAX_PAGE).clamp(0, MAX_PAGE);
-    let last = q.last.clone();
     let names = state
         .db
         .run(move |c| content::tag_names(c, &repo, number, last.as_deref(), n).map_err(DbError::from))
@@ -233,10 +279,11 @@ async fn tags(state: web::Data<AppState>, req: HttpRequest, path: web::Path<Stri
     Ok(resp.json(serde_json::json!({"name": name, "tags": names})))
 }
 
-async fn catalog(state: web::Data<AppState>, q: web::Query<PageQuery>) -> Result<HttpResponse, RegistryError> {
-    let n = q.n.unwrap_or(MAX_PAGE).clamp(0, MAX_PAGE);
-    let last = q.last.clone();
-    let names = state.db.run(move |c| distribution::base_paths(c, last.as_deref(), n).map_err(DbError::from)).await?;
+/// `GET /v2/_catalog`: every public base path; private ones only for the admin.
+async fn catalog(state: web::Data<AppState>, req: HttpRequest, q: web::Query<PageQuery>) -> Result<HttpResponse, RegistryError> {
+    let (n, last) = q.checked()?;
+    let with_private = access::is_admin(&state, &req).await?;
+    let names = state.db.run(move |c| distribution::base_paths(c, last.as_deref(), n, with_private).map_err(DbError::from)).await?;
     let mut resp = HttpResponse::Ok();
     resp.insert_header(API_VERSION);
     if let Some(link) = next_link("/v2/_catalog", n, &names) {

@@ -2,17 +2,14 @@
 //! mount), manifest PUT and DELETE. Upload state is in the database and the staged bytes in the
 //! shared data directory (`uploads/<id>`), so any replica can take any request of an upload.
 
-use std::path::PathBuf;
-
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use sha2::{Digest, Sha256, Sha512};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use sha2::{Digest, Sha256};
 
 use super::access::{authorize, Action};
-use super::{valid_digest, RegistryError, API_VERSION};
+use super::{valid_digest, valid_tag, RegistryError, API_VERSION};
 use crate::api::validate;
 use crate::app::AppState;
 use crate::db::{is_unique_violation, write_transaction, DbConnection, DbError};
@@ -29,10 +26,6 @@ pub struct UploadQuery {
     digest: Option<String>,
     mount: Option<String>,
     from: Option<String>,
-}
-
-fn staging(state: &AppState, id: &str) -> PathBuf {
-    state.storage.root().join("uploads").join(id)
 }
 
 /// The repository a push to `name` lands in; the first push to a new path creates the
@@ -92,6 +85,19 @@ async fn push_target(state: &AppState, name: &str) -> Result<String, RegistryErr
     }
 }
 
+/// The repository a push to `name` would land in, without creating anything: `None` for a new
+/// path, DENIED for a path serving a pinned version, NAME_INVALID for a bad name.
+async fn existing_target(state: &AppState, name: &str) -> Result<Option<String>, RegistryError> {
+    validate::oci_name(name).map_err(RegistryError::NameInvalid)?;
+    let n = name.to_string();
+    let found = state.db.run(move |c| Ok::<_, DbError>(distribution::find_by_base_path(c, &n)?)).await?;
+    match found {
+        Some(d) if d.repository_version_id.is_some() => Err(RegistryError::Denied(format!("{name} serves a pinned repository version; push to another path"))),
+        Some(d) => Ok(d.repository_id),
+        None => Ok(None),
+    }
+}
+
 fn create_repository(c: &mut DbConnection, name: &str) -> Result<String, DbError> {
     let taken = repository::find_by_name(c, name)?.is_some();
     let t = now();
@@ -145,29 +151,22 @@ pub async fn start_upload(
 ) -> Result<HttpResponse, RegistryError> {
     let name = path.into_inner();
     authorize(&state, &req, &name, Action::Push).await?;
-    let repo = push_target(&state, &name).await?;
+    existing_target(&state, &name).await?;
 
     if let (Some(digest), Some(from)) = (&query.mount, &query.from) {
         if valid_digest(digest) && authorize(&state, &req, from, Action::Pull).await.is_ok() {
             if let Ok((from_repo, number)) = super::served(&state, &req, from).await {
-                let (d, r, fr) = (digest.clone(), repo.clone(), from_repo.clone());
-                let mounted = state
+                let d = digest.clone();
+                let source = state
                     .db
-                    .run(move |c| {
-                        let source = match content::blob_in_version(c, &fr, number, &d)? {
-                            Some(s) => Some(s),
-                            None => content::pushed_blob(c, &fr, &d)?,
-                        };
-                        match source {
-                            Some(s) if s.artifact.is_some() => {
-                                upload::add_pushed_blob(c, &r, &s.blob_id)?;
-                                Ok::<_, DbError>(true)
-                            }
-                            _ => Ok(false),
-                        }
+                    .run(move |c| match content::blob_in_version(c, &from_repo, number, &d)? {
+                        Some(s) => Ok::<_, DbError>(Some(s)),
+                        None => Ok(content::pushed_blob(c, &from_repo, &d)?),
                     })
                     .await?;
-                if mounted {
+                if let Some(blob_id) = source.filter(|s| s.artifact.is_some()).map(|s| s.blob_id) {
+                    let repo = push_target(&state, &name).await?;
+                    state.db.run(move |c| upload::add_pushed_blob(c, &repo, &blob_id).map_err(DbError::from)).await?;
                     return Ok(blob_created(&name, digest));
                 }
             }
@@ -180,15 +179,14 @@ pub async fn start_upload(
             return Err(RegistryError::DigestInvalid(digest.clone()));
         }
         let stored = ingest_pushed(&state, body, digest).await?;
+        let repo = push_target(&state, &name).await?;
         record_blob(&state, &repo, digest, &stored.sha256, stored.size, &stored.key).await?;
         return Ok(blob_created(&name, digest));
     }
 
-    let r = repo.clone();
-    let up = state.db.run(move |c| upload::create(c, &r).map_err(DbError::from)).await?;
-    let file = staging(&state, &up.id);
-    tokio::fs::create_dir_all(file.parent().expect("uploads dir")).await.map_err(io)?;
-    tokio::fs::File::create(&file).await.map_err(io)?;
+    let n = name.clone();
+    let up = state.db.run(move |c| upload::create(c, &n).map_err(DbError::from)).await?;
+    state.storage.create_upload(&up.id).map_err(io)?;
     let mut resp = HttpResponse::Accepted();
     upload_response(&mut resp, &name, &up.id, 0);
     Ok(resp.finish())
@@ -199,54 +197,77 @@ fn io(e: std::io::Error) -> RegistryError {
 }
 
 async fn ingest_pushed(state: &AppState, body: web::Payload, digest: &str) -> Result<crate::storage::StoredFile, RegistryError> {
-    if digest.starts_with("sha512:") {
-        return Err(RegistryError::DigestInvalid("monolithic sha512 uploads are not supported; use a chunked upload".into()));
-    }
-    state.storage.ingest(body, digest, None).await.map_err(|e| match e {
+    state.storage.ingest(body, digest, None).await.map_err(ingest_error)
+}
+
+fn ingest_error(e: IngestError) -> RegistryError {
+    match e {
         IngestError::Digest { .. } | IngestError::Size { .. } => RegistryError::DigestInvalid(e.to_string()),
-        other => RegistryError::Internal(other.to_string()),
-    })
+        IngestError::Source { reason, .. } => RegistryError::UploadInvalid(format!("the request body broke off: {reason}")),
+        IngestError::Io(e) => io(e),
+    }
 }
 
 /// The upload `id` of repository `name`, or BLOB_UPLOAD_UNKNOWN.
 async fn find_upload(state: &AppState, req: &HttpRequest, name: &str, id: &str) -> Result<upload::Upload, RegistryError> {
     authorize(state, req, name, Action::Push).await?;
-    let repo = push_target(state, name).await?;
+    if uuid::Uuid::try_parse(id).is_err() {
+        return Err(RegistryError::UploadUnknown(id.to_string()));
+    }
     let i = id.to_string();
     let up = state.db.run(move |c| upload::find(c, &i).map_err(DbError::from)).await?;
     match up {
-        Some(u) if u.repository_id == repo => Ok(u),
+        Some(u) if u.base_path == name && !u.committing => Ok(u),
         _ => Err(RegistryError::UploadUnknown(id.to_string())),
     }
 }
 
-/// Appends `body` at the upload's offset (honouring `Content-Range`), returning the new size.
-async fn append(state: &AppState, req: &HttpRequest, up: &upload::Upload, mut body: web::Payload) -> Result<i64, RegistryError> {
-    if let Some(range) = req.headers().get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()) {
-        let start = range.trim().trim_start_matches("bytes ").split('-').next().and_then(|s| s.trim().parse::<i64>().ok());
-        if start != Some(up.size) {
-            return Err(RegistryError::UploadRange(up.size));
+/// Adds `body` to the upload as a part of its own: the bytes are staged in a file that only
+/// this request writes, then the part's byte range is claimed in the database. If another
+/// request moved the offset first (or a PUT is committing the upload), this part is dropped
+/// and the client is told where the upload stands. Returns the new size.
+async fn append(state: &AppState, req: &HttpRequest, up: &upload::Upload, body: web::Payload) -> Result<i64, RegistryError> {
+    let declared = match req.headers().get(header::CONTENT_RANGE) {
+        None => None,
+        Some(v) => {
+            let range = v.to_str().ok().and_then(super::range::parse_content_range).ok_or_else(|| {
+                RegistryError::UploadInvalid(format!("invalid Content-Range {:?}: expected <start>-<end> with start <= end", String::from_utf8_lossy(v.as_bytes())))
+            })?;
+            if range.0 != up.size as u64 {
+                return Err(RegistryError::UploadRange(up.size));
+            }
+            Some(range)
+        }
+    };
+    let (key, size) = state.storage.stage_part(&up.id, body).await.map_err(|e| match e {
+        IngestError::Io(e) if e.kind() == std::io::ErrorKind::NotFound => RegistryError::UploadUnknown(up.id.clone()),
+        other => ingest_error(other),
+    })?;
+    if let Some((start, end)) = declared {
+        if end - start + 1 != size {
+            state.storage.remove_key(&key);
+            return Err(RegistryError::UploadInvalid(format!("Content-Range {start}-{end} announces {} bytes, the body had {size}", end - start + 1)));
         }
     }
-    let path = staging(state, &up.id);
-    let mut file = tokio::fs::OpenOptions::new().write(true).open(&path).await.map_err(|_| RegistryError::UploadUnknown(up.id.clone()))?;
-    // Drop anything a failed earlier request left past the recorded offset.
-    file.set_len(up.size as u64).await.map_err(io)?;
-    file.seek(std::io::SeekFrom::Start(up.size as u64)).await.map_err(io)?;
-    let mut size = up.size;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| RegistryError::BadGateway(format!("upload body broke off: {e}")))?;
-        file.write_all(&chunk).await.map_err(io)?;
-        size += chunk.len() as i64;
+    if size == 0 {
+        state.storage.remove_key(&key);
+        return Ok(up.size);
     }
-    file.flush().await.map_err(io)?;
-    file.sync_data().await.map_err(io)?;
-    let (id, from) = (up.id.clone(), up.size);
-    let moved = state.db.run(move |c| upload::advance(c, &id, from, size).map_err(DbError::from)).await?;
-    if !moved {
-        return Err(RegistryError::UploadRange(from));
+    let (id, from, k) = (up.id.clone(), up.size, key.clone());
+    let claimed = state.db.run(move |c| upload::claim_part(c, &id, from, size as i64, &k).map_err(DbError::from)).await;
+    match claimed {
+        Ok(true) => Ok(up.size + size as i64),
+        other => {
+            state.storage.remove_key(&key);
+            other?;
+            // Someone else moved the upload on: say where it stands now, if it still exists.
+            let i = up.id.clone();
+            match state.db.run(move |c| upload::find(c, &i).map_err(DbError::from)).await? {
+                Some(now) if !now.committing => Err(RegistryError::UploadRange(now.size)),
+                _ => Err(RegistryError::UploadUnknown(up.id.clone())),
+            }
+        }
     }
-    Ok(size)
 }
 
 /// `PATCH /v2/<name>/blobs/uploads/<id>`: one chunk, in order.
@@ -259,36 +280,10 @@ pub async fn append_chunk(state: web::Data<AppState>, req: HttpRequest, path: we
     Ok(resp.finish())
 }
 
-/// Hashes the staged file: (sha256 hex, the digest in the algorithm `digest` names).
-async fn hash_staged(path: PathBuf, sha512: bool) -> std::io::Result<(String, String)> {
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path)?;
-        let (mut h256, mut h512) = (Sha256::new(), sha512.then(Sha512::new));
-        let mut buf = vec![0u8; 1024 * 1024];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h256.update(&buf[..n]);
-            if let Some(h) = h512.as_mut() {
-                h.update(&buf[..n]);
-            }
-        }
-        let hex = format!("{:x}", h256.finalize());
-        let digest = match h512 {
-            Some(h) => format!("sha512:{:x}", h.finalize()),
-            None => format!("sha256:{hex}"),
-        };
-        Ok((hex, digest))
-    })
-    .await
-    .map_err(|_| std::io::Error::other("hashing task failed"))?
-}
-
-/// `PUT /v2/<name>/blobs/uploads/<id>?digest=`: the last chunk (if any), the digest check, the
-/// move into the store. A wrong digest stores nothing and ends the upload.
+/// `PUT /v2/<name>/blobs/uploads/<id>?digest=`: the last chunk (if any); then the upload is
+/// claimed for this request alone, its parts are streamed through the digest check into a
+/// scratch file, and that file is linked into the store. A wrong digest stores nothing and
+/// ends the upload.
 pub async fn finish_upload(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -300,17 +295,21 @@ pub async fn finish_upload(
     let up = find_upload(&state, &req, &name, &id).await?;
     let digest = query.digest.clone().filter(|d| valid_digest(d)).ok_or_else(|| RegistryError::DigestInvalid(query.digest.clone().unwrap_or_else(|| "missing ?digest=".into())))?;
     let size = append(&state, &req, &up, body).await?;
-    let file = staging(&state, &id);
-    let (hex, actual) = hash_staged(file.clone(), digest.starts_with("sha512:")).await.map_err(io)?;
     let i = id.clone();
-    if actual != digest {
-        let _ = tokio::fs::remove_file(&file).await;
-        state.db.run(move |c| upload::delete(c, &i).map_err(DbError::from)).await?;
-        return Err(RegistryError::DigestInvalid(format!("the uploaded bytes hash to {actual}, not {digest}")));
-    }
-    let key = state.storage.commit(&file, &hex).map_err(io)?;
-    record_blob(&state, &up.repository_id, &digest, &hex, size, &key).await?;
-    state.db.run(move |c| upload::delete(c, &i).map_err(DbError::from)).await?;
+    let parts = match state.db.run(move |c| upload::claim_commit(c, &i, size).map_err(DbError::from)).await? {
+        Some(parts) => parts,
+        // Another request finished, cancelled or extended the upload meanwhile.
+        None => return Err(RegistryError::UploadUnknown(id)),
+    };
+    let stored = state.storage.ingest(state.storage.read_parts(parts), &digest, Some(size)).await;
+    remove_upload(&state, &id).await?;
+    let stored = stored.map_err(|e| match e {
+        IngestError::Digest { actual, .. } => RegistryError::DigestInvalid(format!("the uploaded bytes hash to {actual}, not {digest}")),
+        IngestError::Source { reason, .. } => RegistryError::Internal(format!("the staged upload is unreadable: {reason}")),
+        other => ingest_error(other),
+    })?;
+    let repo = push_target(&state, &name).await?;
+    record_blob(&state, &repo, &digest, &stored.sha256, stored.size, &stored.key).await?;
     Ok(blob_created(&name, &digest))
 }
 
@@ -332,9 +331,9 @@ pub async fn cancel_upload(state: web::Data<AppState>, req: HttpRequest, path: w
 }
 
 pub async fn remove_upload(state: &AppState, id: &str) -> Result<(), RegistryError> {
-    let _ = tokio::fs::remove_file(staging(state, id)).await;
     let i = id.to_string();
     state.db.run(move |c| upload::delete(c, &i).map_err(DbError::from)).await?;
+    state.storage.remove_upload(id);
     Ok(())
 }
 
@@ -346,6 +345,35 @@ pub async fn reap_stale_uploads(state: &AppState, max_age: std::time::Duration) 
         remove_upload(state, id).await?;
     }
     Ok(stale.len())
+}
+
+/// A part file of a live upload that no part row names is the leftover of a request killed
+/// between staging and claiming; older than this, nobody is about to claim it.
+const UNCLAIMED_PART_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes staged bytes that no upload owns: directories of uploads that ended (a deleted
+/// repository, a crash between the row's deletion and the files'), and unclaimed parts.
+/// Returns the bytes freed.
+pub async fn sweep_staged_uploads(state: &AppState) -> Result<u64, RegistryError> {
+    let on_disk = state.storage.staged_uploads().map_err(io)?;
+    let ids = on_disk.clone();
+    let live: std::collections::HashSet<String> = state.db.run(move |c| upload::existing(c, &ids).map_err(DbError::from)).await?.into_iter().collect();
+    let mut freed = 0;
+    for id in on_disk {
+        if !live.contains(&id) {
+            freed += state.storage.remove_upload(&id);
+            continue;
+        }
+        let i = id.clone();
+        let claimed: std::collections::HashSet<String> = state.db.run(move |c| upload::part_keys(c, &i).map_err(DbError::from)).await?.into_iter().collect();
+        for (key, age) in state.storage.staged_parts(&id) {
+            if !claimed.contains(&key) && age > UNCLAIMED_PART_GRACE {
+                freed += std::fs::metadata(state.storage.path_of(&key)).map(|m| m.len()).unwrap_or(0);
+                state.storage.remove_key(&key);
+            }
+        }
+    }
+    Ok(freed)
 }
 
 /// Reads a request body, refusing more than `limit` bytes.
@@ -366,7 +394,7 @@ async fn read_limited(mut body: web::Payload, limit: usize) -> Result<Vec<u8>, R
 pub async fn put_manifest(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>, body: web::Payload) -> Result<HttpResponse, RegistryError> {
     let (name, reference) = path.into_inner();
     authorize(&state, &req, &name, Action::Push).await?;
-    let repo = push_target(&state, &name).await?;
+    let existing = existing_target(&state, &name).await?;
     let bytes = read_limited(body, MAX_MANIFEST).await?;
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|v| v.split(';').next().unwrap_or("").trim().to_string());
     let media_type = media_type_of(&bytes, content_type.as_deref())
@@ -381,6 +409,14 @@ pub async fn put_manifest(state: web::Data<AppState>, req: HttpRequest, path: we
         return Err(RegistryError::ManifestInvalid(format!("invalid tag '{reference}'")));
     }
     let subject = serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|v| v["subject"]["digest"].as_str().map(str::to_string));
+    // A new path holds nothing a manifest could reference; only one that references nothing
+    // (an empty index) creates the path's repository.
+    let repo = match (existing, &refs) {
+        (Some(repo), _) => repo,
+        (None, References::List(listed)) if listed.is_empty() => push_target(&state, &name).await?,
+        (None, References::List(listed)) => return Err(RegistryError::ManifestBlobUnknown(format!("manifest {}", listed[0].digest))),
+        (None, References::Image { config, .. }) => return Err(RegistryError::ManifestBlobUnknown(config.digest.clone())),
+    };
 
     let (r, d, mt, tag) = (repo.clone(), digest.clone(), media_type.clone(), (!by_digest).then(|| reference.clone()));
     let mut attempt = 0;
@@ -406,14 +442,6 @@ pub async fn put_manifest(state: web::Data<AppState>, req: HttpRequest, path: we
         resp.insert_header(("OCI-Subject", s));
     }
     Ok(resp.finish())
-}
-
-fn valid_tag(t: &str) -> bool {
-    let b = t.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 fn record_manifest(

@@ -27,6 +27,8 @@ impl ByteRange {
             (Some(start), Some(end)) if start <= end => ByteRange { start, end: end.min(size.saturating_sub(1)) },
             (Some(start), None) if b.is_empty() => ByteRange { start, end: size.saturating_sub(1) },
             (None, Some(suffix)) if a.is_empty() && suffix > 0 => ByteRange { start: size.saturating_sub(suffix), end: size.saturating_sub(1) },
+            // A zero-length suffix selects nothing (RFC 9110 §14.1.3): unsatisfiable.
+            (None, Some(0)) if a.is_empty() => return Err(size),
             _ => return Ok(None),
         };
         if size == 0 || range.start >= size {
@@ -36,9 +38,34 @@ impl ByteRange {
     }
 }
 
+/// A chunk's `Content-Range: <start>-<end>` (inclusive; `bytes ` prefix tolerated) as
+/// `(start, end)`; `None` when it is malformed or `end < start`.
+pub fn parse_content_range(value: &str) -> Option<(u64, u64)> {
+    let spec = value.trim();
+    let spec = spec.strip_prefix("bytes ").or_else(|| spec.strip_prefix("bytes=")).unwrap_or(spec);
+    let spec = spec.split('/').next()?;
+    let (a, b) = spec.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.len() <= 19 && s.bytes().all(|c| c.is_ascii_digit());
+    if !digits(a) || !digits(b) {
+        return None;
+    }
+    let (start, end) = (a.parse::<u64>().ok()?, b.parse::<u64>().ok()?);
+    (start <= end).then_some((start, end))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(parse_content_range("0-99"), Some((0, 99)));
+        assert_eq!(parse_content_range("bytes 100-199/*"), Some((100, 199)));
+        assert_eq!(parse_content_range("500-10"), None);
+        assert_eq!(parse_content_range("-10"), None);
+        assert_eq!(parse_content_range("a-b"), None);
+        assert_eq!(parse_content_range("99999999999999999999-1"), None);
+    }
 
     fn parse(v: &str, size: u64) -> Result<Option<ByteRange>, u64> {
         ByteRange::parse(Some(&HeaderValue::from_str(v).unwrap()), Some(size))
@@ -53,5 +80,6 @@ mod tests {
         assert_eq!(parse("bytes=5000-", 5000), Err(5000));
         assert_eq!(parse("bytes=0-1,5-6", 5000), Ok(None));
         assert_eq!(parse("items=0-1", 5000), Ok(None));
+        assert_eq!(parse("bytes=-0", 5000), Err(5000));
     }
 }

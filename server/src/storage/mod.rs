@@ -1,23 +1,47 @@
-//! The content-addressed artifact store under the data directory.
+//! The content-addressed artifact store under the data directory, the staged parts of uploads,
+//! and this process's scratch files.
+//!
+//! A file in the store is written once: bytes go to a scratch file that only its writer holds,
+//! are verified, and are then hard-linked under their digest (`link` never replaces an existing
+//! file, and nobody else has the scratch file open for writing). Store paths are never opened for
+//! writing.
+
+mod scratch;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use sha2::{Digest, Sha256, Sha512};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub use scratch::{remove_tree, Scratch, ScratchFile};
 
 #[derive(Debug, Clone)]
 pub struct Storage {
     root: PathBuf,
+    scratch: Arc<Scratch>,
 }
 
 impl Storage {
+    /// Opens the store, takes a scratch directory for this process and removes what dead
+    /// processes left in theirs.
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
         let root = data_dir.to_path_buf();
         std::fs::create_dir_all(root.join("artifact"))?;
-        std::fs::create_dir_all(root.join("tmp"))?;
         std::fs::create_dir_all(root.join("uploads"))?;
-        Ok(Storage { root })
+        let scratch = Arc::new(Scratch::create(&root.join("tmp"))?);
+        let storage = Storage { root, scratch };
+        let freed = storage.sweep_scratch()?;
+        if freed > 0 {
+            tracing::info!(bytes = freed, "removed scratch files left by stopped processes");
+        }
+        Ok(storage)
+    }
+
+    /// Removes scratch files that no live process owns; returns the bytes freed.
+    pub fn sweep_scratch(&self) -> std::io::Result<u64> {
+        scratch::sweep(&self.root.join("tmp"), &self.scratch)
     }
 
     pub fn root(&self) -> &Path {
@@ -31,6 +55,11 @@ impl Storage {
 
     pub fn path_of(&self, key: &str) -> PathBuf {
         self.root.join(key)
+    }
+
+    /// A fresh scratch file of this process, removed when the guard is dropped.
+    pub fn scratch_file(&self) -> ScratchFile {
+        self.scratch.file()
     }
 
     /// Bytes free on the file system holding the store.
@@ -59,87 +88,213 @@ pub enum IngestError {
     Io(#[from] std::io::Error),
     #[error("download of {digest} failed: {reason}")]
     Source { digest: String, reason: String },
-    #[error("digest mismatch for {expected}: the bytes hash to sha256:{actual}")]
+    #[error("digest mismatch for {expected}: the bytes hash to {actual}")]
     Digest { expected: String, actual: String },
     #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}")]
     Size { digest: String, expected: i64, actual: i64 },
 }
 
-impl Storage {
-    /// A fresh path for a download in progress, on the same file system as the store so the
-    /// final move is an atomic rename.
-    pub fn temp_path(&self) -> PathBuf {
-        self.root.join("tmp").join(uuid::Uuid::new_v4().to_string())
+/// sha256 (the store's key) and, for `sha512:` digests, sha512 alongside.
+pub struct BlobHasher {
+    sha256: Sha256,
+    sha512: Option<Sha512>,
+}
+
+impl BlobHasher {
+    pub fn for_digest(digest: &str) -> Self {
+        BlobHasher { sha256: Sha256::new(), sha512: digest.starts_with("sha512:").then(Sha512::new) }
     }
 
-    /// Moves a verified file into its content address. If the store already holds it, the
-    /// temp file is dropped: same digest, same bytes.
-    pub fn commit(&self, temp: &Path, sha256_hex: &str) -> std::io::Result<String> {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.sha256.update(bytes);
+        if let Some(h) = self.sha512.as_mut() {
+            h.update(bytes);
+        }
+    }
+
+    /// (sha256 hex, the digest in the algorithm asked for).
+    pub fn finish(self) -> (String, String) {
+        let hex = format!("{:x}", self.sha256.finalize());
+        let digest = match self.sha512 {
+            Some(h) => format!("sha512:{:x}", h.finalize()),
+            None => format!("sha256:{hex}"),
+        };
+        (hex, digest)
+    }
+}
+
+impl Storage {
+    /// Links a verified scratch file under its content address. `link` never replaces a file:
+    /// if the store already holds the digest, its file stays (same digest, same bytes) unless
+    /// its size shows it is not what the digest names, in which case the verified file takes its
+    /// place by an atomic rename (readers of the old one keep their open file).
+    pub fn commit(&self, temp: &Path, sha256_hex: &str, size: u64) -> std::io::Result<String> {
         let key = Self::key_for(sha256_hex);
         let dest = self.path_of(&key);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        if dest.exists() {
-            std::fs::remove_file(temp)?;
-        } else {
-            std::fs::rename(temp, &dest)?;
+        match std::fs::hard_link(temp, &dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if std::fs::metadata(&dest)?.len() != size {
+                    tracing::warn!(key = %key, "a stored file had the wrong size; replaced by verified bytes");
+                    std::fs::rename(temp, &dest)?;
+                }
+            }
+            Err(e) => return Err(e),
         }
         Ok(key)
     }
 
-    /// Streams `body` to a temp file while hashing it; if digest (`sha256:...`) and size
-    /// match, moves it into the store. On any failure the temp file is removed.
+    /// Streams `body` to a scratch file while hashing it, refusing bytes past `size` when one
+    /// is declared; if the digest (`sha256:` or `sha512:`) and size match, links it into the
+    /// store. The scratch file is removed in every case, including cancellation.
     pub async fn ingest<S, E>(&self, body: S, digest: &str, size: Option<i64>) -> Result<StoredFile, IngestError>
     where
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let temp = self.temp_path();
-        let result = self.write_verified(&temp, body, digest, size).await;
-        match result {
-            Ok((hex, written)) => {
-                let key = self.commit(&temp, &hex)?;
-                Ok(StoredFile { sha256: hex, size: written, key })
-            }
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&temp).await;
-                Err(e)
-            }
+        let temp = self.scratch_file();
+        let (hex, written) = write_verified(temp.path(), body, digest, size).await?;
+        let key = self.commit(temp.path(), &hex, written as u64)?;
+        Ok(StoredFile { sha256: hex, size: written, key })
+    }
+}
+
+async fn write_verified<S, E>(temp: &Path, mut body: S, digest: &str, size: Option<i64>) -> Result<(String, i64), IngestError>
+where
+    S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut file = tokio::fs::File::options().write(true).create_new(true).open(temp).await?;
+    let mut hasher = BlobHasher::for_digest(digest);
+    let mut written: i64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| IngestError::Source { digest: digest.to_string(), reason: e.to_string() })?;
+        written += chunk.len() as i64;
+        if let Some(expected) = size.filter(|s| written > *s) {
+            // Stop at the declared size: an upstream that lies must not fill the disk.
+            return Err(IngestError::Size { digest: digest.to_string(), expected, actual: written });
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await?;
+    }
+    file.flush().await?;
+    file.sync_data().await?;
+    drop(file);
+    let (hex, actual) = hasher.finish();
+    if let Some(expected) = size {
+        if expected != written {
+            return Err(IngestError::Size { digest: digest.to_string(), expected, actual: written });
         }
     }
+    if digest != actual {
+        return Err(IngestError::Digest { expected: digest.to_string(), actual });
+    }
+    Ok((hex, written))
+}
 
-    async fn write_verified<S, E>(&self, temp: &Path, mut body: S, digest: &str, size: Option<i64>) -> Result<(String, i64), IngestError>
+/// Upload staging: one file per request under `uploads/<upload id>/`, written in scratch first
+/// and moved in whole, so a part is complete before anyone can see it.
+impl Storage {
+    fn upload_dir(&self, upload_id: &str) -> PathBuf {
+        self.root.join("uploads").join(upload_id)
+    }
+
+    pub fn create_upload(&self, upload_id: &str) -> std::io::Result<()> {
+        std::fs::create_dir_all(self.upload_dir(upload_id))
+    }
+
+    /// Writes `body` as a new part of the upload; returns its key and size. A body that breaks
+    /// off leaves nothing behind.
+    pub async fn stage_part<S, E>(&self, upload_id: &str, mut body: S) -> Result<(String, u64), IngestError>
     where
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let mut file = tokio::fs::File::create(temp).await?;
-        let mut hasher = Sha256::new();
-        let mut written: i64 = 0;
+        let temp = self.scratch_file();
+        let mut file = tokio::fs::File::options().write(true).create_new(true).open(temp.path()).await?;
+        let mut size = 0u64;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| IngestError::Source { digest: digest.to_string(), reason: e.to_string() })?;
-            hasher.update(&chunk);
+            let chunk = chunk.map_err(|e| IngestError::Source { digest: format!("upload {upload_id}"), reason: e.to_string() })?;
             file.write_all(&chunk).await?;
-            written += chunk.len() as i64;
+            size += chunk.len() as u64;
         }
         file.flush().await?;
         file.sync_data().await?;
-        let hex = format!("{:x}", hasher.finalize());
-        if let Some(expected) = size {
-            if expected != written {
-                return Err(IngestError::Size { digest: digest.to_string(), expected, actual: written });
+        drop(file);
+        let key = format!("uploads/{upload_id}/{}", uuid::Uuid::new_v4());
+        // The upload's directory is gone once the upload ended: then so is this part.
+        tokio::fs::rename(temp.path(), self.path_of(&key)).await?;
+        Ok((key, size))
+    }
+
+    /// The parts' bytes in order, as one stream.
+    pub fn read_parts(&self, keys: Vec<String>) -> impl Stream<Item = std::io::Result<bytes::Bytes>> + Unpin {
+        let paths: Vec<PathBuf> = keys.iter().map(|k| self.path_of(k)).collect();
+        Box::pin(futures_util::stream::try_unfold((paths.into_iter(), None::<tokio::fs::File>), |(mut paths, mut file)| async move {
+            loop {
+                if file.is_none() {
+                    match paths.next() {
+                        Some(p) => file = Some(tokio::fs::File::open(&p).await?),
+                        None => return Ok(None),
+                    }
+                }
+                let mut buf = vec![0u8; 1024 * 1024];
+                let n = file.as_mut().expect("opened above").read(&mut buf).await?;
+                if n == 0 {
+                    file = None;
+                    continue;
+                }
+                buf.truncate(n);
+                return Ok(Some((bytes::Bytes::from(buf), (paths, file))));
+            }
+        }))
+    }
+
+    pub fn remove_key(&self, key: &str) {
+        let _ = std::fs::remove_file(self.path_of(key));
+    }
+
+    /// Removes an upload's staged bytes (and an older version's single staging file).
+    pub fn remove_upload(&self, upload_id: &str) -> u64 {
+        let dir = self.upload_dir(upload_id);
+        if dir.is_dir() {
+            remove_tree(&dir)
+        } else {
+            let size = std::fs::metadata(&dir).map(|m| m.len()).unwrap_or(0);
+            let _ = std::fs::remove_file(&dir);
+            size
+        }
+    }
+
+    /// Upload ids with bytes on disk.
+    pub fn staged_uploads(&self) -> std::io::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(self.root.join("uploads"))? {
+            if let Some(name) = entry?.file_name().to_str() {
+                ids.push(name.to_string());
             }
         }
-        if digest != format!("sha256:{hex}") {
-            return Err(IngestError::Digest { expected: digest.to_string(), actual: hex });
-        }
-        Ok((hex, written))
+        Ok(ids)
+    }
+
+    /// The staged part files of an upload, with how long ago each was last written.
+    pub fn staged_parts(&self, upload_id: &str) -> Vec<(String, std::time::Duration)> {
+        let Ok(entries) = std::fs::read_dir(self.upload_dir(upload_id)) else { return vec![] };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let age = e.metadata().ok()?.modified().ok()?.elapsed().unwrap_or_default();
+                Some((format!("uploads/{upload_id}/{}", e.file_name().to_str()?), age))
+            })
+            .collect()
     }
 }
 
 /// How much of a stored file is mapped at once when serving it.
-pub const MAP_WINDOW: u64 = 4 * 1024 * 1024;
+pub const MAP_WINDOW: u64 = 512 * 1024;
 
 /// Maps `len` bytes at `offset` of a stored file read-only. Store files are never written again
 /// once committed (they are renamed into place under their digest), which is what makes handing

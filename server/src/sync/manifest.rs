@@ -40,7 +40,10 @@ pub fn references(media_type: &str, bytes: &[u8]) -> Result<References, String> 
         ))
     } else {
         let m: ImageManifest = serde_json::from_slice(bytes).map_err(|e| format!("unreadable image manifest: {e}"))?;
-        let blob = |d: &oci_spec::image::Descriptor| BlobRef { digest: d.digest().to_string(), size: d.size() as i64 };
-        Ok(References::Image { config: blob(m.config()), layers: m.layers().iter().map(blob).collect() })
+        let blob = |d: &oci_spec::image::Descriptor| {
+            let size = i64::try_from(d.size()).map_err(|_| format!("blob {} declares an impossible size of {} bytes", d.digest(), d.size()))?;
+            Ok::<_, String>(BlobRef { digest: d.digest().to_string(), size })
+        };
+        Ok(References::Image { config: blob(m.config())?, layers: m.layers().iter().map(blob).collect::<Result<_, _>>()? })
     }
 }

@@ -21,8 +21,13 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 const DEFAULT_RETRIES: usize = 3;
+/// The most retries and the longest timeout a remote may ask for.
+pub const MAX_RETRIES: i32 = 100;
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
 /// Manifests larger than this are refused (the distribution spec's suggested limit).
 pub const MAX_MANIFEST: usize = 4 * 1024 * 1024;
+/// One page of an upstream's tag list (about 100k tags of 128 characters).
+pub const MAX_TAG_PAGE: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
@@ -81,6 +86,15 @@ pub struct Upstream {
     total_timeout: Option<Duration>,
 }
 
+/// A timeout of the remote as a `Duration`; rows written before validation existed may hold
+/// values no `Duration` can (1e308, negative, NaN), which fail the fetch instead of panicking.
+fn seconds(value: f64, field: &str) -> Result<Duration, UpstreamError> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= MAX_TIMEOUT)
+        .ok_or_else(|| UpstreamError::Invalid(format!("the remote's {field} of {value} seconds is out of range (0 to {} seconds)", MAX_TIMEOUT.as_secs())))
+}
+
 pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
 }
@@ -94,7 +108,7 @@ impl Upstream {
             .no_brotli()
             .no_deflate();
         if let Some(t) = remote.connect_timeout {
-            builder = builder.connect_timeout(Duration::from_secs_f64(t));
+            builder = builder.connect_timeout(seconds(t, "connect_timeout")?);
         }
         if let Some(pem) = &remote.ca_cert {
             for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())
@@ -125,8 +139,8 @@ impl Upstream {
             name: remote.upstream_name.clone(),
             credentials,
             scheme: Mutex::new(Scheme::Anonymous),
-            retries: remote.max_retries.map(|n| n.max(0) as usize).unwrap_or(DEFAULT_RETRIES),
-            total_timeout: remote.total_timeout.map(Duration::from_secs_f64),
+            retries: remote.max_retries.map(|n| n.clamp(0, MAX_RETRIES) as usize).unwrap_or(DEFAULT_RETRIES),
+            total_timeout: remote.total_timeout.map(|t| seconds(t, "total_timeout")).transpose()?,
         })
     }
 
@@ -280,10 +294,6 @@ impl Upstream {
 
     /// Every tag, following `Link` pages; copes with registries that ignore `n` and `last`.
     pub async fn list_tags(&self) -> Result<Vec<String>, UpstreamError> {
-        #[derive(serde::Deserialize)]
-        struct TagList {
-            tags: Option<Vec<String>>,
-        }
         let mut tags: Vec<String> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut next = Some(self.url("tags/list?n=1000"));
@@ -292,12 +302,10 @@ impl Upstream {
             let resp = self.send(Method::GET, &url, None, false).await?;
             self.check_status(&resp, &what)?;
             next = next_link(resp.headers(), resp.url());
-            let page: TagList = resp
-                .json()
-                .await
-                .map_err(|e| UpstreamError::Invalid(format!("unreadable tag list from {url}: {e}")))?;
+            let body = self.read_capped(resp, MAX_TAG_PAGE, &format!("the tag list page {url}")).await?;
+            let page = parse_tag_page(&body).map_err(|e| UpstreamError::Invalid(format!("unreadable tag list from {url}: {e}")))?;
             let mut fresh = 0;
-            for t in page.tags.unwrap_or_default() {
+            for t in page {
                 if seen.insert(t.clone()) {
                     tags.push(t);
                     fresh += 1;
@@ -308,6 +316,23 @@ impl Upstream {
             }
         }
         Ok(tags)
+    }
+
+    /// Reads a response body, refusing it as soon as it passes `limit` bytes (whatever its
+    /// `Content-Length` claims), so an upstream cannot make us hold more than `limit`.
+    async fn read_capped(&self, mut resp: Response, limit: usize, what: &str) -> Result<bytes::Bytes, UpstreamError> {
+        let too_large = || UpstreamError::Invalid(format!("{what} is larger than the {limit} bytes allowed"));
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let mut out = bytes::BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(what, &e))? {
+            if out.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
     }
 
     /// The digest a tag or digest currently resolves to (HEAD), if the upstream says.
@@ -333,13 +358,7 @@ impl Upstream {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or("").trim().to_string());
-        if resp.content_length().is_some_and(|n| n as usize > MAX_MANIFEST) {
-            return Err(UpstreamError::Invalid(format!("{what} is larger than 4 MiB")));
-        }
-        let bytes = resp.bytes().await.map_err(|e| self.transport_error(&what, &e))?;
-        if bytes.len() > MAX_MANIFEST {
-            return Err(UpstreamError::Invalid(format!("{what} is larger than 4 MiB")));
-        }
+        let bytes = self.read_capped(resp, MAX_MANIFEST, &what).await?;
         let digest = sha256_digest(&bytes);
         for expected in [header_digest.as_deref(), reference.starts_with("sha256:").then_some(reference)].into_iter().flatten() {
             if expected.starts_with("sha256:") && expected != digest {
@@ -394,6 +413,16 @@ pub fn media_type_of(bytes: &[u8], content_type: Option<&str>) -> Option<String>
     }
 }
 
+/// The tags of one `tags/list` page (`{"name": .., "tags": [..] | null}`).
+pub fn parse_tag_page(body: &[u8]) -> Result<Vec<String>, String> {
+    #[derive(serde::Deserialize)]
+    struct TagList {
+        tags: Option<Vec<String>>,
+    }
+    let page: TagList = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    Ok(page.tags.unwrap_or_default())
+}
+
 pub fn is_list(media_type: &str) -> bool {
     media_type == DOCKER_MANIFEST_LIST || media_type == OCI_INDEX
 }
@@ -421,14 +450,16 @@ pub struct UpstreamCache {
 
 impl UpstreamCache {
     pub fn get(&self, remote: &Remote) -> Result<std::sync::Arc<Upstream>, UpstreamError> {
-        let mut map = self.map.lock().expect("upstream cache lock");
-        if let Some((updated, u)) = map.get(&remote.id) {
-            if *updated == remote.pulp_last_updated {
-                return Ok(u.clone());
+        // Nothing here panics while the lock is held (the client is built outside it), and a
+        // poisoned lock is taken over: the map is never left half-changed.
+        let cached = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&remote.id).cloned();
+        if let Some((updated, u)) = cached {
+            if updated == remote.pulp_last_updated {
+                return Ok(u);
             }
         }
         let u = std::sync::Arc::new(Upstream::for_remote(remote)?);
-        map.insert(remote.id.clone(), (remote.pulp_last_updated, u.clone()));
+        self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(remote.id.clone(), (remote.pulp_last_updated, u.clone()));
         Ok(u)
     }
 }
