@@ -64,7 +64,10 @@ async fn remote_lifecycle(backend: Backend) {
     assert_eq!(remote["upstream_name"], "library/busybox");
     assert_eq!(remote["tls_validation"], true);
     assert!(remote.get("password").is_none() && remote.get("username").is_none(), "write-only: {remote}");
-    assert_eq!(remote["hidden_fields"], json!([{"name": "username", "is_set": true}, {"name": "password", "is_set": true}]));
+    assert_eq!(
+        remote["hidden_fields"],
+        json!([{"name": "username", "is_set": true}, {"name": "password", "is_set": true}, {"name": "proxy_username", "is_set": false}, {"name": "proxy_password", "is_set": false}])
+    );
 
     let (status, read) = s.get(&href).await;
     assert_eq!(status, StatusCode::OK);
@@ -301,6 +304,172 @@ async fn artifacts_and_content_start_empty(backend: Backend) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// Out-of-range numbers on a remote (`total_timeout: 1e308` once panicked the fetcher) are a
+/// 400 naming the field, on create, PUT and PATCH, and nothing is written or queued.
+async fn remote_numbers_are_bounded(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let with = |extra: Value| {
+        let mut body = json!({"name": "n", "url": "http://a", "upstream_name": "a"});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let bad: Vec<(Value, &str)> = vec![
+        (json!({"total_timeout": 1e308}), "total_timeout"),
+        (json!({"total_timeout": 86400.5}), "total_timeout"),
+        (json!({"total_timeout": 0}), "total_timeout"),
+        (json!({"connect_timeout": -1.0}), "connect_timeout"),
+        (json!({"connect_timeout": 1e308}), "connect_timeout"),
+        (json!({"max_retries": 101}), "max_retries"),
+        (json!({"max_retries": -1}), "max_retries"),
+        (json!({"max_retries": 1e300}), "max_retries"),
+        (json!({"download_concurrency": 101}), "download_concurrency"),
+        (json!({"download_concurrency": 9_223_372_036_854_775_807i64}), "download_concurrency"),
+        (json!({"download_concurrency": 2.5}), "download_concurrency"),
+    ];
+    for (extra, field) in &bad {
+        let (status, errors) = s.post(REMOTES, with(extra.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{extra}: {errors}");
+        assert!(errors[field].is_array(), "expected '{field}' in {errors} for {extra}");
+    }
+    let (status, raw) = s.post_raw(REMOTES, r#"{"name": "n", "url": "http://a", "upstream_name": "a", "total_timeout": 1e400}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{raw}");
+    assert_eq!(s.count(REMOTES).await, 0, "no remote may be written");
+
+    // The bounds themselves, and integers written with a zero fraction (JSON Schema integers), pass.
+    let (status, remote) = s
+        .post(REMOTES, with(json!({"total_timeout": 86400, "connect_timeout": 0.5, "max_retries": 100, "download_concurrency": 26.0})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{remote}");
+    assert_eq!(remote["download_concurrency"], 26);
+    let href = remote["pulp_href"].as_str().unwrap().to_string();
+    let tasks_before = s.count("tasks/").await;
+    for (extra, field) in &bad {
+        let (status, errors) = s.patch(&href, extra.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "PATCH {extra}: {errors}");
+        assert!(errors[field].is_array(), "PATCH: expected '{field}' in {errors}");
+        let (status, errors) = s.put(&href, with(extra.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "PUT {extra}: {errors}");
+        assert!(errors[field].is_array(), "PUT: expected '{field}' in {errors}");
+    }
+    assert_eq!(s.count("tasks/").await, tasks_before, "no task may be queued for a bad update");
+    let (_, read) = s.get(&href).await;
+    assert_eq!(read["total_timeout"], 86400.0);
+    assert_eq!(read["max_retries"], 100);
+}
+
+/// NUL characters (which PostgreSQL cannot store in text) in JSON strings and in query
+/// filters are a 400 naming the field or parameter, on both backends, and nothing is written.
+async fn nul_characters_are_bad_input(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, repo) = s.post(REPOS, json!({"name": "repo"})).await;
+    let repo_href = repo["pulp_href"].as_str().unwrap().to_string();
+    let (_, remote) = s.post(REMOTES, remote_body("remote")).await;
+    let remote_href = remote["pulp_href"].as_str().unwrap().to_string();
+    let tasks_before = s.count("tasks/").await;
+
+    let creates: Vec<(&str, Value, &str)> = vec![
+        (REMOTES, json!({"name": "a\u{0}b", "url": "http://a", "upstream_name": "a"}), "name"),
+        (REMOTES, json!({"name": "n", "url": "http://a", "upstream_name": "a", "ca_cert": "x\u{0}"}), "ca_cert"),
+        (REMOTES, json!({"name": "n", "url": "http://a", "upstream_name": "a", "include_tags": ["ok", "\u{0}"]}), "include_tags"),
+        (REMOTES, json!({"name": "n", "url": "http://a", "upstream_name": "a", "password": "\u{0}"}), "password"),
+        (REPOS, json!({"name": "r\u{0}"}), "name"),
+        (REPOS, json!({"name": "r", "description": "\u{0}"}), "description"),
+        (DISTS, json!({"name": "d", "base_path": "a\u{0}"}), "base_path"),
+        (DISTS, json!({"name": "d", "base_path": "d", "description": "\u{0}"}), "description"),
+    ];
+    for (path, body, field) in creates {
+        let (status, errors) = s.post(path, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {errors}");
+        assert_eq!(errors[field][0], "Null characters are not allowed.", "{body}: {errors}");
+    }
+    for (href, body, field) in [
+        (&remote_href, json!({"upstream_name": "x\u{0}"}), "upstream_name"),
+        (&remote_href, json!({"username": "\u{0}"}), "username"),
+        (&repo_href, json!({"description": "\u{0}"}), "description"),
+    ] {
+        let (status, errors) = s.patch(href, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "PATCH {body}: {errors}");
+        assert!(errors[field].is_array(), "{errors}");
+    }
+    let (status, errors) = s.post(&format!("{repo_href}sync/"), json!({"remote": "\u{0}"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{errors}");
+    assert!(errors["remote"].is_array(), "{errors}");
+    let (status, errors) = s.patch("tasks/00000000-0000-0000-0000-000000000000/", json!({"state": "cancel\u{0}ed"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{errors}");
+    // Fields nobody reads are ignored, as any unknown field is.
+    let (status, body) = s.post(REPOS, json!({"name": "other", "unknown": "\u{0}"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(s.count(REMOTES).await, 1);
+    assert_eq!(s.count(REPOS).await, 2);
+    assert_eq!(s.count(DISTS).await, 0);
+    assert_eq!(s.count("tasks/").await, tasks_before, "no task may be queued");
+
+    for (path, param) in [
+        (REMOTES, "name"),
+        (REMOTES, "name__contains"),
+        (REPOS, "name"),
+        (DISTS, "base_path"),
+        ("tasks/", "name"),
+        ("artifacts/", "sha256"),
+        ("content/container/blobs/", "digest"),
+        ("content/container/tags/", "name"),
+        ("content/container/manifests/", "repository_version"),
+        (REMOTES, "limit"),
+    ] {
+        let (status, errors) = s.get(&format!("{path}?{param}=a%00b")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}?{param}: {errors}");
+        assert_eq!(errors[param][0], "Null characters are not allowed.", "{path}?{param}: {errors}");
+    }
+    let (status, _) = s.get(&format!("{REMOTES}?a%00=1")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A NUL in a path id names nothing.
+    let (status, _) = s.get(&format!("{REMOTES}a%00b/")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// `limit` is 1..=1000 and `offset` 0..=i64::MAX; past the end there is no `next` (it once
+/// overflowed into a negative offset); out of range is a 400 naming the parameter.
+async fn pagination_is_bounded(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    for name in ["a", "b", "c"] {
+        s.post(REMOTES, remote_body(name)).await;
+    }
+    let max = i64::MAX;
+    let (status, page) = s.get(&format!("{REMOTES}?offset={max}")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["count"], 3);
+    assert_eq!(page["next"], Value::Null, "{page}");
+    assert_eq!(page["results"], json!([]));
+    let previous = page["previous"].as_str().unwrap();
+    assert!(previous.contains(&format!("offset={}", max - 100)), "{previous}");
+    let (status, page) = s.get(&format!("{REMOTES}?offset={}&limit=1000", max - 1)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["next"], Value::Null, "{page}");
+
+    for (query, param) in [
+        ("offset=9223372036854775808", "offset"),
+        ("offset=-1", "offset"),
+        ("offset=x", "offset"),
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=9223372036854775807", "limit"),
+        ("limit=-5", "limit"),
+    ] {
+        let (status, errors) = s.get(&format!("{REMOTES}?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {errors}");
+        assert!(errors[param][0].as_str().unwrap().len() > 10, "{query}: {errors}");
+    }
+    let (status, page) = s.get(&format!("{REMOTES}?limit=1000")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["results"].as_array().unwrap().len(), 3);
+    // Empty values are ignored, as Pulp (django-filter, DRF pagination) ignores them.
+    let (status, page) = s.get(&format!("{REMOTES}?limit=&offset=&name=")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["count"], 3);
+    let (status, page) = s.get("content/container/blobs/?repository_version=").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+}
+
 on_both_backends!(
     status_is_public_and_reports_the_database,
     everything_else_needs_credentials,
@@ -311,6 +480,9 @@ on_both_backends!(
     distribution_lifecycle,
     bad_distributions_are_rejected_and_queue_nothing,
     artifacts_and_content_start_empty,
+    remote_numbers_are_bounded,
+    nul_characters_are_bad_input,
+    pagination_is_bounded,
 );
 
 /// openapi/openapi.json must be what the code generates: regenerate it with
@@ -324,6 +496,57 @@ fn openapi_document_is_up_to_date() {
     }
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(committed == generated, "openapi/openapi.json is stale: run UPDATE_OPENAPI=1 cargo test --test api openapi");
+}
+
+/// The document says what the server does: 401 on every operation but `status/` (public:
+/// `security: []`, Basic everywhere else), required fields, bounds, unique Pulp operationIds.
+#[test]
+fn openapi_document_tells_the_truth() {
+    let doc: Value = serde_json::from_str(&pulpish_server::openapi_json()).unwrap();
+    assert_eq!(doc["security"], json!([{"basicAuth": []}]));
+    assert_eq!(doc["components"]["securitySchemes"]["basicAuth"]["scheme"], "basic");
+    let mut ids = std::collections::BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap();
+            assert!(ids.insert(id.to_string()), "operationId {id} twice");
+            let responses = op["responses"].as_object().unwrap();
+            if path == "/pulp/api/v3/status/" {
+                assert_eq!(op["security"], json!([]), "status/ is public");
+                assert!(!responses.contains_key("401"));
+                continue;
+            }
+            assert!(op.get("security").is_none(), "{method} {path} must use the global Basic requirement");
+            assert!(responses.contains_key("401"), "{method} {path} does not declare 401");
+            if op.get("parameters").is_some_and(|p| p.as_array().unwrap().iter().any(|p| p["name"] == "limit")) {
+                assert!(responses.contains_key("400"), "{method} {path}: a bad limit is a 400");
+            }
+            if op.get("requestBody").is_some() {
+                assert!(responses.contains_key("400"), "{method} {path}: a bad body is a 400");
+            }
+        }
+    }
+    for id in ["remotes_container_container_list", "repositories_container_container_sync", "tasks_cancel", "status_read"] {
+        assert!(ids.contains(id), "{id}");
+    }
+    let limit = &doc["paths"]["/pulp/api/v3/remotes/container/container/"]["get"]["parameters"][0];
+    assert_eq!(limit["name"], "limit");
+    assert_eq!((limit["schema"]["minimum"].as_i64(), limit["schema"]["maximum"].as_i64()), (Some(1), Some(1000)));
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["RemoteRequest"]["required"], json!(["name", "url", "upstream_name"]));
+    assert_eq!(schemas["RepositoryRequest"]["required"], json!(["name"]));
+    assert_eq!(schemas["DistributionRequest"]["required"], json!(["name", "base_path"]));
+    assert_eq!(schemas["TaskCancel"]["required"], json!(["state"]));
+    for patched in ["PatchedRemoteRequest", "PatchedRepositoryRequest", "PatchedDistributionRequest"] {
+        assert!(schemas[patched]["required"].is_null(), "{patched}");
+    }
+    let remote = &schemas["RemoteRequest"]["properties"];
+    assert_eq!(remote["total_timeout"]["maximum"], 86400);
+    assert_eq!(remote["total_timeout"]["exclusiveMinimum"], 0);
+    assert_eq!(remote["max_retries"]["maximum"], 100);
+    assert_eq!(remote["download_concurrency"]["minimum"], 1);
+    let patch = &doc["paths"]["/pulp/api/v3/remotes/container/container/{id}/"]["patch"];
+    assert_eq!(patch["requestBody"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/PatchedRemoteRequest");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::fault::{sha256, BlobBehaviour, FaultState, FaultUpstream};
+use support::fault::{fault_image, sha256, BlobBehaviour, FaultUpstream};
 use support::{Backend, TestServer, PASSWORD};
 
 fn req(s: &TestServer, method: Method, path: &str) -> reqwest::RequestBuilder {
@@ -338,22 +338,6 @@ async fn serve(s: &TestServer, url: &str, name: &str, policy: &str) -> Value {
     task
 }
 
-fn fault_image(layer: Vec<u8>) -> (FaultState, String) {
-    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
-    let layer_digest = sha256(&layer);
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
-    });
-    let mut state = FaultState { name: "fault/app".into(), ..Default::default() };
-    state.tags.insert("latest".into(), (serde_json::to_vec(&manifest).unwrap(), "application/vnd.oci.image.manifest.v1+json".into()));
-    state.blobs.insert(sha256(&config), (config.into(), BlobBehaviour::Serve));
-    state.blobs.insert(layer_digest.clone(), (layer.into(), BlobBehaviour::Serve));
-    (state, layer_digest)
-}
-
 /// Defect 4: an upstream cannot make pulpish read more than it allows: an endless manifest, an
 /// endless tag list, a blob far larger than declared (immediate sync). Each sync fails naming
 /// the cause, having read a bounded number of bytes, and leaves no scratch file.
@@ -540,7 +524,43 @@ async fn fresh_sqlite_starts_open_every_connection() {
     }
 }
 
+/// Defect 8: a remote's secrets are in no response and no task row, yet the update applies them.
+async fn remote_secrets_stay_out_of_responses_and_task_rows(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (status, remote) = s
+        .post("remotes/container/container/", json!({"name": "secret", "url": "http://127.0.0.1:9", "upstream_name": "x", "password": "first-s3cret", "proxy_url": "http://puser:proxy-s3cret@127.0.0.1:3128"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{remote}");
+    let href = remote["pulp_href"].as_str().unwrap().to_string();
+    let (_, shown) = s.get(&href).await;
+    let text = shown.to_string();
+    assert!(!text.contains("s3cret") && !text.contains("puser"), "{text}");
+    assert_eq!(shown["proxy_url"], "http://127.0.0.1:3128/");
+    let hidden: Vec<(String, bool)> = shown["hidden_fields"].as_array().unwrap().iter().map(|h| (h["name"].as_str().unwrap().to_string(), h["is_set"].as_bool().unwrap())).collect();
+    assert!(hidden.contains(&("proxy_password".into(), true)) && hidden.contains(&("password".into(), true)), "{hidden:?}");
+
+    let task = s.completed(s.patch(&href, json!({"password": "second-s3cret", "proxy_url": "http://puser:other-s3cret@127.0.0.1:3128"})).await).await;
+    assert!(!task.to_string().contains("s3cret"), "{task}");
+    let (_, tasks) = s.get("tasks/?limit=100").await;
+    assert!(!tasks.to_string().contains("s3cret"));
+    let db = s.state.db.clone();
+    let (args, stored) = tokio::task::spawn_blocking(move || {
+        use diesel::prelude::*;
+        let mut c = db.get().unwrap();
+        let args: Vec<String> = pulpish_server::db::schema::task::table.select(pulpish_server::db::schema::task::args).load(&mut *c).unwrap();
+        let stored = pulpish_server::models::remote::find_by_name(&mut c, "secret").unwrap().unwrap();
+        (args, stored)
+    })
+    .await
+    .unwrap();
+    assert!(args.iter().all(|a| !a.contains("s3cret")), "task rows: {args:?}");
+    assert_eq!(stored.password.as_deref(), Some("second-s3cret"), "the update applied the staged password");
+    assert_eq!(stored.proxy_url.as_deref(), Some("http://puser:other-s3cret@127.0.0.1:3128"));
+    assert!(!format!("{stored:?}").contains("s3cret"), "Debug hides secrets");
+}
+
 on_both_backends!(
+    remote_secrets_stay_out_of_responses_and_task_rows,
     a_patch_racing_the_finishing_put_cannot_touch_the_stored_blob,
     two_puts_of_one_upload_at_once_one_wins_cleanly,
     concurrent_pushes_and_pulls_of_one_blob_keep_the_store_intact,

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::Digest;
-use support::fault::{sha256, BlobBehaviour, FaultState, FaultUpstream};
+use support::fault::{fault_image, sha256, BlobBehaviour, FaultUpstream};
 use support::registry::{Auth, Registry};
 use support::{Backend, TestServer};
 
@@ -195,23 +195,6 @@ async fn thirty_two_cold_readers_one_upstream_get() {
     assert_eq!(s.state.fetcher.downloads_started(), 1);
     let (_, a) = s.get(&format!("artifacts/?sha256={}", digest.trim_start_matches("sha256:"))).await;
     assert_eq!(a["count"], 1);
-}
-
-/// An image served by the tests' own upstream: one layer of `layer` bytes.
-fn fault_image(layer: Vec<u8>) -> (FaultState, String) {
-    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
-    let layer_digest = sha256(&layer);
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
-    });
-    let mut state = FaultState { name: "fault/app".into(), ..Default::default() };
-    state.tags.insert("latest".into(), (serde_json::to_vec(&manifest).unwrap(), "application/vnd.oci.image.manifest.v1+json".into()));
-    state.blobs.insert(sha256(&config), (config.into(), BlobBehaviour::Serve));
-    state.blobs.insert(layer_digest.clone(), (layer.into(), BlobBehaviour::Serve));
-    (state, layer_digest)
 }
 
 fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {

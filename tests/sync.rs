@@ -157,8 +157,7 @@ async fn immediate_stores_every_blob_with_its_digest(backend: Backend) {
         assert_eq!(support::file_digest(&path), b["digest"].as_str().unwrap(), "stored bytes hash to the digest");
         assert_eq!(std::fs::metadata(&path).unwrap().len() as i64, a["size"].as_i64().unwrap());
     }
-    let leftovers = std::fs::read_dir(s.dir.path().join("data/tmp")).unwrap().count();
-    assert_eq!(leftovers, 0, "no temp files left");
+    assert_eq!(support::scratch_files(&s.dir.path().join("data")), Vec::<std::path::PathBuf>::new(), "no temp files left");
 }
 
 async fn resync_versions_and_mirror(backend: Backend) {

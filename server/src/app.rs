@@ -181,6 +181,11 @@ pub async fn sweep(state: &AppState, max_age: std::time::Duration) {
         Ok(bytes) => tracing::info!(bytes, "removed staged upload bytes that no upload owns"),
         Err(e) => tracing::warn!(error = %e, "staged upload sweep failed"),
     }
+    // A secret staged for a task that failed or was cancelled before it took it.
+    let day_ago = crate::models::now() - chrono::Duration::days(1);
+    if let Err(e) = state.db.run(move |c| crate::models::secret::drop_stale(c, day_ago).map_err(DbError::from)).await {
+        tracing::warn!(error = %e, "staged secret sweep failed");
+    }
     let storage = state.storage.clone();
     match tokio::task::spawn_blocking(move || storage.sweep_scratch()).await {
         Ok(Ok(0)) => {}

@@ -10,6 +10,7 @@ use std::time::Duration;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
 use futures_util::stream;
+use serde_json::json;
 
 #[derive(Clone, Debug)]
 pub enum BlobBehaviour {
@@ -217,4 +218,21 @@ async fn handle(req: HttpRequest, data: Shared) -> HttpResponse {
         };
     }
     HttpResponse::NotFound().finish()
+}
+
+/// An image served by the tests' own upstream: one layer of `layer` bytes.
+pub fn fault_image(layer: Vec<u8>) -> (FaultState, String) {
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    let layer_digest = sha256(&layer);
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+    });
+    let mut state = FaultState { name: "fault/app".into(), ..Default::default() };
+    state.tags.insert("latest".into(), (serde_json::to_vec(&manifest).unwrap(), "application/vnd.oci.image.manifest.v1+json".into()));
+    state.blobs.insert(sha256(&config), (config.into(), BlobBehaviour::Serve));
+    state.blobs.insert(layer_digest.clone(), (layer.into(), BlobBehaviour::Serve));
+    (state, layer_digest)
 }

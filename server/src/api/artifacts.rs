@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::pagination::{PageParams, Paginated};
-use super::{hrefs, timestamp};
+use super::responses::{BadRequest, NotFound, Unauthorized};
+use super::{hrefs, timestamp, Query};
 use crate::app::AppState;
 use crate::db::DbError;
 use crate::error::ApiError;
@@ -42,9 +43,14 @@ pub struct ArtifactParams {
 }
 
 /// List artifacts.
-#[utoipa::path(tag = "Artifacts", params(PageParams, ArtifactParams), responses((status = 200, body = Paginated<ArtifactResponse>)))]
+#[utoipa::path(
+    tag = "Artifacts",
+    operation_id = "artifacts_list",
+    params(PageParams, ArtifactParams),
+    responses((status = 200, body = Paginated<ArtifactResponse>), BadRequest, Unauthorized)
+)]
 #[get("/artifacts/")]
-pub async fn list(state: web::Data<AppState>, req: HttpRequest, page: web::Query<PageParams>, params: web::Query<ArtifactParams>) -> Result<HttpResponse, ApiError> {
+pub async fn list(state: web::Data<AppState>, req: HttpRequest, page: Query<PageParams>, params: Query<ArtifactParams>) -> Result<HttpResponse, ApiError> {
     let window = page.window()?;
     let sha = params.into_inner().sha256;
     let rows = state.db.run(move |c| artifact::list(c, sha.as_deref(), window).map_err(DbError::from)).await?;
@@ -52,7 +58,11 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, page: web::Query
 }
 
 /// Inspect an artifact.
-#[utoipa::path(tag = "Artifacts", responses((status = 200, body = ArtifactResponse), (status = 404)))]
+#[utoipa::path(
+    tag = "Artifacts",
+    operation_id = "artifacts_read",
+    responses((status = 200, body = ArtifactResponse), Unauthorized, NotFound)
+)]
 #[get("/artifacts/{id}/")]
 pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
     let id = id.to_string();

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::pagination::{PageParams, Paginated};
-use super::{hrefs, timestamp};
+use super::responses::{BadRequest, NotFound, Unauthorized};
+use super::{hrefs, timestamp, Query};
 use crate::app::AppState;
 use crate::db::DbError;
 use crate::error::ApiError;
@@ -124,9 +125,14 @@ fn manifest_view(conn: &mut crate::db::DbConnection, m: ManifestRow) -> Result<M
 }
 
 /// List blobs.
-#[utoipa::path(tag = "Content: Blobs", params(PageParams, ContentParams), responses((status = 200, body = Paginated<BlobResponse>), (status = 400)))]
+#[utoipa::path(
+    tag = "Content: Blobs",
+    operation_id = "content_container_blobs_list",
+    params(PageParams, ContentParams),
+    responses((status = 200, body = Paginated<BlobResponse>), BadRequest, Unauthorized)
+)]
 #[get("/content/container/blobs/")]
-pub async fn list_blobs(state: web::Data<AppState>, req: HttpRequest, page: web::Query<PageParams>, params: web::Query<ContentParams>) -> Result<HttpResponse, ApiError> {
+pub async fn list_blobs(state: web::Data<AppState>, req: HttpRequest, page: Query<PageParams>, params: Query<ContentParams>) -> Result<HttpResponse, ApiError> {
     let window = page.window()?;
     let filter = params.into_inner().filter(&state).await?;
     let rows = state.db.run(move |c| content::list_blobs(c, &filter, window).map_err(DbError::from)).await?;
@@ -134,7 +140,11 @@ pub async fn list_blobs(state: web::Data<AppState>, req: HttpRequest, page: web:
 }
 
 /// Inspect a blob.
-#[utoipa::path(tag = "Content: Blobs", responses((status = 200, body = BlobResponse), (status = 404)))]
+#[utoipa::path(
+    tag = "Content: Blobs",
+    operation_id = "content_container_blobs_read",
+    responses((status = 200, body = BlobResponse), Unauthorized, NotFound)
+)]
 #[get("/content/container/blobs/{id}/")]
 pub async fn read_blob(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
     let id = id.to_string();
@@ -143,9 +153,14 @@ pub async fn read_blob(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) ->
 }
 
 /// List manifests and manifest lists.
-#[utoipa::path(tag = "Content: Manifests", params(PageParams, ContentParams), responses((status = 200, body = Paginated<ManifestResponse>), (status = 400)))]
+#[utoipa::path(
+    tag = "Content: Manifests",
+    operation_id = "content_container_manifests_list",
+    params(PageParams, ContentParams),
+    responses((status = 200, body = Paginated<ManifestResponse>), BadRequest, Unauthorized)
+)]
 #[get("/content/container/manifests/")]
-pub async fn list_manifests(state: web::Data<AppState>, req: HttpRequest, page: web::Query<PageParams>, params: web::Query<ContentParams>) -> Result<HttpResponse, ApiError> {
+pub async fn list_manifests(state: web::Data<AppState>, req: HttpRequest, page: Query<PageParams>, params: Query<ContentParams>) -> Result<HttpResponse, ApiError> {
     let window = page.window()?;
     let filter = params.into_inner().filter(&state).await?;
     let rows = state
@@ -163,7 +178,11 @@ pub async fn list_manifests(state: web::Data<AppState>, req: HttpRequest, page: 
 }
 
 /// Inspect a manifest.
-#[utoipa::path(tag = "Content: Manifests", responses((status = 200, body = ManifestResponse), (status = 404)))]
+#[utoipa::path(
+    tag = "Content: Manifests",
+    operation_id = "content_container_manifests_read",
+    responses((status = 200, body = ManifestResponse), Unauthorized, NotFound)
+)]
 #[get("/content/container/manifests/{id}/")]
 pub async fn read_manifest(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
     let id = id.to_string();
@@ -179,9 +198,14 @@ pub async fn read_manifest(state: web::Data<AppState>, id: web::Path<uuid::Uuid>
 }
 
 /// List tags.
-#[utoipa::path(tag = "Content: Tags", params(PageParams, ContentParams), responses((status = 200, body = Paginated<TagResponse>), (status = 400)))]
+#[utoipa::path(
+    tag = "Content: Tags",
+    operation_id = "content_container_tags_list",
+    params(PageParams, ContentParams),
+    responses((status = 200, body = Paginated<TagResponse>), BadRequest, Unauthorized)
+)]
 #[get("/content/container/tags/")]
-pub async fn list_tags(state: web::Data<AppState>, req: HttpRequest, page: web::Query<PageParams>, params: web::Query<ContentParams>) -> Result<HttpResponse, ApiError> {
+pub async fn list_tags(state: web::Data<AppState>, req: HttpRequest, page: Query<PageParams>, params: Query<ContentParams>) -> Result<HttpResponse, ApiError> {
     let window = page.window()?;
     let filter = params.into_inner().filter(&state).await?;
     let rows = state.db.run(move |c| content::list_tags(c, &filter, window).map_err(DbError::from)).await?;
@@ -189,7 +213,11 @@ pub async fn list_tags(state: web::Data<AppState>, req: HttpRequest, page: web::
 }
 
 /// Inspect a tag.
-#[utoipa::path(tag = "Content: Tags", responses((status = 200, body = TagResponse), (status = 404)))]
+#[utoipa::path(
+    tag = "Content: Tags",
+    operation_id = "content_container_tags_read",
+    responses((status = 200, body = TagResponse), Unauthorized, NotFound)
+)]
 #[get("/content/container/tags/{id}/")]
 pub async fn read_tag(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
     let id = id.to_string();

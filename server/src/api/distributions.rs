@@ -7,8 +7,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::body::{self, double_option};
 use super::pagination::{PageParams, Paginated};
+use super::responses::{BadRequest, NotFound, Unauthorized};
 use super::validate::{self, Checks};
-use super::{accepted, hrefs, timestamp, NameParams, TaskResponse};
+use super::{accepted, hrefs, timestamp, NameParams, Query, TaskResponse};
 use crate::app::AppState;
 use crate::db::{DbConnection, DbError};
 use crate::error::ApiError;
@@ -16,23 +17,41 @@ use crate::models::distribution::{self, Distribution};
 use crate::models::{new_id, now, repository};
 use crate::tasks;
 
+/// A distribution to create, or to replace with PUT (`PatchedDistributionRequest` for PATCH).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct DistributionRequest {
     /// A unique name for this distribution.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 255, pattern = r"\S")]
     pub name: Option<String>,
     /// Where clients find it: `/v2/<base_path>/...`. OCI name grammar.
+    #[schema(
+        value_type = String,
+        required = true,
+        max_length = 255,
+        example = "library/busybox",
+        pattern = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$"
+    )]
     pub base_path: Option<String>,
-    /// Serve this repository's latest version.
+    /// Serve this repository's latest version (a repository's `pulp_href`).
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub repository: Option<Option<String>>,
-    /// Serve this exact version (instead of `repository`).
+    /// Serve this exact version (a version's `pulp_href`; instead of `repository`).
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub repository_version: Option<Option<String>>,
     /// Private distributions need credentials to pull.
     pub private: Option<bool>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
 }
+
+super::responses::patched_schema!(
+    /// Some fields of a distribution (PATCH): the same fields as `DistributionRequest`, none required.
+    PatchedDistributionRequest,
+    DistributionRequest
+);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DistributionResponse {
@@ -191,14 +210,19 @@ pub struct BasePathParams {
 }
 
 /// List container distributions.
-#[utoipa::path(tag = "Distributions: Container", params(PageParams, NameParams, BasePathParams), responses((status = 200, body = Paginated<DistributionResponse>)))]
+#[utoipa::path(
+    tag = "Distributions: Container",
+    operation_id = "distributions_container_container_list",
+    params(PageParams, NameParams, BasePathParams),
+    responses((status = 200, body = Paginated<DistributionResponse>), BadRequest, Unauthorized)
+)]
 #[get("/distributions/container/container/")]
 pub async fn list(
     state: web::Data<AppState>,
     req: HttpRequest,
-    page: web::Query<PageParams>,
-    names: web::Query<NameParams>,
-    base_path: web::Query<BasePathParams>,
+    page: Query<PageParams>,
+    names: Query<NameParams>,
+    base_path: Query<BasePathParams>,
 ) -> Result<HttpResponse, ApiError> {
     let window = page.window()?;
     let filter = names.into_inner().into();
@@ -219,7 +243,12 @@ pub async fn list(
 }
 
 /// Create a container distribution (a task; its href lands in `created_resources`).
-#[utoipa::path(tag = "Distributions: Container", request_body = DistributionRequest, responses((status = 202, body = TaskResponse), (status = 400)))]
+#[utoipa::path(
+    tag = "Distributions: Container",
+    operation_id = "distributions_container_container_create",
+    request_body = DistributionRequest,
+    responses((status = 202, body = TaskResponse), BadRequest, Unauthorized)
+)]
 #[post("/distributions/container/container/")]
 pub async fn create(state: web::Data<AppState>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
     let req: DistributionRequest = body::parse(&bytes)?;
@@ -232,7 +261,11 @@ pub async fn create(state: web::Data<AppState>, bytes: web::Bytes) -> Result<Htt
 }
 
 /// Inspect a container distribution.
-#[utoipa::path(tag = "Distributions: Container", responses((status = 200, body = DistributionResponse), (status = 404)))]
+#[utoipa::path(
+    tag = "Distributions: Container",
+    operation_id = "distributions_container_container_read",
+    responses((status = 200, body = DistributionResponse), Unauthorized, NotFound)
+)]
 #[get("/distributions/container/container/{id}/")]
 pub async fn read(state: web::Data<AppState>, req: HttpRequest, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
     let row = find_or_404(&state, id.to_string()).await?;
@@ -254,21 +287,35 @@ async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> 
 }
 
 /// Update a container distribution.
-#[utoipa::path(tag = "Distributions: Container", request_body = DistributionRequest, responses((status = 202, body = TaskResponse), (status = 400), (status = 404)))]
+#[utoipa::path(
+    tag = "Distributions: Container",
+    operation_id = "distributions_container_container_update",
+    request_body = DistributionRequest,
+    responses((status = 202, body = TaskResponse), BadRequest, Unauthorized, NotFound)
+)]
 #[put("/distributions/container/container/{id}/")]
 pub async fn update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
     update_with(&state, id.to_string(), &bytes, true).await
 }
 
 /// Update some fields of a container distribution.
-#[utoipa::path(tag = "Distributions: Container", request_body = DistributionRequest, responses((status = 202, body = TaskResponse), (status = 400), (status = 404)))]
+#[utoipa::path(
+    tag = "Distributions: Container",
+    operation_id = "distributions_container_container_partial_update",
+    request_body = PatchedDistributionRequest,
+    responses((status = 202, body = TaskResponse), BadRequest, Unauthorized, NotFound)
+)]
 #[patch("/distributions/container/container/{id}/")]
 pub async fn partial_update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
     update_with(&state, id.to_string(), &bytes, false).await
 }
 
 /// Delete a container distribution.
-#[utoipa::path(tag = "Distributions: Container", responses((status = 202, body = TaskResponse), (status = 404)))]
+#[utoipa::path(
+    tag = "Distributions: Container",
+    operation_id = "distributions_container_container_delete",
+    responses((status = 202, body = TaskResponse), Unauthorized, NotFound)
+)]
 #[delete("/distributions/container/container/{id}/")]
 pub async fn remove(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
     let row = find_or_404(&state, id.to_string()).await?;

@@ -10,26 +10,38 @@ use crate::models::{Page, Window};
 pub const DEFAULT_LIMIT: i64 = 100;
 pub const MAX_LIMIT: i64 = 1000;
 
+/// Taken as text and checked here, so that a bad value is a 400 naming its parameter.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Number of results to return per page (default 100, at most 1000).
-    pub limit: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
     /// The initial index from which to return the results.
-    pub offset: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub offset: Option<String>,
+}
+
+fn integer(field: &str, value: Option<&str>, default: i64, min: i64, max: i64) -> Result<i64, ApiError> {
+    let Some(text) = value else { return Ok(default) };
+    let n: i64 = text
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::field(field, format!("A valid integer is required (from {min} to {max}).")))?;
+    if n < min {
+        return Err(ApiError::field(field, format!("Ensure this value is greater than or equal to {min}.")));
+    }
+    if n > max {
+        return Err(ApiError::field(field, format!("Ensure this value is less than or equal to {max}.")));
+    }
+    Ok(n)
 }
 
 impl PageParams {
     pub fn window(&self) -> Result<Window, ApiError> {
-        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
-        let offset = self.offset.unwrap_or(0);
-        if limit < 1 {
-            return Err(ApiError::field("limit", "Ensure this value is greater than or equal to 1."));
-        }
-        if offset < 0 {
-            return Err(ApiError::field("offset", "Ensure this value is greater than or equal to 0."));
-        }
-        Ok(Window { limit: limit.min(MAX_LIMIT), offset })
+        let limit = integer("limit", self.limit.as_deref(), DEFAULT_LIMIT, 1, MAX_LIMIT)?;
+        let offset = integer("offset", self.offset.as_deref(), 0, 0, i64::MAX)?;
+        Ok(Window { limit, offset })
     }
 }
 
@@ -44,7 +56,8 @@ pub struct Paginated<T> {
 impl<T> Paginated<T> {
     pub fn new<R>(req: &HttpRequest, window: Window, page: Page<R>, to_view: impl FnMut(R) -> T) -> Self {
         let link = |offset: i64| page_url(req, window.limit, offset);
-        let next = (window.offset + window.limit < page.count).then(|| link(window.offset + window.limit));
+        // `offset` may be as large as i64::MAX: past the end there is no next page, never an overflow.
+        let next = window.offset.checked_add(window.limit).filter(|&n| n < page.count).map(link);
         let previous = (window.offset > 0).then(|| link((window.offset - window.limit).max(0)));
         Paginated { count: page.count, next, previous, results: page.rows.into_iter().map(to_view).collect() }
     }

@@ -5,10 +5,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::body::{self, double_option};
+use super::body::{self, double_option, Integer};
 use super::pagination::{PageParams, Paginated};
+use super::responses::{BadRequest, NotFound, Unauthorized};
 use super::validate::{self, Checks};
-use super::{accepted, hrefs, timestamp, NameParams, TaskResponse};
+use super::{accepted, hrefs, timestamp, NameParams, Query, TaskResponse};
 use crate::app::AppState;
 use crate::db::{is_unique_violation, DbConnection, DbError};
 use crate::error::ApiError;
@@ -16,45 +17,84 @@ use crate::models::remote::{self, Remote};
 use crate::models::{new_id, now};
 use crate::tasks;
 
+/// A remote to create, or to replace with PUT (`PatchedRemoteRequest` for PATCH).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct RemoteRequest {
     /// A unique name for this remote.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 255, pattern = r"\S")]
     pub name: Option<String>,
-    /// The URL of the upstream registry, e.g. `https://registry-1.docker.io`.
+    /// The URL of the upstream registry (http or https), e.g. `https://registry-1.docker.io`.
+    #[schema(value_type = String, required = true, example = "https://registry-1.docker.io")]
     pub url: Option<String>,
     /// Name of the repository on the upstream registry, e.g. `library/busybox`.
+    #[schema(
+        value_type = String,
+        required = true,
+        max_length = 255,
+        example = "library/busybox",
+        pattern = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$"
+    )]
     pub upstream_name: Option<String>,
     /// `immediate` (default), `on_demand` or `streamed`.
+    #[schema(value_type = Option<Policy>)]
     pub policy: Option<String>,
     /// Tags to sync (`*` and `?` wildcards); null syncs every tag.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
     pub include_tags: Option<Option<Vec<String>>>,
     /// Tags to leave out (`*` and `?` wildcards).
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
     pub exclude_tags: Option<Option<Vec<String>>>,
     /// Upstream username (write-only).
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub username: Option<Option<String>>,
     /// Upstream password (write-only).
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub password: Option<Option<String>>,
     pub tls_validation: Option<bool>,
     /// PEM CA certificate(s) to trust for the upstream.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub ca_cert: Option<Option<String>>,
+    /// An http(s) proxy for requests to the upstream.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub proxy_url: Option<Option<String>>,
-    /// Downloads run at once during an immediate sync.
+    /// Downloads run at once during an immediate sync (1 to 100).
+    // Bounds: validate::MAX_DOWNLOAD_CONCURRENCY, MAX_RETRIES, MAX_TIMEOUT.
     #[serde(default, deserialize_with = "double_option")]
-    pub download_concurrency: Option<Option<i64>>,
-    /// Seconds.
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    pub download_concurrency: Option<Option<Integer>>,
+    /// Seconds to wait for a connection (more than 0, at most 86400).
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0, maximum = 86400)]
     pub connect_timeout: Option<Option<f64>>,
-    /// Seconds.
+    /// Seconds a whole request may take (more than 0, at most 86400).
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0, maximum = 86400)]
     pub total_timeout: Option<Option<f64>>,
+    /// Retries of a failed request (0 to 100).
     #[serde(default, deserialize_with = "double_option")]
-    pub max_retries: Option<Option<i64>>,
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 100)]
+    pub max_retries: Option<Option<Integer>>,
+}
+
+super::responses::patched_schema!(
+    /// Some fields of a remote (PATCH): the same fields as `RemoteRequest`, none required.
+    PatchedRemoteRequest,
+    RemoteRequest
+);
+
+/// How a remote's blobs are fetched.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    Immediate,
+    OnDemand,
+    Streamed,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -76,6 +116,7 @@ pub struct RemoteResponse {
     pub exclude_tags: Option<Vec<String>>,
     pub tls_validation: bool,
     pub ca_cert: Option<String>,
+    /// The proxy's URL without its credentials (they are write-only: see `hidden_fields`).
     pub proxy_url: Option<String>,
     pub download_concurrency: Option<i32>,
     pub connect_timeout: Option<f64>,
@@ -87,9 +128,12 @@ pub struct RemoteResponse {
 
 impl From<Remote> for RemoteResponse {
     fn from(r: Remote) -> Self {
+        let proxy_credentials = r.proxy_url.as_deref().map(remote::url_credentials).unwrap_or_default();
         let hidden_fields = vec![
             HiddenField { name: "username".into(), is_set: r.username.is_some() },
             HiddenField { name: "password".into(), is_set: r.password.is_some() },
+            HiddenField { name: "proxy_username".into(), is_set: proxy_credentials.0 },
+            HiddenField { name: "proxy_password".into(), is_set: proxy_credentials.1 },
         ];
         RemoteResponse {
             pulp_href: hrefs::remote(&r.id),
@@ -103,7 +147,7 @@ impl From<Remote> for RemoteResponse {
             policy: r.policy,
             tls_validation: r.tls_validation,
             ca_cert: r.ca_cert,
-            proxy_url: r.proxy_url,
+            proxy_url: r.proxy_url.as_deref().map(remote::without_credentials),
             download_concurrency: r.download_concurrency,
             connect_timeout: r.connect_timeout,
             total_timeout: r.total_timeout,
@@ -163,13 +207,15 @@ fn apply(conn: &mut DbConnection, existing: Remote, req: RemoteRequest, full: bo
     if let Some(v) = req.proxy_url { row.proxy_url = v; }
     if let Some(v) = req.connect_timeout { row.connect_timeout = v; }
     if let Some(v) = req.total_timeout { row.total_timeout = v; }
-    if let Some(v) = req.download_concurrency {
-        if let Some(n) = v { checks.check("download_concurrency", validate::positive(n)); }
+    if let Some(v) = req.download_concurrency.map(|v| v.map(|n| n.0)) {
+        if let Some(n) = v {
+            checks.check("download_concurrency", validate::int_range(n, 1, validate::MAX_DOWNLOAD_CONCURRENCY));
+        }
         row.download_concurrency = v.map(|n| n.clamp(0, i64::from(i32::MAX)) as i32);
     }
-    if let Some(v) = req.max_retries {
+    if let Some(v) = req.max_retries.map(|v| v.map(|n| n.0)) {
         if let Some(n) = v {
-            if n < 0 { checks.add("max_retries", "Ensure this value is greater than or equal to 0."); }
+            checks.check("max_retries", validate::int_range(n, 0, validate::MAX_RETRIES));
         }
         row.max_retries = v.map(|n| n.clamp(0, i64::from(i32::MAX)) as i32);
     }
@@ -188,9 +234,10 @@ fn apply(conn: &mut DbConnection, existing: Remote, req: RemoteRequest, full: bo
     if let Some(p) = &row.proxy_url {
         checks.check("proxy_url", validate::http_url(p));
     }
+    // Checked on the row, so that a PATCH cannot keep an out-of-range value stored earlier.
     for (field, v) in [("connect_timeout", row.connect_timeout), ("total_timeout", row.total_timeout)] {
         if let Some(v) = v {
-            checks.check(field, validate::non_negative(v));
+            checks.check(field, validate::timeout(v));
         }
     }
     if !checks.has("name") {
@@ -215,15 +262,16 @@ async fn find_or_404(state: &AppState, id: String) -> Result<Remote, ApiError> {
 /// List container remotes.
 #[utoipa::path(
     tag = "Remotes: Container",
+    operation_id = "remotes_container_container_list",
     params(PageParams, NameParams),
-    responses((status = 200, body = Paginated<RemoteResponse>), (status = 401, description = "No credentials"))
+    responses((status = 200, body = Paginated<RemoteResponse>), BadRequest, Unauthorized)
 )]
 #[get("/remotes/container/container/")]
 pub async fn list(
     state: web::Data<AppState>,
     req: HttpRequest,
-    page: web::Query<PageParams>,
-    names: web::Query<NameParams>,
+    page: Query<PageParams>,
+    names: Query<NameParams>,
 ) -> Result<HttpResponse, ApiError> {
     let window = page.window()?;
     let filter = names.into_inner().into();
@@ -234,8 +282,9 @@ pub async fn list(
 /// Create a container remote.
 #[utoipa::path(
     tag = "Remotes: Container",
+    operation_id = "remotes_container_container_create",
     request_body = RemoteRequest,
-    responses((status = 201, body = RemoteResponse), (status = 400, description = "Invalid fields, per field"))
+    responses((status = 201, body = RemoteResponse), BadRequest, Unauthorized)
 )]
 #[post("/remotes/container/container/")]
 pub async fn create(state: web::Data<AppState>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
@@ -258,7 +307,11 @@ pub async fn create(state: web::Data<AppState>, bytes: web::Bytes) -> Result<Htt
 }
 
 /// Inspect a container remote.
-#[utoipa::path(tag = "Remotes: Container", responses((status = 200, body = RemoteResponse), (status = 404)))]
+#[utoipa::path(
+    tag = "Remotes: Container",
+    operation_id = "remotes_container_container_read",
+    responses((status = 200, body = RemoteResponse), Unauthorized, NotFound)
+)]
 #[get("/remotes/container/container/{id}/")]
 pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
     let row = find_or_404(&state, id.to_string()).await?;
@@ -270,27 +323,42 @@ async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> 
     let existing = find_or_404(state, id).await?;
     let row = state.db.run(move |c| apply(c, existing, req, full)).await?;
     let resources = vec![hrefs::remote(&row.id)];
-    let args = serde_json::json!({ "remote": row });
+    // The task's arguments name the secrets staged for it; task rows are readable by API users.
+    let args = state.db.run(move |c| row.into_task_args(c).map_err(DbError::from)).await?;
     let task = state.tasks.enqueue(state, tasks::REMOTE_UPDATE, args, resources).await?;
     Ok(accepted(&task))
 }
 
 /// Update a container remote (every field; absent ones reset to defaults).
-#[utoipa::path(tag = "Remotes: Container", request_body = RemoteRequest, responses((status = 202, body = TaskResponse), (status = 400), (status = 404)))]
+#[utoipa::path(
+    tag = "Remotes: Container",
+    operation_id = "remotes_container_container_update",
+    request_body = RemoteRequest,
+    responses((status = 202, body = TaskResponse), BadRequest, Unauthorized, NotFound)
+)]
 #[put("/remotes/container/container/{id}/")]
 pub async fn update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
     update_with(&state, id.to_string(), &bytes, true).await
 }
 
 /// Update some fields of a container remote.
-#[utoipa::path(tag = "Remotes: Container", request_body = RemoteRequest, responses((status = 202, body = TaskResponse), (status = 400), (status = 404)))]
+#[utoipa::path(
+    tag = "Remotes: Container",
+    operation_id = "remotes_container_container_partial_update",
+    request_body = PatchedRemoteRequest,
+    responses((status = 202, body = TaskResponse), BadRequest, Unauthorized, NotFound)
+)]
 #[patch("/remotes/container/container/{id}/")]
 pub async fn partial_update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
     update_with(&state, id.to_string(), &bytes, false).await
 }
 
 /// Delete a container remote.
-#[utoipa::path(tag = "Remotes: Container", responses((status = 202, body = TaskResponse), (status = 404)))]
+#[utoipa::path(
+    tag = "Remotes: Container",
+    operation_id = "remotes_container_container_delete",
+    responses((status = 202, body = TaskResponse), Unauthorized, NotFound)
+)]
 #[delete("/remotes/container/container/{id}/")]
 pub async fn remove(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
     let row = find_or_404(&state, id.to_string()).await?;

@@ -10,8 +10,9 @@ use utoipa::ToSchema;
 
 use super::body::{self, double_option};
 use super::pagination::{PageParams, Paginated};
+use super::responses::{BadRequest, NotFound, Unauthorized};
 use super::validate::{self, Checks};
-use super::{accepted, hrefs, timestamp, NameParams, TaskResponse};
+use super::{accepted, hrefs, timestamp, NameParams, Query, TaskResponse};
 use crate::app::AppState;
 use crate::db::{is_unique_violation, DbConnection, DbError};
 use crate::error::ApiError;
@@ -19,16 +20,26 @@ use crate::models::repository::{self, ContentSummary, Repository, RepositoryVers
 use crate::models::{new_id, now, remote};
 use crate::tasks;
 
+/// A repository to create, or to replace with PUT (`PatchedRepositoryRequest` for PATCH).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct RepositoryRequest {
     /// A unique name for this repository.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 255, pattern = r"\S")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
-    /// The remote a sync uses when its request names none.
+    /// The remote a sync uses when its request names none (a remote's `pulp_href`).
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub remote: Option<Option<String>>,
 }
+
+super::responses::patched_schema!(
+    /// Some fields of a repository (PATCH): the same fields as `RepositoryRequest`, none required.
+    PatchedRepositoryRequest,
+    RepositoryRequest
+);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RepositoryResponse {
@@ -174,13 +185,18 @@ pub(super) async fn find_or_404(state: &AppState, id: String) -> Result<Reposito
 }
 
 /// List container repositories.
-#[utoipa::path(tag = "Repositories: Container", params(PageParams, NameParams), responses((status = 200, body = Paginated<RepositoryResponse>)))]
+#[utoipa::path(
+    tag = "Repositories: Container",
+    operation_id = "repositories_container_container_list",
+    params(PageParams, NameParams),
+    responses((status = 200, body = Paginated<RepositoryResponse>), BadRequest, Unauthorized)
+)]
 #[get("/repositories/container/container/")]
 pub async fn list(
     state: web::Data<AppState>,
     req: HttpRequest,
-    page: web::Query<PageParams>,
-    names: web::Query<NameParams>,
+    page: Query<PageParams>,
+    names: Query<NameParams>,
 ) -> Result<HttpResponse, ApiError> {
     let window = page.window()?;
     let filter = names.into_inner().into();
@@ -189,7 +205,12 @@ pub async fn list(
 }
 
 /// Create a container repository (with its empty version 0).
-#[utoipa::path(tag = "Repositories: Container", request_body = RepositoryRequest, responses((status = 201, body = RepositoryResponse), (status = 400)))]
+#[utoipa::path(
+    tag = "Repositories: Container",
+    operation_id = "repositories_container_container_create",
+    request_body = RepositoryRequest,
+    responses((status = 201, body = RepositoryResponse), BadRequest, Unauthorized)
+)]
 #[post("/repositories/container/container/")]
 pub async fn create(state: web::Data<AppState>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
     let req: RepositoryRequest = body::parse(&bytes)?;
@@ -211,7 +232,11 @@ pub async fn create(state: web::Data<AppState>, bytes: web::Bytes) -> Result<Htt
 }
 
 /// Inspect a container repository.
-#[utoipa::path(tag = "Repositories: Container", responses((status = 200, body = RepositoryResponse), (status = 404)))]
+#[utoipa::path(
+    tag = "Repositories: Container",
+    operation_id = "repositories_container_container_read",
+    responses((status = 200, body = RepositoryResponse), Unauthorized, NotFound)
+)]
 #[get("/repositories/container/container/{id}/")]
 pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
     let row = find_or_404(&state, id.to_string()).await?;
@@ -231,21 +256,35 @@ async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> 
 }
 
 /// Update a container repository.
-#[utoipa::path(tag = "Repositories: Container", request_body = RepositoryRequest, responses((status = 202, body = TaskResponse), (status = 400), (status = 404)))]
+#[utoipa::path(
+    tag = "Repositories: Container",
+    operation_id = "repositories_container_container_update",
+    request_body = RepositoryRequest,
+    responses((status = 202, body = TaskResponse), BadRequest, Unauthorized, NotFound)
+)]
 #[put("/repositories/container/container/{id}/")]
 pub async fn update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
     update_with(&state, id.to_string(), &bytes, true).await
 }
 
 /// Update some fields of a container repository.
-#[utoipa::path(tag = "Repositories: Container", request_body = RepositoryRequest, responses((status = 202, body = TaskResponse), (status = 400), (status = 404)))]
+#[utoipa::path(
+    tag = "Repositories: Container",
+    operation_id = "repositories_container_container_partial_update",
+    request_body = PatchedRepositoryRequest,
+    responses((status = 202, body = TaskResponse), BadRequest, Unauthorized, NotFound)
+)]
 #[patch("/repositories/container/container/{id}/")]
 pub async fn partial_update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
     update_with(&state, id.to_string(), &bytes, false).await
 }
 
 /// Delete a container repository and its versions.
-#[utoipa::path(tag = "Repositories: Container", responses((status = 202, body = TaskResponse), (status = 404)))]
+#[utoipa::path(
+    tag = "Repositories: Container",
+    operation_id = "repositories_container_container_delete",
+    responses((status = 202, body = TaskResponse), Unauthorized, NotFound)
+)]
 #[delete("/repositories/container/container/{id}/")]
 pub async fn remove(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
     let row = find_or_404(&state, id.to_string()).await?;
@@ -272,13 +311,18 @@ async fn version_response(state: &AppState, v: RepositoryVersion) -> Result<Repo
 }
 
 /// List a repository's versions, newest first.
-#[utoipa::path(tag = "Repositories: Container Versions", params(PageParams), responses((status = 200, body = Paginated<RepositoryVersionResponse>), (status = 404)))]
+#[utoipa::path(
+    tag = "Repositories: Container Versions",
+    operation_id = "repositories_container_container_versions_list",
+    params(PageParams),
+    responses((status = 200, body = Paginated<RepositoryVersionResponse>), BadRequest, Unauthorized, NotFound)
+)]
 #[get("/repositories/container/container/{id}/versions/")]
 pub async fn list_versions(
     state: web::Data<AppState>,
     req: HttpRequest,
     id: web::Path<uuid::Uuid>,
-    page: web::Query<PageParams>,
+    page: Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
     let window = page.window()?;
     let repo = find_or_404(&state, id.to_string()).await?;
@@ -293,7 +337,11 @@ pub async fn list_versions(
 }
 
 /// Inspect one repository version.
-#[utoipa::path(tag = "Repositories: Container Versions", responses((status = 200, body = RepositoryVersionResponse), (status = 404)))]
+#[utoipa::path(
+    tag = "Repositories: Container Versions",
+    operation_id = "repositories_container_container_versions_read",
+    responses((status = 200, body = RepositoryVersionResponse), Unauthorized, NotFound)
+)]
 #[get("/repositories/container/container/{id}/versions/{number}/")]
 pub async fn read_version(state: web::Data<AppState>, path: web::Path<(uuid::Uuid, i64)>) -> Result<HttpResponse, ApiError> {
     let (id, number) = path.into_inner();
@@ -317,12 +365,16 @@ pub struct SyncRequest {
 /// Sync a repository from a remote into a new version (a task).
 #[utoipa::path(
     tag = "Repositories: Container",
-    request_body = SyncRequest,
-    responses((status = 202, body = TaskResponse), (status = 400, description = "No remote, or an unknown one"), (status = 404))
+    operation_id = "repositories_container_container_sync",
+    // Optional: an empty body syncs from the repository's own remote.
+    request_body = Option<SyncRequest>,
+    responses((status = 202, body = TaskResponse), BadRequest, Unauthorized, NotFound)
 )]
 #[post("/repositories/container/container/{id}/sync/")]
 pub async fn sync(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
-    let req: SyncRequest = if bytes.is_empty() { SyncRequest::default() } else { body::parse(&bytes)? };
+    // No body (or `null`): sync from the repository's own remote.
+    let absent = bytes.iter().all(u8::is_ascii_whitespace) || serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|v| v.is_null());
+    let req: SyncRequest = if absent { SyncRequest::default() } else { body::parse(&bytes)? };
     let repo = find_or_404(&state, id.to_string()).await?;
     let remote_id = match &req.remote {
         Some(href) => {

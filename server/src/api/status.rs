@@ -36,7 +36,13 @@ pub struct Status {
 }
 
 /// Server status (no credentials needed).
-#[utoipa::path(tag = "Status", responses((status = 200, body = Status)))]
+#[utoipa::path(
+    tag = "Status",
+    operation_id = "status_read",
+    // Public: no credentials (the document's global requirement is HTTP Basic).
+    security(),
+    responses((status = 200, body = Status))
+)]
 #[get("/status/")]
 pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     use diesel::connection::SimpleConnection;

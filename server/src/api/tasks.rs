@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::pagination::{PageParams, Paginated};
-use super::{body, hrefs, timestamp};
+use super::responses::{BadRequest, Conflict, NotFound, Unauthorized};
+use super::{body, hrefs, timestamp, Query};
 use crate::app::AppState;
 use crate::db::DbError;
 use crate::error::ApiError;
@@ -64,6 +65,7 @@ impl From<Task> for TaskView {
 #[into_params(parameter_in = Query)]
 pub struct TaskParams {
     /// Filter by state.
+    #[param(value_type = Option<TaskState>, inline)]
     pub state: Option<String>,
     /// Filter by task name, e.g. `pulpish.sync`.
     pub name: Option<String>,
@@ -72,13 +74,38 @@ pub struct TaskParams {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TaskCancel {
     /// Must be `canceled`.
+    #[schema(value_type = CancelState)]
     pub state: String,
 }
 
+/// A task's state (`models::task::STATES`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Waiting,
+    Running,
+    Completed,
+    Failed,
+    Canceling,
+    Canceled,
+}
+
+/// The only state a client may ask for.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelState {
+    Canceled,
+}
+
 /// List tasks, newest first.
-#[utoipa::path(tag = "Tasks", params(PageParams, TaskParams), responses((status = 200, body = Paginated<TaskView>), (status = 400)))]
+#[utoipa::path(
+    tag = "Tasks",
+    operation_id = "tasks_list",
+    params(PageParams, TaskParams),
+    responses((status = 200, body = Paginated<TaskView>), BadRequest, Unauthorized)
+)]
 #[get("/tasks/")]
-pub async fn list(state: web::Data<AppState>, req: HttpRequest, page: web::Query<PageParams>, params: web::Query<TaskParams>) -> Result<HttpResponse, ApiError> {
+pub async fn list(state: web::Data<AppState>, req: HttpRequest, page: Query<PageParams>, params: Query<TaskParams>) -> Result<HttpResponse, ApiError> {
     let window = page.window()?;
     let TaskParams { state: wanted, name } = params.into_inner();
     if let Some(s) = &wanted {
@@ -94,7 +121,11 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, page: web::Query
 }
 
 /// Inspect a task.
-#[utoipa::path(tag = "Tasks", responses((status = 200, body = TaskView), (status = 404)))]
+#[utoipa::path(
+    tag = "Tasks",
+    operation_id = "tasks_read",
+    responses((status = 200, body = TaskView), Unauthorized, NotFound)
+)]
 #[get("/tasks/{id}/")]
 pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
     let id = id.to_string();
@@ -105,8 +136,9 @@ pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Resu
 /// Cancel a waiting or running task: `{"state": "canceled"}`.
 #[utoipa::path(
     tag = "Tasks",
+    operation_id = "tasks_cancel",
     request_body = TaskCancel,
-    responses((status = 200, body = TaskView), (status = 400), (status = 404), (status = 409, description = "The task already finished"))
+    responses((status = 200, body = TaskView), BadRequest, Unauthorized, NotFound, Conflict)
 )]
 #[patch("/tasks/{id}/")]
 pub async fn cancel(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {

@@ -4,6 +4,15 @@ use crate::error::{ApiError, FieldErrors};
 
 pub const POLICIES: [&str; 3] = ["immediate", "on_demand", "streamed"];
 
+/// Bounds of a remote's numbers; the OpenAPI document declares the same (remotes.rs).
+pub const MAX_DOWNLOAD_CONCURRENCY: i64 = 100;
+pub const MAX_RETRIES: i64 = 100;
+/// A day, in seconds: the longest connect or total timeout.
+pub const MAX_TIMEOUT: f64 = 86_400.0;
+
+/// The OCI repository name grammar as a regular expression, for the OpenAPI document.
+pub const OCI_NAME_PATTERN: &str = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$";
+
 /// Collects per-field messages so one response lists every problem.
 #[derive(Default)]
 pub struct Checks {
@@ -46,7 +55,7 @@ pub fn name(value: &str) -> Result<(), String> {
     if value.trim().is_empty() {
         return Err("This field may not be blank.".into());
     }
-    if value.len() > 255 {
+    if value.chars().count() > 255 {
         return Err("Ensure this field has no more than 255 characters.".into());
     }
     Ok(())
@@ -112,25 +121,44 @@ fn oci_component(c: &str) -> bool {
     true
 }
 
-pub fn positive(value: i64) -> Result<(), String> {
-    if value >= 1 {
-        Ok(())
+pub fn int_range(value: i64, min: i64, max: i64) -> Result<(), String> {
+    if value < min {
+        Err(format!("Ensure this value is greater than or equal to {min}."))
+    } else if value > max {
+        Err(format!("Ensure this value is less than or equal to {max}."))
     } else {
-        Err("Ensure this value is greater than or equal to 1.".into())
+        Ok(())
     }
 }
 
-pub fn non_negative(value: f64) -> Result<(), String> {
-    if value >= 0.0 && value.is_finite() {
-        Ok(())
+/// A timeout in seconds: more than 0, at most `MAX_TIMEOUT`.
+pub fn timeout(value: f64) -> Result<(), String> {
+    if !value.is_finite() {
+        Err("A valid number is required.".into())
+    } else if value <= 0.0 {
+        Err("Ensure this value is greater than 0.".into())
+    } else if value > MAX_TIMEOUT {
+        Err(format!("Ensure this value is less than or equal to {MAX_TIMEOUT}."))
     } else {
-        Err("Ensure this value is greater than or equal to 0.".into())
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_and_counts() {
+        for ok in [0.001, 1.5, MAX_TIMEOUT] {
+            assert!(timeout(ok).is_ok(), "{ok}");
+        }
+        for bad in [0.0, -1.0, MAX_TIMEOUT + 0.5, 1e308, f64::INFINITY, f64::NAN] {
+            assert!(timeout(bad).is_err(), "{bad}");
+        }
+        assert!(int_range(0, 0, 100).is_ok() && int_range(100, 0, 100).is_ok());
+        assert!(int_range(-1, 0, 100).is_err() && int_range(101, 0, 100).is_err() && int_range(i64::MAX, 1, 100).is_err());
+    }
 
     #[test]
     fn oci_names() {

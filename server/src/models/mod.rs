@@ -5,6 +5,7 @@ pub mod artifact;
 pub mod content;
 pub mod distribution;
 pub mod remote;
+pub mod secret;
 pub mod repository;
 pub mod task;
 pub mod upload;

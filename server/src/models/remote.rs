@@ -5,7 +5,7 @@ use super::{NameFilter, Page, Window};
 use crate::db::schema::remote;
 use crate::db::DbConnection;
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Queryable, Selectable, Insertable, AsChangeset, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = remote, treat_none_as_null = true)]
 pub struct Remote {
     pub id: String,
@@ -29,7 +29,71 @@ pub struct Remote {
     pub pulp_last_updated: NaiveDateTime,
 }
 
+/// Secrets stay out of logs: the password, and the proxy URL (it may carry credentials).
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("upstream_name", &self.upstream_name)
+            .field("policy", &self.policy)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("proxy_url", &self.proxy_url.as_deref().map(without_credentials))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL with any user name and password taken out, for showing (unchanged when it has none).
+pub fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) if u.username().is_empty() && u.password().is_none() => url.to_string(),
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "<unparseable URL>".into(),
+    }
+}
+
+/// Whether a URL carries a (user name, password).
+pub fn url_credentials(url: &str) -> (bool, bool) {
+    url::Url::parse(url).map(|u| (!u.username().is_empty(), u.password().is_some())).unwrap_or((false, false))
+}
+
 impl Remote {
+    /// The arguments of a task that writes this row: the secrets are staged in the database and
+    /// the arguments name them, so no task row ever holds a password.
+    pub fn into_task_args(mut self, conn: &mut DbConnection) -> QueryResult<serde_json::Value> {
+        let mut staged = serde_json::Map::new();
+        if let Some(p) = self.password.take() {
+            staged.insert("password".into(), super::secret::stage(conn, &p)?.into());
+        }
+        if let Some(p) = self.proxy_url.take() {
+            staged.insert("proxy_url".into(), super::secret::stage(conn, &p)?.into());
+        }
+        Ok(serde_json::json!({ "remote": self, "secrets": staged }))
+    }
+
+    /// The row back from [`Remote::into_task_args`], taking its staged secrets out.
+    pub fn from_task_args(conn: &mut DbConnection, args: &serde_json::Value) -> Result<Remote, String> {
+        let mut row: Remote = serde_json::from_value(args["remote"].clone()).map_err(|e| format!("malformed task arguments: {e}"))?;
+        let take = |conn: &mut DbConnection, field: &str| -> Result<Option<String>, String> {
+            match args["secrets"][field].as_str() {
+                None => Ok(None),
+                Some(id) => super::secret::take(conn, id)
+                    .map_err(|e| e.to_string())?
+                    .map(Some)
+                    .ok_or_else(|| format!("the staged {field} of this update is gone; send the update again")),
+            }
+        };
+        row.password = take(conn, "password")?;
+        row.proxy_url = take(conn, "proxy_url")?;
+        Ok(row)
+    }
+
     pub fn include_tags(&self) -> Option<Vec<String>> {
         self.include_tags.as_deref().and_then(|s| serde_json::from_str(s).ok())
     }

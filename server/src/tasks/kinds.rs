@@ -22,8 +22,26 @@ pub const DEBUG_SLEEP: &str = "pulpish.debug.sleep";
 pub(super) async fn run(ctx: TaskContext, name: String, args: Value) -> TaskResult {
     match name.as_str() {
         REMOTE_UPDATE => {
-            let row: remote::Remote = parse(&args["remote"])?;
-            write(&ctx, move |c| remote::update(c, &row), "a remote with this name already exists").await?;
+            let applied = ctx
+                .state
+                .db
+                .run(move |c| {
+                    crate::db::write_transaction(c, |c| {
+                        let row = match remote::Remote::from_task_args(c, &args) {
+                            Ok(row) => row,
+                            Err(message) => return Ok(Err(message)),
+                        };
+                        remote::update(c, &row)?;
+                        Ok::<_, diesel::result::Error>(Ok(()))
+                    })
+                    .map_err(DbError::from)
+                })
+                .await
+                .map_err(|e| match e {
+                    DbError::Query(q) if is_unique_violation(&q) => TaskError::Failed("a remote with this name already exists".into()),
+                    other => TaskError::Db(other),
+                })?;
+            applied.map_err(TaskError::Failed)?;
             Ok(vec![])
         }
         REMOTE_DELETE => {
