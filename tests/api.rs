@@ -3,7 +3,7 @@
 
 mod support;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::{Backend, TestServer};
 
@@ -470,7 +470,18 @@ async fn pagination_is_bounded(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{page}");
 }
 
+/// An unknown endpoint or method under the API answers Pulp's JSON 404, never an empty body.
+async fn unknown_endpoints_answer_json(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    for (method, path) in [(Method::TRACE, "status/"), (Method::GET, "no/such/thing/"), (Method::DELETE, "remotes/container/container/")] {
+        let (status, body) = s.call(method.clone(), path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
+        assert_eq!(body["detail"], "Not found.", "{method} {path}: {body}");
+    }
+}
+
 on_both_backends!(
+    unknown_endpoints_answer_json,
     status_is_public_and_reports_the_database,
     everything_else_needs_credentials,
     remote_lifecycle,

@@ -53,6 +53,8 @@ fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(
         scope::scope("/pulp/api/v3")
             .wrap(from_fn(auth::require_basic_auth))
+            // No such endpoint (or not with this method): Pulp's JSON 404, not an empty body.
+            .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(crate::error::ApiError::not_found()) }))
             .service(status::status)
             .service(remotes::list)
             .service(remotes::create)
