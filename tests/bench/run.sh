@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # run.sh - pulpish benchmarks against CNCF distribution (docker-registry), on 127.0.0.1 only.
 #
-# Usage: tests/bench/run.sh [--smoke] [--runs N]
+# Usage: tests/bench/run.sh [--smoke] [--runs N] [--only B7,B8]
 #   (no flag)  full run: 256 MiB blob (build.sh --big), 3 runs per figure, 250 and 2,500 tags
-#   --smoke    small sizes (largest blob of fixtures/index), 1 run each, 250 tags only, wrk 2 s;
+#   --smoke    small sizes (largest blob of fixtures/index), 1 run each, 250 tags only, wrk 2 s,
+#              100 flood requests, 20 stalled readers of a 4 MiB blob;
 #              checks that every figure is produced (not its value)
-#   --runs N   runs per figure (default 3 full, 1 smoke)
+#   --runs N   runs per figure (default 3 full, 1 smoke; B5 warm, B7 and B8 run once)
+#   --only L   only the sections holding these figures (comma-separated B1..B8; B5 = B1 + B2)
 #   PULPISH_BIN=path  use this pulpish binary instead of building release (the test suite does)
 #
 # Starts, all on 127.0.0.1 with free ports and under one temp dir:
@@ -15,39 +17,72 @@
 #      GETs (fresh storage and process per cold run)
 #   pulpish (SQLite, fresh data dir) with an on_demand remote + repository + sync +
 #      distribution per measured upstream repository; a fresh process and data dir per cold run
-# Figures (B1..B6) are described in docs/benchmarks.md. Prints one Markdown table on stdout
+#   R7 docker-registry with auth: htpasswd (B7's reference), R8 a fresh docker-registry over U's
+#      storage (B8's reference); B7 and B8 each use a fresh pulpish
+# Figures (B1..B8) are described in docs/benchmarks.md. Prints one Markdown table on stdout
 # (progress on stderr). Exits non-zero if any figure is missing. Everything it starts is
 # stopped by PID on exit and the temp dir removed. A run during which other processes (a build,
 # tests) used >= 25% of the CPUs is discarded and repeated (up to 3 attempts).
-# Requires: cargo, docker-registry, skopeo, umoci, curl, jq, wrk (apt-get install wrk).
+# Requires: cargo, docker-registry, skopeo, umoci, curl, jq, wrk (apt-get install wrk);
+# B7 htpasswd (apache2-utils), B8 python3.
 set -euo pipefail
 shopt -s inherit_errexit
 
 smoke=false
 runs=
+only=
 while [[ $# -gt 0 ]]; do
     case $1 in
         --smoke) smoke=true ;;
         --runs) runs=${2:?--runs needs a number}; shift ;;
-        -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "usage: $0 [--smoke] [--runs N]" >&2; exit 2 ;;
+        --only) only=${2:?--only needs a list such as B7,B8}; shift ;;
+        -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "usage: $0 [--smoke] [--runs N] [--only B1,...,B8]" >&2; exit 2 ;;
     esac
     shift
 done
 
+# Sections: warm (B1, B5 warm, B6), cold (B2, B3, B5 cold), sync (B4), flood (B7), stall (B8).
+sections=" warm cold sync flood stall "
+if [[ -n $only ]]; then
+    sections=" "
+    for id in ${only//,/ }; do
+        case ${id^^} in
+            B1 | B6) s=warm ;; B2 | B3) s=cold ;; B4) s=sync ;; B5) s="warm cold" ;;
+            B7) s=flood ;; B8) s=stall ;;
+            *) echo "$0: --only: unknown figure $id (B1..B8)" >&2; exit 2 ;;
+        esac
+        for x in $s; do [[ $sections == *" $x "* ]] || sections+="$x "; done
+    done
+fi
+readonly sections
+# selected SECTION: whether this run includes it.
+selected() { [[ $sections == *" $1 "* ]]; }
+need_fixtures=false
+if selected warm || selected cold || selected sync; then need_fixtures=true; fi
+readonly need_fixtures
+
 root=$(cd "$(dirname "$0")/../.." && pwd)
+# FLOOD_*: B7 requests, how many at a time; STALL_*: B8 readers and blob size; SETTLE: seconds
+# before the "during" and "after" samples of B7/B8.
 if $smoke; then
     RUNS=${runs:-1} WARM_GETS=2 CONC=32 WRK_SECS=2 TAGS_BIG=0
+    FLOOD_N=100 FLOOD_P=50 STALL_N=20 STALL_MIB=4 SETTLE=1
 else
     RUNS=${runs:-3} WARM_GETS=5 CONC=32 WRK_SECS=5 TAGS_BIG=2500
+    FLOOD_N=600 FLOOD_P=50 STALL_N=200 STALL_MIB=64 SETTLE=3
 fi
-readonly RUNS WARM_GETS CONC WRK_SECS TAGS_BIG
+readonly RUNS WARM_GETS CONC WRK_SECS TAGS_BIG FLOOD_N FLOOD_P STALL_N STALL_MIB SETTLE
 readonly PW=bench-admin-pw
 readonly OCI_MANIFEST=application/vnd.oci.image.manifest.v1+json
 readonly ACCEPT_ALL="application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json,application/vnd.docker.distribution.manifest.v2+json,application/vnd.docker.distribution.manifest.list.v2+json"
 PULPISH=$root/target/release/pulpish
 
-for tool in cargo docker-registry skopeo umoci curl jq wrk awk; do
+tools=(cargo docker-registry curl jq awk)
+if $need_fixtures; then tools+=(skopeo umoci wrk); fi
+if selected flood; then tools+=(htpasswd); fi
+if selected stall; then tools+=(python3 sha256sum); fi
+for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null || { echo "$0: $tool not found" >&2; exit 1; }
 done
 # Only our own flags reach pulpish.
@@ -120,11 +155,12 @@ free_port() {
     done
 }
 
-# wait_http URL PID: until URL answers 200 (or the process died / 20 s passed).
+# wait_http URL PID [CODE]: until URL answers CODE, 200 by default (or the process died / 20 s
+# passed).
 wait_http() {
     local i
     for ((i = 0; i < 400; i++)); do
-        [[ $(curl -s -o /dev/null -w '%{http_code}' "$1" || true) == 200 ]] && return 0
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "$1" || true) == "${3:-200}" ]] && return 0
         [[ -e /proc/$2 ]] || { echo "process $2 died before $1 answered" >&2; return 1; }
         sleep 0.05
     done
@@ -169,9 +205,10 @@ reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null; }
 
 # --- registries -------------------------------------------------------------------------
 
-# start_registry NAME DIR PORT [PROXY_UPSTREAM_PORT]: sets BG_PID; log in $tmp/NAME.log
+# start_registry NAME DIR PORT [PROXY_UPSTREAM_PORT] [HTPASSWD_FILE]: sets BG_PID; log in
+# $tmp/NAME.log. With HTPASSWD_FILE, every request needs Basic credentials (auth: htpasswd).
 start_registry() {
-    local name=$1 dir=$2 port=$3 up=${4:-}
+    local name=$1 dir=$2 port=$3 up=${4:-} htpasswd=${5:-}
     mkdir -p "$dir"
     {
         echo "version: 0.1"
@@ -179,9 +216,10 @@ start_registry() {
         echo "http: { addr: 127.0.0.1:$port, secret: bench-secret }"
         echo "log: { level: info, accesslog: { disabled: false } }"
         [[ -z $up ]] || echo "proxy: { remoteurl: http://127.0.0.1:$up }"
+        [[ -z $htpasswd ]] || echo "auth: { htpasswd: { realm: bench, path: $htpasswd } }"
     } >"$tmp/$name.yml"
     start_bg "$name" "$tmp/$name.log" docker-registry serve "$tmp/$name.yml"
-    wait_http "http://127.0.0.1:$port/v2/" "$BG_PID"
+    wait_http "http://127.0.0.1:$port/v2/" "$BG_PID" "$([[ -z $htpasswd ]] && echo 200 || echo 401)"
 }
 
 # upstream_blob_gets OFFSET DIGEST: "COUNT BYTES" of U's GETs of DIGEST logged after OFFSET.
@@ -330,35 +368,10 @@ else
 fi
 [[ -x $PULPISH ]] || { echo "$0: $PULPISH not built" >&2; exit 1; }
 
-log "building fixtures"
-if $smoke; then
-    bash "$root/tests/fixtures/build.sh" "$tmp/fixtures" >/dev/null
-else
-    bash "$root/tests/fixtures/build.sh" "$tmp/fixtures" --big >/dev/null
-fi
-
 UP=$(free_port)
 readonly UP U=http://127.0.0.1:$UP
 start_registry U "$tmp/u-storage" "$UP"
-log "pushing fixtures to U ($U)"
-bash "$root/tests/fixtures/push.sh" "$tmp/fixtures" "127.0.0.1:$UP" >"$tmp/pushed" 2>"$tmp/push.log" ||
-    { cat "$tmp/push.log" >&2; exit 1; }
 
-if ((TAGS_BIG > 0)); then
-    log "creating fixtures/many$TAGS_BIG ($TAGS_BIG tags) in U"
-    skopeo copy --dest-tls-verify=false "oci:$tmp/fixtures/layout:amd64" \
-        "docker://127.0.0.1:$UP/fixtures/many$TAGS_BIG:tag-0000" >/dev/null 2>"$tmp/skopeo.log" ||
-        { cat "$tmp/skopeo.log" >&2; exit 1; }
-    ctype=$(curl -sSf -H "Accept: $ACCEPT_ALL" -o "$tmp/many.json" -w '%{content_type}' \
-        "$U/v2/fixtures/many$TAGS_BIG/manifests/tag-0000")
-    seq -f 'tag-%04g' 1 $((TAGS_BIG - 1)) |
-        xargs -P 8 -I '{}' curl -sSf -o /dev/null -X PUT -H "Content-Type: $ctype" \
-            --data-binary "@$tmp/many.json" "$U/v2/fixtures/many$TAGS_BIG/manifests/{}"
-    n=$(curl -sSf "$U/v2/fixtures/many$TAGS_BIG/tags/list?n=100000" | jq '.tags | length')
-    [[ $n == "$TAGS_BIG" ]] || { echo "$0: fixtures/many$TAGS_BIG has $n tags" >&2; exit 1; }
-fi
-
-# The measured blob: the big layer, or (smoke) the largest blob under fixtures/index.
 # largest_blob REPO TAG: "DIGEST SIZE" of the largest config/layer blob reachable from TAG.
 largest_blob() {
     local m
@@ -371,13 +384,43 @@ largest_blob() {
         jq -r '(.layers[], .config) | "\(.digest) \(.size)"' <<<"$m"
     fi | sort -k2,2nr | head -n 1
 }
-if $smoke; then BLOB_REPO=fixtures/index; else BLOB_REPO=fixtures/big; fi
-read -r BLOB_DIGEST BLOB_SIZE < <(largest_blob "$BLOB_REPO" latest)
-readonly BLOB_REPO BLOB_DIGEST BLOB_SIZE
-[[ -n $BLOB_DIGEST && $BLOB_SIZE -gt 0 ]] || { echo "$0: no blob found in $BLOB_REPO" >&2; exit 1; }
-log "blob: $BLOB_REPO $BLOB_DIGEST ($BLOB_SIZE bytes)"
-U_BLOB=$U/v2/$BLOB_REPO/blobs/$BLOB_DIGEST
-get_blob "$U_BLOB" >/dev/null # page cache warm on U's side
+
+# The fixtures (B1..B6 only; B7 and B8 bring their own). The measured blob: the big layer, or
+# (smoke) the largest blob under fixtures/index.
+if $need_fixtures; then
+    log "building fixtures"
+    if $smoke; then
+        bash "$root/tests/fixtures/build.sh" "$tmp/fixtures" >/dev/null
+    else
+        bash "$root/tests/fixtures/build.sh" "$tmp/fixtures" --big >/dev/null
+    fi
+
+    log "pushing fixtures to U ($U)"
+    bash "$root/tests/fixtures/push.sh" "$tmp/fixtures" "127.0.0.1:$UP" >"$tmp/pushed" 2>"$tmp/push.log" ||
+        { cat "$tmp/push.log" >&2; exit 1; }
+
+    if ((TAGS_BIG > 0)) && selected sync; then
+        log "creating fixtures/many$TAGS_BIG ($TAGS_BIG tags) in U"
+        skopeo copy --dest-tls-verify=false "oci:$tmp/fixtures/layout:amd64" \
+            "docker://127.0.0.1:$UP/fixtures/many$TAGS_BIG:tag-0000" >/dev/null 2>"$tmp/skopeo.log" ||
+            { cat "$tmp/skopeo.log" >&2; exit 1; }
+        ctype=$(curl -sSf -H "Accept: $ACCEPT_ALL" -o "$tmp/many.json" -w '%{content_type}' \
+            "$U/v2/fixtures/many$TAGS_BIG/manifests/tag-0000")
+        seq -f 'tag-%04g' 1 $((TAGS_BIG - 1)) |
+            xargs -P 8 -I '{}' curl -sSf -o /dev/null -X PUT -H "Content-Type: $ctype" \
+                --data-binary "@$tmp/many.json" "$U/v2/fixtures/many$TAGS_BIG/manifests/{}"
+        n=$(curl -sSf "$U/v2/fixtures/many$TAGS_BIG/tags/list?n=100000" | jq '.tags | length')
+        [[ $n == "$TAGS_BIG" ]] || { echo "$0: fixtures/many$TAGS_BIG has $n tags" >&2; exit 1; }
+    fi
+
+    if $smoke; then BLOB_REPO=fixtures/index; else BLOB_REPO=fixtures/big; fi
+    read -r BLOB_DIGEST BLOB_SIZE < <(largest_blob "$BLOB_REPO" latest)
+    readonly BLOB_REPO BLOB_DIGEST BLOB_SIZE
+    [[ -n $BLOB_DIGEST && $BLOB_SIZE -gt 0 ]] || { echo "$0: no blob found in $BLOB_REPO" >&2; exit 1; }
+    log "blob: $BLOB_REPO $BLOB_DIGEST ($BLOB_SIZE bytes)"
+    U_BLOB=$U/v2/$BLOB_REPO/blobs/$BLOB_DIGEST
+    get_blob "$U_BLOB" >/dev/null # page cache warm on U's side
+fi
 
 cat >"$tmp/accept.lua" <<EOF
 wrk.headers["Accept"] = "$OCI_MANIFEST"
@@ -646,8 +689,251 @@ section_sync() {
     for ((i = 1; i <= RUNS; i++)); do measured "B4 run $i" b4_run "$i"; done
 }
 
+# --- B7: wrong-password flood -----------------------------------------------------------------
+
+# wait_bg PID: wait for a start_bg process that ends by itself, then unregister it.
+wait_bg() {
+    local rc=0
+    wait "$1" || rc=$?
+    sed -i "/^$1 /d" "$pidfile"
+    return "$rc"
+}
+
+# flood_config OUT USER URL...: a curl config (-K) of FLOOD_N GETs, each with its own wrong
+# password (so no cache of checked credentials can answer it), round-robin over the URLs; each
+# transfer prints "URL_INDEX HTTP_CODE".
+flood_config() {
+    local out=$1 user=$2 i u
+    shift 2
+    : >"$out"
+    for ((i = 0; i < FLOOD_N; i++)); do
+        u=$((i % $#))
+        ((i == 0)) || echo next >>"$out"
+        printf 'url = "%s"\nuser = "%s:wrong-%d"\noutput = "/dev/null"\nwrite-out = "%d %%{http_code}\\n"\n' \
+            "${@:u+1:1}" "$user" "$i" "$u" >>"$out"
+    done
+}
+
+# flood_curl CONFIG OUT: the flood, FLOOD_P transfers at a time, new connections at once; the
+# answers into OUT (curl's parallel progress meter, which -s does not silence here, is dropped).
+flood_curl() { curl -s -Z --parallel-immediate --parallel-max "$FLOOD_P" -K "$1" >"$2" 2>/dev/null; }
+
+# probe_loop URL USER:PASSWORD OUT FLAG: GETs with the right password, one after another, while
+# FLAG exists; "HTTP_CODE SECONDS" per GET into OUT.
+probe_loop() {
+    while [[ -e $4 ]]; do
+        curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -u "$2" "$1" >>"$3" || true
+    done
+}
+
+# flood PID LABEL CREDS PROBE_URL URL...: resets PID's VmHWM, samples its RSS, sends the flood
+# (FLOOD_P at a time) while probe_loop checks PROBE_URL with the right CREDS, waits SETTLE s;
+# records b7.LABEL.{before,peak,peak_anon,after,after_anon,secs,good_bad,good_max,good_after}
+# and the histogram b7.LABEL.{401,429,503,other}.
+flood() {
+    local pid=$1 label=$2 creds=$3 probe_url=$4 before spid fpid ppid t0 t1 hwm peak peak_anon
+    local after after_anon n c401 c429 c503 other good_n good_bad good_max good_after
+    shift 4
+    flood_config "$tmp/flood.cfg" "${creds%%:*}" "$@"
+    : >"$tmp/flood.out"
+    : >"$tmp/probe.out"
+    : >"$tmp/flood.rss"
+    before=$(rss_kib "$pid" VmRSS)
+    reset_hwm "$pid" || true
+    sample_rss "$pid" "$tmp/flood.rss"
+    spid=$BG_PID
+    touch "$tmp/flooding"
+    t0=$(date +%s.%N)
+    start_bg flood /dev/null flood_curl "$tmp/flood.cfg" "$tmp/flood.out"
+    fpid=$BG_PID
+    start_bg probe /dev/null probe_loop "$probe_url" "$creds" "$tmp/probe.out" "$tmp/flooding"
+    ppid=$BG_PID
+    wait_bg "$fpid" || true # curl exits non-zero if a transfer failed; counted as "other" below
+    t1=$(date +%s.%N)
+    rm -f "$tmp/flooding"
+    wait_bg "$ppid" || true
+    good_after=$(curl -s -o /dev/null -w '%{http_code}' -u "$creds" "$probe_url" || true)
+    sleep "$SETTLE"
+    stop_pid "$spid"
+    hwm=$(rss_kib "$pid" VmHWM)
+    after=$(rss_kib "$pid" VmRSS)
+    after_anon=$(rss_kib "$pid" RssAnon)
+    read -r peak peak_anon < <(awk -v h="$hwm" '$1 > a { a = $1 } $2 > b { b = $2 }
+        END { print (h > a ? h : a), b + 0 }' "$tmp/flood.rss")
+    read -r n c401 c429 c503 other < <(awk '/^[0-9]+ [0-9]+$/ { n++; c[$2]++ }
+        END { print n + 0, c[401] + 0, c[429] + 0, c[503] + 0, n - c[401] - c[429] - c[503] }' "$tmp/flood.out")
+    read -r good_n good_bad good_max < <(awk '{ n++; if ($1 != 200) bad++; if ($2 > m) m = $2 }
+        END { print n + 0, bad + 0, m + 0 }' "$tmp/probe.out")
+    if [[ $n != "$FLOOD_N" || $good_n == 0 || $good_after != 200 ]]; then
+        echo "flood $label: $n of $FLOOD_N answers, $good_n probes, right password after: HTTP $good_after" >&2
+        return 1
+    fi
+    kib2mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+    record "b7.$label.before" "$(kib2mib "$before")"
+    record "b7.$label.peak" "$(kib2mib "$peak")"
+    record "b7.$label.peak_anon" "$(kib2mib "$peak_anon")"
+    record "b7.$label.after" "$(kib2mib "$after")"
+    record "b7.$label.after_anon" "$(kib2mib "$after_anon")"
+    record "b7.$label.secs" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')"
+    record "b7.$label.401" "$c401"
+    record "b7.$label.429" "$c429"
+    record "b7.$label.503" "$c503"
+    record "b7.$label.other" "$other"
+    record "b7.$label.good_bad" "$good_bad"
+    record "b7.$label.good_max" "$good_max"
+    log "  $label: VmRSS $before KiB -> peak $peak KiB (RssAnon $peak_anon) -> $after KiB" \
+        "${SETTLE} s after; 401 $c401, 429 $c429, 503 $c503, other $other;" \
+        "right password during: $good_n GETs, $good_bad not 200, slowest $good_max s; after: $good_after"
+    log "  $label answers by URL: $(sort "$tmp/flood.out" | uniq -c | tr -s ' \n' ' ')"
+}
+
+b7_pulpish_run() {
+    start_pulpish B7
+    # The admin has logged in before (its credentials were checked once), as during any session.
+    api -o /dev/null "$PBASE/pulp/api/v3/remotes/container/container/"
+    flood "$BG_PID" pulpish "admin:$PW" "$PBASE/pulp/api/v3/remotes/container/container/" \
+        "$PBASE/pulp/api/v3/remotes/container/container/" "$PBASE/token?scope=repository:x:pull"
+    stop_matching B7
+}
+
+# The reference: docker-registry with auth: htpasswd (bcrypt), flooded on /v2/.
+b7_registry_run() {
+    local port
+    htpasswd -Bbn bench bench-pw >"$tmp/htpasswd" 2>/dev/null
+    port=$(free_port)
+    start_registry R7 "$tmp/r7-storage" "$port" "" "$tmp/htpasswd"
+    curl -sSf -o /dev/null -u bench:bench-pw "http://127.0.0.1:$port/v2/"
+    flood "$BG_PID" reg "bench:bench-pw" "http://127.0.0.1:$port/v2/" "http://127.0.0.1:$port/v2/"
+    stop_matching R7
+}
+
+section_flood() {
+    log "B7 $FLOOD_N requests with wrong passwords, $FLOOD_P at a time: pulpish (remotes + /token), docker-registry htpasswd (/v2/)"
+    measured "B7 pulpish" b7_pulpish_run
+    measured "B7 docker-registry" b7_registry_run
+    local p r
+    p=$(awk '$1 == "b7.pulpish.peak" { v = $2 } END { print v }' "$results")
+    r=$(awk '$1 == "b7.reg.peak" { v = $2 } END { print v }' "$results")
+    [[ -z $p || -z $r ]] || record b7.ratio "$(ratio "$p" "$r")"
+}
+
+# --- B8: stalled readers -----------------------------------------------------------------------
+
+# stall.py HOST PORT PATH N HOLD READY: N connections each send one GET and never read; READY is
+# created once all are sent; after HOLD s, prints how many had an answer starting "HTTP/1.1 200"
+# (peeked, not read) and closes them all.
+cat >"$tmp/stall.py" <<'EOF'
+import socket, sys, time
+host, port, path, n, hold, ready = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+socks = []
+for _ in range(n):
+    s = socket.create_connection((host, port))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    socks.append(s)
+open(ready, "w").close()
+time.sleep(hold)
+ok = 0
+for s in socks:
+    try:
+        ok += s.recv(12, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"HTTP/1.1 200"
+    except BlockingIOError:
+        pass
+print(ok, flush=True)
+for s in socks:
+    s.close()
+EOF
+
+# rss3 PID: "VmRSS RssAnon RssFile" in KiB.
+rss3() { echo "$(rss_kib "$1" VmRSS) $(rss_kib "$1" RssAnon) $(rss_kib "$1" RssFile)"; }
+
+# stall PID LABEL PORT PATH: STALL_N stalled readers of PATH; records b8.LABEL.* (MiB) before,
+# SETTLE s into the stall, and SETTLE s after the readers closed, plus KiB per reader.
+stall() {
+    local pid=$1 label=$2 port=$3 path=$4 b ba bf d da df a aa af spid ok i
+    rm -f "$tmp/stall.ready"
+    read -r b ba bf < <(rss3 "$pid")
+    start_bg stall "$tmp/stall.out" python3 "$tmp/stall.py" 127.0.0.1 "$port" "$path" "$STALL_N" \
+        "$((SETTLE + 1))" "$tmp/stall.ready"
+    spid=$BG_PID
+    for ((i = 0; i < 600; i++)); do
+        [[ -e $tmp/stall.ready || ! -e /proc/$spid ]] && break
+        sleep 0.05
+    done
+    [[ -e $tmp/stall.ready ]] || { echo "stall $label: readers not connected"; cat "$tmp/stall.out"; } >&2
+    sleep "$SETTLE"
+    read -r d da df < <(rss3 "$pid")
+    wait_bg "$spid" || { echo "stall $label: client failed:" >&2; cat "$tmp/stall.out" >&2; return 1; }
+    sleep "$SETTLE"
+    read -r a aa af < <(rss3 "$pid")
+    ok=$(tail -n 1 "$tmp/stall.out")
+    [[ $ok == "$STALL_N" ]] || { echo "stall $label: $ok of $STALL_N readers got 200" >&2; return 1; }
+    kib2mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+    record "b8.$label.before" "$(kib2mib "$b")"
+    record "b8.$label.during" "$(kib2mib "$d")"
+    record "b8.$label.during_anon" "$(kib2mib "$da")"
+    record "b8.$label.during_file" "$(kib2mib "$df")"
+    record "b8.$label.after" "$(kib2mib "$a")"
+    record "b8.$label.after_anon" "$(kib2mib "$aa")"
+    record "b8.$label.per_reader" "$(awk -v d="$d" -v b="$b" -v n="$STALL_N" 'BEGIN { printf "%.0f", (d - b) / n }')"
+    record "b8.$label.per_reader_anon" "$(awk -v d="$da" -v b="$ba" -v n="$STALL_N" 'BEGIN { printf "%.0f", (d - b) / n }')"
+    log "  $label: VmRSS/RssAnon/RssFile KiB before $b/$ba/$bf, during $d/$da/$df, after $a/$aa/$af"
+}
+
+# check_blob URL: a full GET gets 200 and STALL_BLOB's size.
+check_blob() {
+    local got
+    got=$(curl -sS -o /dev/null -w '%{http_code} %{size_download}' "$1")
+    [[ $got == "200 $STALL_SIZE" ]] || { echo "GET $1: $got (expected 200 $STALL_SIZE)" >&2; return 1; }
+}
+
+b8_pulpish_run() {
+    local code
+    start_pulpish B8
+    code=$(curl -sS -o "$tmp/push.out" -w '%{http_code}' -u "admin:$PW" -X POST \
+        -H 'Content-Type: application/octet-stream' --data-binary "@$tmp/stall.blob" \
+        "$PBASE/v2/bench/stall/blobs/uploads/?digest=$STALL_DIGEST")
+    [[ $code == 201 ]] || { echo "push to pulpish: HTTP $code $(cat "$tmp/push.out")" >&2; return 1; }
+    check_blob "$PBASE/v2/bench/stall/blobs/$STALL_DIGEST" # stored; page cache warm
+    stall "$BG_PID" pulpish "$PP" "/v2/bench/stall/blobs/$STALL_DIGEST"
+    stop_matching B8
+}
+
+# The reference: a fresh docker-registry process serving U's storage (U itself keeps the memory
+# of earlier runs; Go returns it to the system only minutes later).
+b8_u_run() {
+    local port
+    port=$(free_port)
+    start_registry R8 "$tmp/u-storage" "$port"
+    check_blob "http://127.0.0.1:$port/v2/bench/stall/blobs/$STALL_DIGEST" # page cache warm
+    stall "$BG_PID" u "$port" "/v2/bench/stall/blobs/$STALL_DIGEST"
+    stop_matching R8
+}
+
+section_stall() {
+    local loc sep
+    log "B8 $STALL_N stalled readers of a stored $STALL_MIB MiB blob: pulpish, docker-registry"
+    head -c $((STALL_MIB << 20)) /dev/urandom >"$tmp/stall.blob"
+    STALL_SIZE=$((STALL_MIB << 20))
+    STALL_DIGEST=sha256:$(sha256sum "$tmp/stall.blob" | cut -d ' ' -f 1)
+    # U: a monolithic push (POST, then PUT with the bytes).
+    loc=$(curl -sSf -D - -o /dev/null -X POST "$U/v2/bench/stall/blobs/uploads/" |
+        awk 'tolower($1) == "location:" { print $2 }' | tr -d '\r')
+    [[ $loc == http* ]] || loc=$U$loc
+    [[ $loc == *\?* ]] && sep='&' || sep='?'
+    curl -sSf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' \
+        --data-binary "@$tmp/stall.blob" "$loc${sep}digest=$STALL_DIGEST"
+    check_blob "$U/v2/bench/stall/blobs/$STALL_DIGEST"
+    measured "B8 pulpish" b8_pulpish_run
+    measured "B8 docker-registry" b8_u_run
+    local p r
+    p=$(awk '$1 == "b8.pulpish.during" { v = $2 } END { print v }' "$results")
+    r=$(awk '$1 == "b8.u.during" { v = $2 } END { print v }' "$results")
+    [[ -z $p || -z $r ]] || record b8.ratio "$(ratio "$p" "$r")"
+}
+
 failed_sections=()
-for s in warm cold sync; do
+for s in warm cold sync flood stall; do
+    selected "$s" || continue
     set +e
     (
         set -e
@@ -655,13 +941,11 @@ for s in warm cold sync; do
     )
     rc=$?
     set -e
-    stop_matching cold-
-    stop_matching W
-    stop_matching sampler
+    for name in cold- W B7 B8 R7 R8 flood probe stall sampler; do stop_matching "$name"; done
     if [[ $rc != 0 ]]; then
         failed_sections+=("$s")
         log "section $s FAILED (exit $rc); see the messages above"
-        for f in "$tmp"/W.log "$tmp"/cold-*.log; do
+        for f in "$tmp"/W.log "$tmp"/cold-*.log "$tmp"/B7.log "$tmp"/B8.log "$tmp"/R7.log "$tmp"/R8.log; do
             [[ -f $f ]] && { echo "--- tail of $(basename "$f")" >&2; tail -n 5 "$f" >&2; }
         done
     fi
@@ -681,6 +965,7 @@ stats() {
 row() {
     local id=$1 fig=$2 key=$3 fmt=$4 goal=${5:-} op=${6:-} lim=${7:-} on=${8:-med}
     local med mn mx cnt met="" v range
+    selected "$(section_of "$key")" || return 0
     read -r med mn mx cnt < <(stats "$key"; echo) || true
     if [[ -z ${med:-} ]]; then
         echo "| $id | $fig | **missing** | | | $goal | |"
@@ -701,12 +986,30 @@ row() {
     printf "| %s | %s | $fmt | %s | %s | %s | %s |\n" "$id" "$fig" "$med" "$range" "$cnt" "$goal" "$met"
 }
 
-na_row() { echo "| $1 | $2 | n/a ($3) | | | $4 | |"; }
+# section_of KEY: the section that records KEY.
+section_of() {
+    case $1 in
+        b1.* | b5.warm4.* | b6.*) echo warm ;;
+        b2.* | b3.* | b5.cold*) echo cold ;;
+        b4.*) echo sync ;;
+        b7.*) echo flood ;;
+        b8.*) echo stall ;;
+    esac
+}
 
-mib=$(awk -v s="$BLOB_SIZE" 'BEGIN { printf (s >= 1048576 ? "%.0f MiB" : "%.2f MiB"), s / 1048576 }')
+na_row() { if selected sync; then echo "| $1 | $2 | n/a ($3) | | | $4 | |"; fi; }
+
 {
     echo
-    echo "Blob: $BLOB_REPO layer $mib; $RUNS run(s) per figure; mode $($smoke && echo smoke || echo full)."
+    mode=$($smoke && echo smoke || echo full)
+    if $need_fixtures; then
+        mib=$(awk -v s="$BLOB_SIZE" 'BEGIN { printf (s >= 1048576 ? "%.0f MiB" : "%.2f MiB"), s / 1048576 }')
+        echo "Blob: $BLOB_REPO layer $mib; $RUNS run(s) per figure; mode $mode."
+    else
+        echo "Mode $mode; sections:$sections(--only $only)."
+    fi
+    selected flood && echo "B7: $FLOOD_N requests with wrong passwords, $FLOOD_P at a time."
+    selected stall && echo "B8: $STALL_N stalled readers of a stored $STALL_MIB MiB blob."
     echo
     echo "| # | figure | median | min–max | runs | goal | met |"
     echo "|---|---|---|---|---|---|---|"
@@ -744,6 +1047,39 @@ mib=$(awk -v s="$BLOB_SIZE" 'BEGIN { printf (s >= 1048576 ? "%.0f MiB" : "%.2f M
     row B6 "manifest GETs/s pulpish ÷ U" b6.ratio %.2f "≥ 1.5" ge 1.5
     row B6 "manifest GET p99, pulpish, ms" b6.pulpish.p99 %.2f "≤ 10" le 10
     row B6 "manifest GET p99, U, ms" b6.u.p99 %.2f
+    row B7 "wrong-password flood: VmRSS before, pulpish, MiB" b7.pulpish.before %.1f
+    row B7 "wrong-password flood: peak RSS (VmHWM), pulpish, MiB" b7.pulpish.peak %.1f
+    row B7 "wrong-password flood: RssAnon peak (50 ms samples), pulpish, MiB" b7.pulpish.peak_anon %.1f
+    row B7 "wrong-password flood: VmRSS ${SETTLE} s after, pulpish, MiB" b7.pulpish.after %.1f
+    row B7 "wrong-password flood: RssAnon ${SETTLE} s after, pulpish, MiB" b7.pulpish.after_anon %.1f
+    row B7 "wrong-password flood: 401 answers (password hashes checked), pulpish" b7.pulpish.401 %.0f
+    row B7 "wrong-password flood: 429 answers (failure budget spent), pulpish" b7.pulpish.429 %.0f
+    row B7 "wrong-password flood: 503 answers (check queue full), pulpish" b7.pulpish.503 %.0f
+    row B7 "wrong-password flood: other answers, pulpish" b7.pulpish.other %.0f
+    row B7 "wrong-password flood: all answered, pulpish, s" b7.pulpish.secs %.2f
+    row B7 "wrong-password flood: right password during it, not 200, pulpish" b7.pulpish.good_bad %.0f "0" le 0 max
+    row B7 "wrong-password flood: right password during it, slowest, pulpish, s" b7.pulpish.good_max %.3f
+    row B7 "wrong-password flood: VmRSS before, docker-registry htpasswd, MiB" b7.reg.before %.1f
+    row B7 "wrong-password flood: peak RSS (VmHWM), docker-registry htpasswd, MiB" b7.reg.peak %.1f
+    row B7 "wrong-password flood: VmRSS ${SETTLE} s after, docker-registry htpasswd, MiB" b7.reg.after %.1f
+    row B7 "wrong-password flood: 401 answers, docker-registry htpasswd" b7.reg.401 %.0f
+    row B7 "wrong-password flood: all answered, docker-registry htpasswd, s" b7.reg.secs %.2f
+    row B7 "wrong-password flood: right password during it, slowest, docker-registry, s" b7.reg.good_max %.3f
+    row B7 "wrong-password flood: peak RSS pulpish ÷ docker-registry" b7.ratio %.2f
+    row B8 "$STALL_N stalled readers: VmRSS before, pulpish, MiB" b8.pulpish.before %.1f
+    row B8 "$STALL_N stalled readers: VmRSS during, pulpish, MiB" b8.pulpish.during %.1f
+    row B8 "$STALL_N stalled readers: RssAnon during, pulpish, MiB" b8.pulpish.during_anon %.1f
+    row B8 "$STALL_N stalled readers: RssFile during (mapped files), pulpish, MiB" b8.pulpish.during_file %.1f
+    row B8 "$STALL_N stalled readers: VmRSS per reader (during − before), pulpish, KiB" b8.pulpish.per_reader %.0f
+    row B8 "$STALL_N stalled readers: RssAnon per reader (during − before), pulpish, KiB" b8.pulpish.per_reader_anon %.0f
+    row B8 "$STALL_N stalled readers: VmRSS ${SETTLE} s after they left, pulpish, MiB" b8.pulpish.after %.1f
+    row B8 "$STALL_N stalled readers: RssAnon ${SETTLE} s after they left, pulpish, MiB" b8.pulpish.after_anon %.1f
+    row B8 "$STALL_N stalled readers: VmRSS before, docker-registry, MiB" b8.u.before %.1f
+    row B8 "$STALL_N stalled readers: VmRSS during, docker-registry, MiB" b8.u.during %.1f
+    row B8 "$STALL_N stalled readers: RssAnon during, docker-registry, MiB" b8.u.during_anon %.1f
+    row B8 "$STALL_N stalled readers: VmRSS per reader (during − before), docker-registry, KiB" b8.u.per_reader %.0f
+    row B8 "$STALL_N stalled readers: VmRSS ${SETTLE} s after they left, docker-registry, MiB" b8.u.after %.1f
+    row B8 "$STALL_N stalled readers: VmRSS during, pulpish ÷ docker-registry" b8.ratio %.2f
     echo
     busy=$(awk '$1 == "busy"' "$results" | wc -l)
     ((busy == 0)) || { echo "Note: $busy run(s) started while other processes kept >= 25% of the CPUs busy."; echo; }
