@@ -216,16 +216,9 @@ async fn serve_stored(state: &AppState, req: &HttpRequest, digest: &str, artifac
     };
     let file = std::sync::Arc::new(file);
     let windows = crate::storage::MAP_WINDOW;
+    // Mapping does no I/O (pages fault in as they are sent), so it runs inline.
     let pieces = futures_util::stream::iter((start..end).step_by(windows as usize))
-        .then(move |at| {
-            let file = file.clone();
-            async move {
-                let len = (at + windows).min(end) - at;
-                tokio::task::spawn_blocking(move || crate::storage::map_window(&file, at, len))
-                    .await
-                    .map_err(|_| std::io::Error::other("mapping task failed"))?
-            }
-        })
+        .map(move |at| crate::storage::map_window(&file, at, (at + windows).min(end) - at))
         // Handed out in small slices of the window: the server copies a chunk whole into the
         // connection's write buffer, so a client that stops reading holds one slice, not a window.
         .flat_map(|window| {

@@ -294,7 +294,7 @@ impl Storage {
 }
 
 /// How much of a stored file is mapped at once when serving it.
-pub const MAP_WINDOW: u64 = 512 * 1024;
+pub const MAP_WINDOW: u64 = 1024 * 1024;
 
 /// Maps `len` bytes at `offset` of a stored file read-only. Store files are never written again
 /// once committed (they are renamed into place under their digest), which is what makes handing
