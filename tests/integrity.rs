@@ -287,6 +287,11 @@ async fn nul_bytes_in_registry_requests_are_client_errors(backend: Backend) {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = s.client.get(format!("{}/pulp/api/v3/remotes/container/container/", s.base)).basic_auth("ad\0min", Some("x")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A long bad name is not echoed back whole.
+    let long = "A".repeat(20_000);
+    let r = req(&s, Method::GET, &format!("/v2/{long}/tags/list")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.bytes().await.unwrap().len() < 2048);
     // /v2 query errors are OCI errors too.
     let r = req(&s, Method::GET, "/v2/_catalog?n=lots").send().await.unwrap();
     assert_eq!(code(r).await, (StatusCode::BAD_REQUEST, "UNSUPPORTED".into()));

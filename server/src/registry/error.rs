@@ -54,6 +54,8 @@ pub enum RegistryError {
     Internal(String),
 }
 
+const MAX_MESSAGE: usize = 1024;
+
 impl RegistryError {
     fn code(&self) -> &'static str {
         match self {
@@ -130,7 +132,14 @@ impl ResponseError for RegistryError {
         if let RegistryError::Internal(m) = self {
             tracing::error!(error = %m, "registry internal error");
         }
-        let body = serde_json::json!({"errors": [{"code": self.code(), "message": self.to_string(), "detail": null}]});
+        // Messages may quote what the client sent; a 60 KB name is not echoed back whole.
+        let mut message = self.to_string();
+        if message.len() > MAX_MESSAGE {
+            let cut = (0..=MAX_MESSAGE).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
+            message.truncate(cut);
+            message.push('…');
+        }
+        let body = serde_json::json!({"errors": [{"code": self.code(), "message": message, "detail": null}]});
         let mut resp = HttpResponse::build(self.status_code());
         resp.insert_header(("Docker-Distribution-API-Version", "registry/2.0"));
         match self {
