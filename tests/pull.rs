@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::Digest;
-use support::fault::{fault_image, sha256, BlobBehaviour, FaultUpstream};
+use support::fault::{fault_image, BlobBehaviour, FaultUpstream};
 use support::registry::{Auth, Registry};
 use support::{Backend, TestServer};
 
