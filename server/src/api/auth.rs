@@ -81,6 +81,12 @@ impl VerifiedCredentials {
         (*count >= FAILURE_BUDGET).then(|| left.as_secs().max(1))
     }
 
+    /// Counts a failure against `client` and answers it.
+    fn refuse(&self, client: Option<IpAddr>) -> ApiError {
+        self.failed(client);
+        ApiError::BadCredentials
+    }
+
     fn failed(&self, client: Option<IpAddr>) {
         let Some(client) = client else { return };
         let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
@@ -130,8 +136,7 @@ pub async fn verify(state: &AppState, headers: &actix_web::http::header::HeaderM
         if let Some(seconds) = credentials.throttled(client) {
             return Err(ApiError::Throttled(seconds));
         }
-        credentials.failed(client);
-        return Err(ApiError::BadCredentials);
+        return Err(credentials.refuse(client));
     };
     let key = VerifiedCredentials::key(&user, &password, &hash);
     if VerifiedCredentials::knows(&credentials.good, &key) {
@@ -143,8 +148,7 @@ pub async fn verify(state: &AppState, headers: &actix_web::http::header::HeaderM
         return Err(ApiError::Throttled(seconds));
     }
     if VerifiedCredentials::knows(&credentials.bad, &key) {
-        credentials.failed(client);
-        return Err(ApiError::BadCredentials);
+        return Err(credentials.refuse(client));
     }
     let ok = credentials
         .checker
@@ -156,8 +160,7 @@ pub async fn verify(state: &AppState, headers: &actix_web::http::header::HeaderM
         Ok(())
     } else {
         VerifiedCredentials::remember(&credentials.bad, key);
-        credentials.failed(client);
-        Err(ApiError::BadCredentials)
+        Err(credentials.refuse(client))
     }
 }
 

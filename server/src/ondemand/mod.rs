@@ -71,6 +71,12 @@ pub struct BlobFetcher {
     started: std::sync::atomic::AtomicUsize,
 }
 
+impl Download {
+    fn open_for_reading(self: &Arc<Self>) -> Result<(Arc<Download>, std::fs::File), FetchError> {
+        Ok((self.clone(), std::fs::File::open(self.file.path()).map_err(|e| FetchError::Io(e.to_string()))?))
+    }
+}
+
 /// What a blob request gets: the stored file (it was recorded while the request looked), or
 /// a reader of the download in flight.
 pub enum Opened {
@@ -139,18 +145,14 @@ impl BlobFetcher {
     fn join(&self, digest: &str) -> Result<Option<(Arc<Download>, std::fs::File)>, FetchError> {
         // Readers open the file under the lock; the download leaves the map (under the lock)
         // before its file is removed, so a reader never finds a path that is gone.
-        let inflight = self.inflight();
-        match inflight.get(digest) {
-            Some(d) => Ok(Some((d.clone(), std::fs::File::open(d.file.path()).map_err(|e| FetchError::Io(e.to_string()))?))),
-            None => Ok(None),
-        }
+        self.inflight().get(digest).map(Download::open_for_reading).transpose()
     }
 
     fn join_or_start(self: &Arc<Self>, state: &AppState, source: BlobSource) -> Result<(Arc<Download>, std::fs::File), FetchError> {
         let io = |e: std::io::Error| FetchError::Io(e.to_string());
         let mut inflight = self.inflight();
         if let Some(d) = inflight.get(&source.digest) {
-            return Ok((d.clone(), std::fs::File::open(d.file.path()).map_err(io)?));
+            return d.open_for_reading();
         }
         let (remote, _, expected_size) = source.remote.clone().ok_or(FetchError::NoRemote)?;
         let scratch = state.storage.scratch_file();

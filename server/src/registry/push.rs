@@ -1,6 +1,7 @@
 //! The push half of the distribution spec: blob uploads (monolithic, chunked, cross-repository
 //! mount), manifest PUT and DELETE. Upload state is in the database and the staged bytes in the
-//! shared data directory (`uploads/<id>`), so any replica can take any request of an upload.
+//! shared data directory (`uploads/<id>/`, one part file per request), so any replica can take
+//! any request of an upload.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -38,7 +39,7 @@ async fn push_target(state: &AppState, name: &str) -> Result<String, RegistryErr
         .run(move |c| {
             write_transaction(c, |c| {
                 match distribution::find_by_base_path(c, &n)? {
-                    Some(d) if d.repository_version_id.is_some() => Ok(Err(format!("{n} serves a pinned repository version; push to another path"))),
+                    Some(d) if d.repository_version_id.is_some() => Ok(Err(pinned(&n))),
                     Some(Distribution { repository_id: Some(r), .. }) => Ok(Ok(r)),
                     Some(mut d) => {
                         let repo = create_repository(c, &n)?;
@@ -71,7 +72,7 @@ async fn push_target(state: &AppState, name: &str) -> Result<String, RegistryErr
         .await;
     match outcome {
         Ok(Ok(repo)) => Ok(repo),
-        Ok(Err(denied)) => Err(RegistryError::Denied(denied)),
+        Ok(Err(denied)) => Err(denied),
         // Another replica created it at the same moment: read what it made.
         Err(DbError::Query(e)) if is_unique_violation(&e) => {
             let n = name.to_string();
@@ -92,10 +93,14 @@ async fn existing_target(state: &AppState, name: &str) -> Result<Option<String>,
     let n = name.to_string();
     let found = state.db.run(move |c| Ok::<_, DbError>(distribution::find_by_base_path(c, &n)?)).await?;
     match found {
-        Some(d) if d.repository_version_id.is_some() => Err(RegistryError::Denied(format!("{name} serves a pinned repository version; push to another path"))),
+        Some(d) if d.repository_version_id.is_some() => Err(pinned(name)),
         Some(d) => Ok(d.repository_id),
         None => Ok(None),
     }
+}
+
+fn pinned(name: &str) -> RegistryError {
+    RegistryError::Denied(format!("{name} serves a pinned repository version; push to another path"))
 }
 
 fn create_repository(c: &mut DbConnection, name: &str) -> Result<String, DbError> {
@@ -366,9 +371,9 @@ pub async fn sweep_staged_uploads(state: &AppState) -> Result<u64, RegistryError
         }
         let i = id.clone();
         let claimed: std::collections::HashSet<String> = state.db.run(move |c| upload::part_keys(c, &i).map_err(DbError::from)).await?.into_iter().collect();
-        for (key, age) in state.storage.staged_parts(&id) {
+        for (key, age, size) in state.storage.staged_parts(&id) {
             if !claimed.contains(&key) && age > UNCLAIMED_PART_GRACE {
-                freed += std::fs::metadata(state.storage.path_of(&key)).map(|m| m.len()).unwrap_or(0);
+                freed += size;
                 state.storage.remove_key(&key);
             }
         }

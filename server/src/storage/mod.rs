@@ -162,27 +162,14 @@ impl Storage {
     }
 }
 
-async fn write_verified<S, E>(temp: &Path, mut body: S, digest: &str, size: Option<i64>) -> Result<(String, i64), IngestError>
+async fn write_verified<S, E>(temp: &Path, body: S, digest: &str, size: Option<i64>) -> Result<(String, i64), IngestError>
 where
     S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut file = tokio::fs::File::options().write(true).create_new(true).open(temp).await?;
     let mut hasher = BlobHasher::for_digest(digest);
-    let mut written: i64 = 0;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| IngestError::Source { digest: digest.to_string(), reason: e.to_string() })?;
-        written += chunk.len() as i64;
-        if let Some(expected) = size.filter(|s| written > *s) {
-            // Stop at the declared size: an upstream that lies must not fill the disk.
-            return Err(IngestError::Size { digest: digest.to_string(), expected, actual: written });
-        }
-        hasher.update(&chunk);
-        file.write_all(&chunk).await?;
-    }
-    file.flush().await?;
-    file.sync_data().await?;
-    drop(file);
+    // Stop at the declared size: an upstream that lies must not fill the disk.
+    let written = write_body(temp, body, digest, size, |chunk| hasher.update(chunk)).await?;
     let (hex, actual) = hasher.finish();
     if let Some(expected) = size {
         if expected != written {
@@ -193,6 +180,30 @@ where
         return Err(IngestError::Digest { expected: digest.to_string(), actual });
     }
     Ok((hex, written))
+}
+
+/// Writes `body` to a new file at `path` (never an existing one), showing each chunk to `seen`
+/// first, and makes it durable; refuses a byte past `limit`. Returns the bytes written. `what`
+/// names the body in errors.
+async fn write_body<S, E>(path: &Path, mut body: S, what: &str, limit: Option<i64>, mut seen: impl FnMut(&[u8])) -> Result<i64, IngestError>
+where
+    S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut file = tokio::fs::File::options().write(true).create_new(true).open(path).await?;
+    let mut written: i64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| IngestError::Source { digest: what.to_string(), reason: e.to_string() })?;
+        written += chunk.len() as i64;
+        if let Some(expected) = limit.filter(|l| written > *l) {
+            return Err(IngestError::Size { digest: what.to_string(), expected, actual: written });
+        }
+        seen(&chunk);
+        file.write_all(&chunk).await?;
+    }
+    file.flush().await?;
+    file.sync_data().await?;
+    Ok(written)
 }
 
 /// Upload staging: one file per request under `uploads/<upload id>/`, written in scratch first
@@ -208,22 +219,13 @@ impl Storage {
 
     /// Writes `body` as a new part of the upload; returns its key and size. A body that breaks
     /// off leaves nothing behind.
-    pub async fn stage_part<S, E>(&self, upload_id: &str, mut body: S) -> Result<(String, u64), IngestError>
+    pub async fn stage_part<S, E>(&self, upload_id: &str, body: S) -> Result<(String, u64), IngestError>
     where
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
         let temp = self.scratch_file();
-        let mut file = tokio::fs::File::options().write(true).create_new(true).open(temp.path()).await?;
-        let mut size = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| IngestError::Source { digest: format!("upload {upload_id}"), reason: e.to_string() })?;
-            file.write_all(&chunk).await?;
-            size += chunk.len() as u64;
-        }
-        file.flush().await?;
-        file.sync_data().await?;
-        drop(file);
+        let size = write_body(temp.path(), body, &format!("upload {upload_id}"), None, |_| {}).await? as u64;
         let key = format!("uploads/{upload_id}/{}", uuid::Uuid::new_v4());
         // The upload's directory is gone once the upload ended: then so is this part.
         tokio::fs::rename(temp.path(), self.path_of(&key)).await?;
@@ -280,14 +282,15 @@ impl Storage {
         Ok(ids)
     }
 
-    /// The staged part files of an upload, with how long ago each was last written.
-    pub fn staged_parts(&self, upload_id: &str) -> Vec<(String, std::time::Duration)> {
+    /// The staged part files of an upload: key, how long ago it was last written, size.
+    pub fn staged_parts(&self, upload_id: &str) -> Vec<(String, std::time::Duration, u64)> {
         let Ok(entries) = std::fs::read_dir(self.upload_dir(upload_id)) else { return vec![] };
         entries
             .flatten()
             .filter_map(|e| {
-                let age = e.metadata().ok()?.modified().ok()?.elapsed().unwrap_or_default();
-                Some((format!("uploads/{upload_id}/{}", e.file_name().to_str()?), age))
+                let meta = e.metadata().ok()?;
+                let age = meta.modified().ok()?.elapsed().unwrap_or_default();
+                Some((format!("uploads/{upload_id}/{}", e.file_name().to_str()?), age, meta.len()))
             })
             .collect()
     }
