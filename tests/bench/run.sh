@@ -308,6 +308,14 @@ warm_mbps() {
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 
+# record_ratio NAME A B: records A ÷ B, from the last recorded values of A and B (if both exist).
+record_ratio() {
+    local a b
+    a=$(awk -v k="$2" '$1 == k { v = $2 } END { print v }' "$results")
+    b=$(awk -v k="$3" '$1 == k { v = $2 } END { print v }' "$results")
+    [[ -z $a || -z $b ]] || record "$1" "$(ratio "$a" "$b")"
+}
+
 # concurrent_gets URL: CONC clients at once; fails unless every one got the whole blob.
 # Prints the wall time in seconds.
 concurrent_gets() {
@@ -811,10 +819,7 @@ section_flood() {
     log "B7 $FLOOD_N requests with wrong passwords, $FLOOD_P at a time: pulpish (remotes + /token), docker-registry htpasswd (/v2/)"
     measured "B7 pulpish" b7_pulpish_run
     measured "B7 docker-registry" b7_registry_run
-    local p r
-    p=$(awk '$1 == "b7.pulpish.peak" { v = $2 } END { print v }' "$results")
-    r=$(awk '$1 == "b7.reg.peak" { v = $2 } END { print v }' "$results")
-    [[ -z $p || -z $r ]] || record b7.ratio "$(ratio "$p" "$r")"
+    record_ratio b7.ratio b7.pulpish.peak b7.reg.peak
 }
 
 # --- B8: stalled readers -----------------------------------------------------------------------
@@ -925,10 +930,7 @@ section_stall() {
     check_blob "$U/v2/bench/stall/blobs/$STALL_DIGEST"
     measured "B8 pulpish" b8_pulpish_run
     measured "B8 docker-registry" b8_u_run
-    local p r
-    p=$(awk '$1 == "b8.pulpish.during" { v = $2 } END { print v }' "$results")
-    r=$(awk '$1 == "b8.u.during" { v = $2 } END { print v }' "$results")
-    [[ -z $p || -z $r ]] || record b8.ratio "$(ratio "$p" "$r")"
+    record_ratio b8.ratio b8.pulpish.during b8.u.during
 }
 
 failed_sections=()
