@@ -30,6 +30,8 @@ pub struct AppState {
     pub upstreams: Arc<crate::upstream::UpstreamCache>,
     /// The /token signing secret, read from the database once (it never changes after creation).
     pub token_secret: Arc<tokio::sync::OnceCell<Vec<u8>>>,
+    /// Held while this replica runs on SQLite with an object store (see `sqlite_single_replica`).
+    pub _replica_lock: Arc<Option<std::fs::File>>,
 }
 
 #[derive(OpenApi)]
@@ -108,13 +110,17 @@ pub enum StartError {
     Db(#[from] DbError),
     #[error("cannot listen: {0}")]
     Listen(std::io::Error),
+    #[error("storage: {0}")]
+    Storage(String),
 }
 
 /// Opens the database (migrating it), the store, and the admin account.
 pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     let data_dir_err = |source| StartError::DataDir { path: config.data_dir.display().to_string(), source };
     std::fs::create_dir_all(&config.data_dir).map_err(data_dir_err)?;
-    let storage = Storage::open(&config.data_dir).map_err(data_dir_err)?;
+    let storage = Storage::open_with(&config.data_dir, &config.storage).map_err(StartError::Storage)?;
+    storage.check().await.map_err(|e| StartError::Storage(e.to_string()))?;
+    let replica_lock = sqlite_single_replica(&config)?;
     let db = Db::connect(&config.database_url())?;
     let migrate = db.clone();
     tokio::task::spawn_blocking(move || migrate.migrate()).await.map_err(|_| DbError::Join)??;
@@ -150,7 +156,28 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         fetcher: Arc::default(),
         upstreams: Arc::default(),
         token_secret: Arc::default(),
+        _replica_lock: Arc::new(replica_lock),
     })
+}
+
+/// SQLite is a file on one machine, so it serves one replica. With the filesystem store a
+/// second process on the same data directory is still one machine's install; with an object
+/// store it is a second replica that SQLite cannot coordinate, so it is refused.
+fn sqlite_single_replica(config: &Config) -> Result<Option<std::fs::File>, StartError> {
+    let url = config.database_url();
+    let Some(path) = url.strip_prefix("sqlite://") else { return Ok(None) };
+    if config.storage.kind != crate::config::StorageKind::S3 {
+        return Ok(None);
+    }
+    let lock_path = format!("{path}.replica.lock");
+    let lock = std::fs::File::create(&lock_path).map_err(|e| StartError::Storage(format!("cannot create {lock_path}: {e}")))?;
+    lock.try_lock().map_err(|_| {
+        StartError::Storage(format!(
+            "another pulpish already serves {path} with --storage s3: SQLite serves a single replica; \
+             run several replicas on PostgreSQL (--database-url postgres://...)"
+        ))
+    })?;
+    Ok(Some(lock))
 }
 
 fn random_password() -> String {

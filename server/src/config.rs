@@ -31,6 +31,82 @@ pub struct Config {
     /// Blob uploads untouched for this many seconds are removed with their staged bytes.
     #[arg(long, env = "PULPISH_UPLOAD_EXPIRY", default_value_t = 86400)]
     pub upload_expiry: u64,
+    #[command(flatten)]
+    pub storage: StorageConfig,
+    #[command(flatten)]
+    pub cluster: ClusterConfig,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq, Default)]
+pub enum StorageKind {
+    /// Artifacts under DATA_DIR/artifact (the embedded default).
+    #[default]
+    Filesystem,
+    /// An S3-compatible object store (`--s3-*`); DATA_DIR then holds only scratch files.
+    S3,
+}
+
+/// Where artifacts and staged uploads live.
+#[derive(Clone, clap::Args, Default)]
+pub struct StorageConfig {
+    #[arg(long = "storage", env = "PULPISH_STORAGE", value_enum, default_value = "filesystem")]
+    pub kind: StorageKind,
+    /// S3 endpoint, e.g. `http://127.0.0.1:3900`; unset means AWS itself.
+    #[arg(long, env = "PULPISH_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    #[arg(long, env = "PULPISH_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    #[arg(long, env = "PULPISH_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    #[arg(long, env = "PULPISH_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    #[arg(long, env = "PULPISH_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+    /// Key prefix inside the bucket (e.g. `pulpish/`), so one bucket can hold several installs.
+    #[arg(long, env = "PULPISH_S3_PREFIX")]
+    pub s3_prefix: Option<String>,
+    /// Virtual-hosted-style requests (`bucket.endpoint`) instead of path-style ones.
+    #[arg(long, env = "PULPISH_S3_VIRTUAL_HOSTED")]
+    pub s3_virtual_hosted: bool,
+    /// Answer GETs of stored blobs with a 307 to a presigned object-store URL (S3 only).
+    #[arg(long, env = "PULPISH_REDIRECT_BLOBS")]
+    pub redirect_blobs: bool,
+    /// Seconds a presigned blob URL stays valid.
+    #[arg(long, env = "PULPISH_REDIRECT_EXPIRY", default_value_t = 300)]
+    pub redirect_expiry: u64,
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageConfig")
+            .field("kind", &self.kind)
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_bucket", &self.s3_bucket)
+            .field("s3_region", &self.s3_region)
+            .field("s3_access_key_id", &self.s3_access_key_id)
+            .field("s3_secret_access_key", &self.s3_secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field("s3_prefix", &self.s3_prefix)
+            .field("redirect_blobs", &self.redirect_blobs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How replicas of one installation find each other.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterConfig {
+    /// URL at which the other replicas reach this one (for streaming a blob download this
+    /// replica owns); default: http://BIND.
+    #[arg(long, env = "PULPISH_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// Seconds after its last heartbeat that a dead replica's blob download may be taken over.
+    #[arg(long, env = "PULPISH_LEASE_SECONDS", default_value_t = 10)]
+    pub lease_seconds: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { advertise_url: None, lease_seconds: 10 }
+    }
 }
 
 impl Config {
@@ -44,6 +120,8 @@ impl Config {
             workers: 2,
             log_format: LogFormat::Text,
             upload_expiry: 86400,
+            storage: StorageConfig { s3_region: "us-east-1".into(), redirect_expiry: 300, ..Default::default() },
+            cluster: ClusterConfig::default(),
         }
     }
 

@@ -23,7 +23,9 @@ pub struct DatabaseConnection {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StorageStatus {
-    /// Bytes free where artifacts are stored.
+    /// `filesystem` or `s3`.
+    pub backend: String,
+    /// Bytes free where artifacts are stored (unknown for an object store).
     pub free: Option<u64>,
 }
 
@@ -54,7 +56,7 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     let body = Status {
         versions: vec![ComponentVersion { component: "pulpish".into(), version: env!("CARGO_PKG_VERSION").into() }],
         database_connection: DatabaseConnection { connected, backend: state.db.backend.name().into() },
-        storage: StorageStatus { free: state.storage.free_bytes() },
+        storage: StorageStatus { backend: state.storage.kind().into(), free: state.storage.free_bytes() },
         online_workers: state.config.workers,
     };
     Ok(HttpResponse::Ok().json(body))

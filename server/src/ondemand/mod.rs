@@ -313,7 +313,7 @@ async fn finish(state: &AppState, source: &BlobSource, temp: &std::path::Path, s
         .await
         .map_err(|_| FetchError::Io("sync task failed".into()))?
         .map_err(|e| FetchError::Io(e.to_string()))?;
-    let key = state.storage.commit(temp, sha256_hex, size).map_err(|e| FetchError::Io(e.to_string()))?;
+    let key = state.storage.commit(temp, sha256_hex, size).await.map_err(|e| FetchError::Io(e.to_string()))?;
     let (hex, blob_id, digest) = (sha256_hex.to_string(), source.blob_id.clone(), source.digest.clone());
     state
         .db

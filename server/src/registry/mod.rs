@@ -198,13 +198,24 @@ fn blob_headers(mut resp: actix_web::HttpResponseBuilder, digest: &str) -> actix
     resp
 }
 
-/// A stored blob, memory-mapped a window at a time: its pages go from the page cache to the
-/// socket without being copied into a buffer of ours, and each window is unmapped once sent, so
-/// memory stays flat whatever the blob's size. Single `Range` → 206, unsatisfiable → 416.
+/// A stored blob, streamed from the store (a single `Range` → 206 with just those bytes asked of
+/// the store, unsatisfiable → 416), or with `--redirect-blobs` a 307 to a presigned URL. The
+/// size is the artifact row's: HEAD never touches the bytes.
 async fn serve_stored(state: &AppState, req: &HttpRequest, digest: &str, artifact: &crate::models::artifact::Artifact) -> Result<HttpResponse, RegistryError> {
-    let path = state.storage.path_of(&artifact.storage_key);
-    let file = std::fs::File::open(&path).map_err(|e| RegistryError::Internal(format!("stored blob {digest} is unreadable: {e}")))?;
-    let size = file.metadata().map_err(|e| RegistryError::Internal(format!("stored blob {digest}: {e}")))?.len();
+    let size = artifact.size as u64;
+    let unreadable = |e: std::io::Error| {
+        if crate::storage::is_unavailable(&e) {
+            RegistryError::Unavailable(format!("stored blob {digest} cannot be read now: {e}"))
+        } else {
+            RegistryError::Internal(format!("stored blob {digest} is unreadable: {e}"))
+        }
+    };
+    if req.method() == actix_web::http::Method::GET && state.config.storage.redirect_blobs {
+        let expires = std::time::Duration::from_secs(state.config.storage.redirect_expiry);
+        if let Some(url) = state.storage.presign(&artifact.storage_key, expires).await.map_err(unreadable)? {
+            return Ok(blob_headers(HttpResponse::TemporaryRedirect(), digest).insert_header((header::LOCATION, url)).finish());
+        }
+    }
     let (mut resp, start, end) = match ByteRange::parse(req.headers().get(header::RANGE), Some(size)) {
         Err(size) => return Err(RegistryError::RangeNotSatisfiable(size)),
         Ok(Some(r)) => {
@@ -214,20 +225,19 @@ async fn serve_stored(state: &AppState, req: &HttpRequest, digest: &str, artifac
         }
         Ok(None) => (blob_headers(HttpResponse::Ok(), digest), 0, size),
     };
-    let file = std::sync::Arc::new(file);
-    let windows = crate::storage::MAP_WINDOW;
-    // Mapping does no I/O (pages fault in as they are sent), so it runs inline.
-    let pieces = futures_util::stream::iter((start..end).step_by(windows as usize))
-        .map(move |at| crate::storage::map_window(&file, at, (at + windows).min(end) - at))
-        // Handed out in small slices of the window: the server copies a chunk whole into the
-        // connection's write buffer, so a client that stops reading holds one slice, not a window.
-        .flat_map(|window| {
-            let slices: Vec<std::io::Result<bytes::Bytes>> = match window {
-                Ok(w) => (0..w.len()).step_by(SEND_SLICE).map(|i| Ok(w.slice(i..(i + SEND_SLICE).min(w.len())))).collect(),
-                Err(e) => vec![Err(e)],
-            };
-            futures_util::stream::iter(slices)
-        });
+    if req.method() == actix_web::http::Method::HEAD {
+        return Ok(head_with_length(resp, end - start));
+    }
+    let stream = state.storage.read(&artifact.storage_key, Some(start..end)).await.map_err(unreadable)?;
+    // Handed out in small slices: the server copies a chunk whole into the connection's write
+    // buffer, so a client that stops reading holds one slice, not a whole window.
+    let pieces = stream.flat_map(|piece| {
+        let slices: Vec<std::io::Result<bytes::Bytes>> = match piece {
+            Ok(w) => (0..w.len()).step_by(SEND_SLICE).map(|i| Ok(w.slice(i..(i + SEND_SLICE).min(w.len())))).collect(),
+            Err(e) => vec![Err(e)],
+        };
+        futures_util::stream::iter(slices)
+    });
     Ok(resp.body(SizedStream::new(end - start, pieces)))
 }
 

@@ -191,14 +191,18 @@ pub async fn start_upload(
 
     let n = name.clone();
     let up = state.db.run(move |c| upload::create(c, &n).map_err(DbError::from)).await?;
-    state.storage.create_upload(&up.id).map_err(io)?;
+    state.storage.create_upload(&up.id).await.map_err(io)?;
     let mut resp = HttpResponse::Accepted();
     upload_response(&mut resp, &name, &up.id, 0);
     Ok(resp.finish())
 }
 
 fn io(e: std::io::Error) -> RegistryError {
-    RegistryError::Internal(format!("storage error: {e}"))
+    if crate::storage::is_unavailable(&e) {
+        RegistryError::Unavailable(e.to_string())
+    } else {
+        RegistryError::Internal(format!("storage error: {e}"))
+    }
 }
 
 async fn ingest_pushed(state: &AppState, body: web::Payload, digest: &str) -> Result<crate::storage::StoredFile, RegistryError> {
@@ -250,12 +254,12 @@ async fn append(state: &AppState, req: &HttpRequest, up: &upload::Upload, body: 
     })?;
     if let Some((start, end)) = declared {
         if end - start + 1 != size {
-            state.storage.remove_key(&key);
+            state.storage.remove_key(&key).await;
             return Err(RegistryError::UploadInvalid(format!("Content-Range {start}-{end} announces {} bytes, the body had {size}", end - start + 1)));
         }
     }
     if size == 0 {
-        state.storage.remove_key(&key);
+        state.storage.remove_key(&key).await;
         return Ok(up.size);
     }
     let (id, from, k) = (up.id.clone(), up.size, key.clone());
@@ -263,7 +267,7 @@ async fn append(state: &AppState, req: &HttpRequest, up: &upload::Upload, body: 
     match claimed {
         Ok(true) => Ok(up.size + size as i64),
         other => {
-            state.storage.remove_key(&key);
+            state.storage.remove_key(&key).await;
             other?;
             // Someone else moved the upload on: say where it stands now, if it still exists.
             let i = up.id.clone();
@@ -338,7 +342,7 @@ pub async fn cancel_upload(state: web::Data<AppState>, req: HttpRequest, path: w
 pub async fn remove_upload(state: &AppState, id: &str) -> Result<(), RegistryError> {
     let i = id.to_string();
     state.db.run(move |c| upload::delete(c, &i).map_err(DbError::from)).await?;
-    state.storage.remove_upload(id);
+    state.storage.remove_upload(id).await;
     Ok(())
 }
 
@@ -360,21 +364,22 @@ const UNCLAIMED_PART_GRACE: std::time::Duration = std::time::Duration::from_secs
 /// repository, a crash between the row's deletion and the files'), and unclaimed parts.
 /// Returns the bytes freed.
 pub async fn sweep_staged_uploads(state: &AppState) -> Result<u64, RegistryError> {
-    let on_disk = state.storage.staged_uploads().map_err(io)?;
+    let on_disk = state.storage.staged_uploads().await.map_err(io)?;
     let ids = on_disk.clone();
     let live: std::collections::HashSet<String> = state.db.run(move |c| upload::existing(c, &ids).map_err(DbError::from)).await?.into_iter().collect();
     let mut freed = 0;
     for id in on_disk {
         if !live.contains(&id) {
-            freed += state.storage.remove_upload(&id);
+            freed += state.storage.remove_upload(&id).await;
             continue;
         }
         let i = id.clone();
         let claimed: std::collections::HashSet<String> = state.db.run(move |c| upload::part_keys(c, &i).map_err(DbError::from)).await?.into_iter().collect();
-        for (key, age, size) in state.storage.staged_parts(&id) {
+        for part in state.storage.staged_parts(&id).await.map_err(io)? {
+            let (key, age, size) = (part.key, part.age, part.size);
             if !claimed.contains(&key) && age > UNCLAIMED_PART_GRACE {
                 freed += size;
-                state.storage.remove_key(&key);
+                state.storage.remove_key(&key).await;
             }
         }
     }

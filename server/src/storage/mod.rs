@@ -1,51 +1,74 @@
-//! The content-addressed artifact store under the data directory, the staged parts of uploads,
-//! and this process's scratch files.
+//! The content-addressed artifact store, the staged parts of uploads, and this process's
+//! scratch files. Where the bytes live is a [`Backend`]: the filesystem under the data directory
+//! (`fs.rs`, the embedded default) or an S3-compatible object store (`s3.rs`). Callers use
+//! [`Storage`] and never know which.
 //!
-//! A file in the store is written once: bytes go to a scratch file that only its writer holds,
-//! are verified, and are then hard-linked under their digest (`link` never replaces an existing
-//! file, and nobody else has the scratch file open for writing). Store paths are never opened for
-//! writing.
+//! A stored object is written once: bytes go to a writer that only its request holds, are
+//! verified, and only then become visible under their key. Nothing stored is opened for writing
+//! again.
 
+mod backend;
+mod fs;
+mod s3;
 mod scratch;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures_util::{Stream, StreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256, Sha512};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
+pub use backend::{is_unavailable, Backend, ByteStream, ObjectInfo};
 pub use scratch::{remove_tree, Scratch, ScratchFile};
+
+use crate::config::{StorageConfig, StorageKind};
 
 #[derive(Debug, Clone)]
 pub struct Storage {
-    root: PathBuf,
+    backend: Arc<dyn Backend>,
     scratch: Arc<Scratch>,
+    tmp_root: std::path::PathBuf,
 }
 
 impl Storage {
-    /// Opens the store, takes a scratch directory for this process and removes what dead
-    /// processes left in theirs.
+    /// Opens the store on the filesystem under `data_dir`, takes a scratch directory for this
+    /// process and removes what dead processes left in theirs.
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
-        let root = data_dir.to_path_buf();
-        std::fs::create_dir_all(root.join("artifact"))?;
-        std::fs::create_dir_all(root.join("uploads"))?;
-        let scratch = Arc::new(Scratch::create(&root.join("tmp"))?);
-        let storage = Storage { root, scratch };
-        let freed = storage.sweep_scratch()?;
+        Self::open_with(data_dir, &StorageConfig::default()).map_err(std::io::Error::other)
+    }
+
+    /// Opens the store `config` names; scratch files stay under `data_dir/tmp` either way.
+    /// Nothing remote is contacted yet: [`Storage::check`] does that.
+    pub fn open_with(data_dir: &Path, config: &StorageConfig) -> Result<Self, String> {
+        let tmp_root = data_dir.join("tmp");
+        let scratch = Arc::new(Scratch::create(&tmp_root).map_err(|e| e.to_string())?);
+        let backend: Arc<dyn Backend> = match config.kind {
+            StorageKind::Filesystem => Arc::new(fs::Filesystem::open(data_dir, scratch.clone()).map_err(|e| e.to_string())?),
+            StorageKind::S3 => Arc::new(s3::S3::new(config)?),
+        };
+        let storage = Storage { backend, scratch, tmp_root };
+        let freed = storage.sweep_scratch().map_err(|e| e.to_string())?;
         if freed > 0 {
             tracing::info!(bytes = freed, "removed scratch files left by stopped processes");
         }
         Ok(storage)
     }
 
-    /// Removes scratch files that no live process owns; returns the bytes freed.
-    pub fn sweep_scratch(&self) -> std::io::Result<u64> {
-        scratch::sweep(&self.root.join("tmp"), &self.scratch)
+    /// Proves the store can be written, read and cleaned up, naming the setting at fault.
+    pub async fn check(&self) -> std::io::Result<()> {
+        self.backend.check().await
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// `filesystem` or `s3`.
+    pub fn kind(&self) -> &'static str {
+        self.backend.kind()
+    }
+
+    /// Removes scratch files that no live process owns; returns the bytes freed.
+    pub fn sweep_scratch(&self) -> std::io::Result<u64> {
+        scratch::sweep(&self.tmp_root, &self.scratch)
     }
 
     /// `artifact/ab/cdef...` for `sha256:abcdef...`: two-level fan-out like Pulp's.
@@ -53,24 +76,31 @@ impl Storage {
         format!("artifact/{}/{}", &sha256_hex[..2], &sha256_hex[2..])
     }
 
-    pub fn path_of(&self, key: &str) -> PathBuf {
-        self.root.join(key)
-    }
-
     /// A fresh scratch file of this process, removed when the guard is dropped.
     pub fn scratch_file(&self) -> ScratchFile {
         self.scratch.file()
     }
 
-    /// Bytes free on the file system holding the store.
-    #[expect(unsafe_code, reason = "statvfs has no safe wrapper in std")]
+    /// Bytes free where artifacts are stored, where that is known.
     pub fn free_bytes(&self) -> Option<u64> {
-        use std::os::unix::ffi::OsStrExt;
-        let path = std::ffi::CString::new(self.root.as_os_str().as_bytes()).ok()?;
-        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: `path` is a valid NUL-terminated string and `stat` is a valid out-pointer.
-        let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
-        (rc == 0).then(|| u64::from(stat.f_bavail) * u64::from(stat.f_frsize))
+        self.backend.free_bytes()
+    }
+
+    /// A stored object's bytes (or `range` of them), streamed.
+    pub async fn read(&self, key: &str, range: Option<std::ops::Range<u64>>) -> std::io::Result<ByteStream> {
+        self.backend.read(key, range).await
+    }
+
+    /// A URL that serves the object without us, valid for `expires`, if the backend has them.
+    pub async fn presign(&self, key: &str, expires: Duration) -> std::io::Result<Option<String>> {
+        self.backend.presign(key, expires).await
+    }
+
+    /// Stores a verified scratch file under its content address; returns the key.
+    pub async fn commit(&self, temp: &Path, sha256_hex: &str, size: u64) -> std::io::Result<String> {
+        let key = Self::key_for(sha256_hex);
+        self.backend.put_file(temp, &key, size).await?;
+        Ok(key)
     }
 }
 
@@ -124,52 +154,36 @@ impl BlobHasher {
 }
 
 impl Storage {
-    /// Links a verified scratch file under its content address. `link` never replaces a file:
-    /// if the store already holds the digest, its file stays (same digest, same bytes) unless
-    /// its size shows it is not what the digest names, in which case the verified file takes its
-    /// place by an atomic rename (readers of the old one keep their open file).
-    pub fn commit(&self, temp: &Path, sha256_hex: &str, size: u64) -> std::io::Result<String> {
-        let key = Self::key_for(sha256_hex);
-        let dest = self.path_of(&key);
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        match std::fs::hard_link(temp, &dest) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if std::fs::metadata(&dest)?.len() != size {
-                    tracing::warn!(key = %key, "a stored file had the wrong size; replaced by verified bytes");
-                    std::fs::rename(temp, &dest)?;
-                }
-            }
-            Err(e) => return Err(e),
-        }
-        Ok(key)
-    }
-
-    /// Streams `body` to a scratch file while hashing it, refusing bytes past `size` when one
-    /// is declared; if the digest (`sha256:` or `sha512:`) and size match, links it into the
-    /// store. The scratch file is removed in every case, including cancellation.
+    /// Streams `body` into the store while hashing it, refusing bytes past `size` when one is
+    /// declared; the object becomes visible only if the digest (`sha256:` or `sha512:`) and size
+    /// match. A `sha256:` digest names its key up front, so the bytes go straight to their
+    /// place; for `sha512:` the key is known only at the end, so they pass through a scratch file.
     pub async fn ingest<S, E>(&self, body: S, digest: &str, size: Option<i64>) -> Result<StoredFile, IngestError>
     where
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        if let Some(hex) = digest.strip_prefix("sha256:").filter(|h| h.len() == 64) {
+            let key = Self::key_for(hex);
+            let mut writer = self.backend.create(&key).await?;
+            let mut hasher = BlobHasher::for_digest(digest);
+            let written = write_body(&mut *writer, body, digest, size, |chunk| hasher.update(chunk)).await?;
+            let (hex, _) = verified(hasher, digest, size, written)?;
+            writer.commit().await?;
+            return Ok(StoredFile { sha256: hex, size: written, key });
+        }
         let temp = self.scratch_file();
-        let (hex, written) = write_verified(temp.path(), body, digest, size).await?;
-        let key = self.commit(temp.path(), &hex, written as u64)?;
+        let mut file = LocalFile(tokio::fs::File::options().write(true).create_new(true).open(temp.path()).await?);
+        let mut hasher = BlobHasher::for_digest(digest);
+        let written = write_body(&mut file, body, digest, size, |chunk| hasher.update(chunk)).await?;
+        file.0.sync_data().await?;
+        let (hex, _) = verified(hasher, digest, size, written)?;
+        let key = self.commit(temp.path(), &hex, written as u64).await?;
         Ok(StoredFile { sha256: hex, size: written, key })
     }
 }
 
-async fn write_verified<S, E>(temp: &Path, body: S, digest: &str, size: Option<i64>) -> Result<(String, i64), IngestError>
-where
-    S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    let mut hasher = BlobHasher::for_digest(digest);
-    // Stop at the declared size: an upstream that lies must not fill the disk.
-    let written = write_body(temp, body, digest, size, |chunk| hasher.update(chunk)).await?;
+fn verified(hasher: BlobHasher, digest: &str, size: Option<i64>, written: i64) -> Result<(String, String), IngestError> {
     let (hex, actual) = hasher.finish();
     if let Some(expected) = size {
         if expected != written {
@@ -179,18 +193,31 @@ where
     if digest != actual {
         return Err(IngestError::Digest { expected: digest.to_string(), actual });
     }
-    Ok((hex, written))
+    Ok((hex, actual))
 }
 
-/// Writes `body` to a new file at `path` (never an existing one), showing each chunk to `seen`
-/// first, and makes it durable; refuses a byte past `limit`. Returns the bytes written. `what`
-/// names the body in errors.
-async fn write_body<S, E>(path: &Path, mut body: S, what: &str, limit: Option<i64>, mut seen: impl FnMut(&[u8])) -> Result<i64, IngestError>
+/// A scratch file as a write target of [`write_body`].
+struct LocalFile(tokio::fs::File);
+
+#[async_trait::async_trait]
+impl backend::ObjectWriter for LocalFile {
+    async fn write(&mut self, chunk: bytes::Bytes) -> std::io::Result<()> {
+        self.0.write_all(&chunk).await
+    }
+
+    async fn commit(mut self: Box<Self>) -> std::io::Result<()> {
+        self.0.flush().await
+    }
+}
+
+/// Writes `body` to `out`, showing each chunk to `seen` first; refuses a byte past `limit` (an
+/// upstream that lies must not fill the store). Returns the bytes written. `what` names the
+/// body in errors.
+async fn write_body<S, E>(out: &mut dyn backend::ObjectWriter, mut body: S, what: &str, limit: Option<i64>, mut seen: impl FnMut(&[u8])) -> Result<i64, IngestError>
 where
     S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut file = tokio::fs::File::options().write(true).create_new(true).open(path).await?;
     let mut written: i64 = 0;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| IngestError::Source { digest: what.to_string(), reason: e.to_string() })?;
@@ -199,22 +226,22 @@ where
             return Err(IngestError::Size { digest: what.to_string(), expected, actual: written });
         }
         seen(&chunk);
-        file.write_all(&chunk).await?;
+        out.write(chunk).await?;
     }
-    file.flush().await?;
-    file.sync_data().await?;
     Ok(written)
 }
 
-/// Upload staging: one file per request under `uploads/<upload id>/`, written in scratch first
-/// and moved in whole, so a part is complete before anyone can see it.
+/// Upload staging: one object per request under `uploads/<upload id>/`, visible only once
+/// its request's body is complete. The database says which parts count and in which order.
 impl Storage {
-    fn upload_dir(&self, upload_id: &str) -> PathBuf {
-        self.root.join("uploads").join(upload_id)
+    fn upload_prefix(upload_id: &str) -> String {
+        format!("uploads/{upload_id}/")
     }
 
-    pub fn create_upload(&self, upload_id: &str) -> std::io::Result<()> {
-        std::fs::create_dir_all(self.upload_dir(upload_id))
+    /// On the filesystem, the upload's directory: parts of an upload whose directory is gone
+    /// (it ended) fail to land. The object store needs nothing.
+    pub async fn create_upload(&self, upload_id: &str) -> std::io::Result<()> {
+        self.backend.make_dir(&Self::upload_prefix(upload_id)).await
     }
 
     /// Writes `body` as a new part of the upload; returns its key and size. A body that breaks
@@ -224,97 +251,47 @@ impl Storage {
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let temp = self.scratch_file();
-        let size = write_body(temp.path(), body, &format!("upload {upload_id}"), None, |_| {}).await? as u64;
-        let key = format!("uploads/{upload_id}/{}", uuid::Uuid::new_v4());
-        // The upload's directory is gone once the upload ended: then so is this part.
-        tokio::fs::rename(temp.path(), self.path_of(&key)).await?;
+        let key = format!("{}{}", Self::upload_prefix(upload_id), uuid::Uuid::new_v4());
+        let mut writer = self.backend.create(&key).await?;
+        let size = write_body(&mut *writer, body, &format!("upload {upload_id}"), None, |_| {}).await? as u64;
+        writer.commit().await?;
         Ok((key, size))
     }
 
     /// The parts' bytes in order, as one stream.
     pub fn read_parts(&self, keys: Vec<String>) -> impl Stream<Item = std::io::Result<bytes::Bytes>> + Unpin {
-        let paths: Vec<PathBuf> = keys.iter().map(|k| self.path_of(k)).collect();
-        Box::pin(futures_util::stream::try_unfold((paths.into_iter(), None::<tokio::fs::File>), |(mut paths, mut file)| async move {
-            loop {
-                if file.is_none() {
-                    match paths.next() {
-                        Some(p) => file = Some(tokio::fs::File::open(&p).await?),
-                        None => return Ok(None),
-                    }
-                }
-                let mut buf = vec![0u8; 1024 * 1024];
-                let n = file.as_mut().expect("opened above").read(&mut buf).await?;
-                if n == 0 {
-                    file = None;
-                    continue;
-                }
-                buf.truncate(n);
-                return Ok(Some((bytes::Bytes::from(buf), (paths, file))));
-            }
-        }))
+        let backend = self.backend.clone();
+        Box::pin(
+            futures_util::stream::iter(keys)
+                .then(move |key| {
+                    let backend = backend.clone();
+                    async move { backend.read(&key, None).await }
+                })
+                .try_flatten(),
+        )
     }
 
-    pub fn remove_key(&self, key: &str) {
-        let _ = std::fs::remove_file(self.path_of(key));
-    }
-
-    /// Removes an upload's staged bytes (and an older version's single staging file).
-    pub fn remove_upload(&self, upload_id: &str) -> u64 {
-        let dir = self.upload_dir(upload_id);
-        if dir.is_dir() {
-            remove_tree(&dir)
-        } else {
-            let size = std::fs::metadata(&dir).map(|m| m.len()).unwrap_or(0);
-            let _ = std::fs::remove_file(&dir);
-            size
+    pub async fn remove_key(&self, key: &str) {
+        if let Err(e) = self.backend.delete(key).await {
+            tracing::warn!(key, error = %e, "could not remove a staged part; the sweep will");
         }
     }
 
-    /// Upload ids with bytes on disk.
-    pub fn staged_uploads(&self) -> std::io::Result<Vec<String>> {
-        let mut ids = Vec::new();
-        for entry in std::fs::read_dir(self.root.join("uploads"))? {
-            if let Some(name) = entry?.file_name().to_str() {
-                ids.push(name.to_string());
-            }
-        }
-        Ok(ids)
+    /// Removes an upload's staged bytes; returns how many there were.
+    pub async fn remove_upload(&self, upload_id: &str) -> u64 {
+        self.backend.delete_prefix(&Self::upload_prefix(upload_id)).await.unwrap_or_else(|e| {
+            tracing::warn!(upload_id, error = %e, "could not remove an upload's staged parts; the sweep will");
+            0
+        })
     }
 
-    /// The staged part files of an upload: key, how long ago it was last written, size.
-    pub fn staged_parts(&self, upload_id: &str) -> Vec<(String, std::time::Duration, u64)> {
-        let Ok(entries) = std::fs::read_dir(self.upload_dir(upload_id)) else { return vec![] };
-        entries
-            .flatten()
-            .filter_map(|e| {
-                let meta = e.metadata().ok()?;
-                let age = meta.modified().ok()?.elapsed().unwrap_or_default();
-                Some((format!("uploads/{upload_id}/{}", e.file_name().to_str()?), age, meta.len()))
-            })
-            .collect()
+    /// Upload ids with staged bytes.
+    pub async fn staged_uploads(&self) -> std::io::Result<Vec<String>> {
+        self.backend.children("uploads/").await
     }
-}
 
-/// How much of a stored file is mapped at once when serving it.
-pub const MAP_WINDOW: u64 = 1024 * 1024;
-
-/// Maps `len` bytes at `offset` of a stored file read-only. Store files are never written again
-/// once committed (they are renamed into place under their digest), which is what makes handing
-/// out the mapping safe.
-#[expect(unsafe_code, reason = "memory-mapping a file is unsafe in general; see the comment above")]
-pub fn map_window(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<bytes::Bytes> {
-    if len == 0 {
-        return Ok(bytes::Bytes::new());
+    /// The staged parts of an upload: key, how long ago it was written, size.
+    pub async fn staged_parts(&self, upload_id: &str) -> std::io::Result<Vec<ObjectInfo>> {
+        self.backend.list(&Self::upload_prefix(upload_id)).await
     }
-    // mmap offsets must be page aligned: map from the page start, then slice.
-    // SAFETY: sysconf has no preconditions.
-    let page = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(4096) as u64;
-    let aligned = offset - offset % page;
-    let skip = (offset - aligned) as usize;
-    // SAFETY: committed store files are immutable and only ever unlinked, which keeps the
-    // mapped pages valid for as long as the mapping lives.
-    let map = unsafe { memmap2::MmapOptions::new().offset(aligned).len(skip + len as usize).map(file)? };
-    let _ = map.advise(memmap2::Advice::Sequential);
-    Ok(bytes::Bytes::from_owner(map).slice(skip..))
 }

@@ -1,0 +1,260 @@
+//! The object-store room: an S3-compatible bucket through the `object_store` crate. New objects
+//! are streamed in as multipart uploads, which the store shows only once completed: a writer
+//! that is dropped or fails leaves no object behind (the store reclaims the orphaned parts of
+//! an upload it never completed; see docs/operations.md). Objects are streamed out as they are
+//! read; nothing is held whole in memory.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::signer::Signer;
+use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig, WriteMultipart};
+use tokio::io::AsyncReadExt;
+
+use super::backend::{unavailable, Backend, ByteStream, ObjectInfo, ObjectWriter};
+use crate::config::StorageConfig;
+
+/// Multipart chunk: S3's smallest part size. With [`PARTS_IN_FLIGHT`] this bounds the memory
+/// of one upload into the store.
+const PART_SIZE: usize = 5 * 1024 * 1024;
+const PARTS_IN_FLIGHT: usize = 2;
+
+pub struct S3 {
+    store: Arc<AmazonS3>,
+    prefix: String,
+    describe: String,
+}
+
+impl std::fmt::Debug for S3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe)
+    }
+}
+
+impl S3 {
+    /// Builds the client from the settings; nothing is contacted yet ([`Backend::check`] does).
+    pub fn new(config: &StorageConfig) -> Result<Self, String> {
+        let bucket = config.s3_bucket.clone().filter(|b| !b.is_empty()).ok_or("--s3-bucket (PULPISH_S3_BUCKET) is required with --storage s3")?;
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&bucket)
+            .with_region(&config.s3_region)
+            .with_virtual_hosted_style_request(config.s3_virtual_hosted)
+            // Fail over quickly when the store is down: the registry answers 503 and the client retries.
+            .with_retry(RetryConfig { max_retries: 2, retry_timeout: Duration::from_secs(10), ..Default::default() })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(true)
+                    .with_connect_timeout(Duration::from_secs(5))
+                    // Blob streams last as long as the client reads; connect and retry bound the rest.
+                    .with_timeout_disabled(),
+            );
+        if let Some(endpoint) = config.s3_endpoint.as_deref().filter(|e| !e.is_empty()) {
+            url::Url::parse(endpoint).map_err(|e| format!("--s3-endpoint {endpoint:?} is not a URL: {e}"))?;
+            builder = builder.with_endpoint(endpoint);
+        }
+        match (&config.s3_access_key_id, &config.s3_secret_access_key) {
+            (Some(id), Some(secret)) => builder = builder.with_access_key_id(id).with_secret_access_key(secret),
+            (None, None) => {}
+            _ => return Err("--s3-access-key-id and --s3-secret-access-key go together".into()),
+        }
+        let store = builder.build().map_err(|e| format!("the object store settings are invalid: {e}"))?;
+        let prefix = config.s3_prefix.as_deref().unwrap_or("").trim_matches('/').to_string();
+        let describe = format!(
+            "s3://{bucket}/{prefix} at {}",
+            config.s3_endpoint.as_deref().unwrap_or("AWS")
+        );
+        Ok(S3 { store: Arc::new(store), prefix, describe })
+    }
+
+    fn path(&self, key: &str) -> ObjectPath {
+        if self.prefix.is_empty() {
+            ObjectPath::from(key)
+        } else {
+            ObjectPath::from(format!("{}/{key}", self.prefix))
+        }
+    }
+
+    fn key_of(&self, path: &ObjectPath) -> String {
+        let p = path.as_ref();
+        if self.prefix.is_empty() {
+            p.to_string()
+        } else {
+            p.strip_prefix(&self.prefix).unwrap_or(p).trim_start_matches('/').to_string()
+        }
+    }
+
+    async fn start(&self, key: &str) -> std::io::Result<WriteMultipart> {
+        let upload = self.store.put_multipart(&self.path(key)).await.map_err(io)?;
+        Ok(WriteMultipart::new_with_chunk_size(upload, PART_SIZE))
+    }
+}
+
+/// Missing objects are `NotFound`; everything else the store says is the store failing.
+fn io(e: object_store::Error) -> std::io::Error {
+    match e {
+        object_store::Error::NotFound { .. } => std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string()),
+        other => unavailable(other.to_string()),
+    }
+}
+
+struct S3Writer {
+    /// `None` once committed.
+    upload: Option<WriteMultipart>,
+    store: Arc<AmazonS3>,
+    path: ObjectPath,
+    written: u64,
+}
+
+#[async_trait]
+impl ObjectWriter for S3Writer {
+    async fn write(&mut self, chunk: Bytes) -> std::io::Result<()> {
+        let upload = self.upload.as_mut().expect("not committed");
+        upload.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(io)?;
+        self.written += chunk.len() as u64;
+        upload.put(chunk);
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>) -> std::io::Result<()> {
+        let upload = self.upload.take().expect("committed once");
+        // An artifact key that already holds these bytes keeps its object: stored once.
+        if self.path.as_ref().contains("artifact/") {
+            if let Ok(meta) = self.store.head(&self.path).await {
+                if meta.size == self.written {
+                    let _ = upload.abort().await;
+                    return Ok(());
+                }
+            }
+        }
+        upload.finish().await.map_err(io)?;
+        Ok(())
+    }
+}
+
+impl Drop for S3Writer {
+    fn drop(&mut self) {
+        if let Some(upload) = self.upload.take() {
+            // Not committed: abort the multipart upload so its parts are freed at once.
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = upload.abort().await;
+                });
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for S3 {
+    fn kind(&self) -> &'static str {
+        "s3"
+    }
+
+    async fn check(&self) -> std::io::Result<()> {
+        let probe = self.path(&format!("probe/{}", uuid::Uuid::new_v4()));
+        let explain = |e: object_store::Error| {
+            let text = e.to_string();
+            let what = if text.contains("NoSuchBucket") {
+                "the bucket does not exist (--s3-bucket)"
+            } else if ["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "403"].iter().any(|m| text.contains(m)) {
+                "the store refused the credentials (--s3-access-key-id, --s3-secret-access-key)"
+            } else if ["error sending request", "connect", "Connection refused", "dns"].iter().any(|m| text.contains(m)) {
+                "the endpoint cannot be reached (--s3-endpoint)"
+            } else {
+                "the store refused a test write"
+            };
+            std::io::Error::other(format!("object store {self:?}: {what}: {text}"))
+        };
+        self.store.put(&probe, Bytes::from_static(b"pulpish").into()).await.map_err(explain)?;
+        let back = self.store.get(&probe).await.map_err(explain)?.bytes().await.map_err(explain)?;
+        self.store.delete(&probe).await.map_err(explain)?;
+        if back.as_ref() != b"pulpish" {
+            return Err(std::io::Error::other(format!("object store {self:?}: a test object read back different bytes")));
+        }
+        Ok(())
+    }
+
+    async fn create(&self, key: &str) -> std::io::Result<Box<dyn ObjectWriter>> {
+        let upload = self.start(key).await?;
+        Ok(Box::new(S3Writer { upload: Some(upload), store: self.store.clone(), path: self.path(key), written: 0 }))
+    }
+
+    async fn put_file(&self, path: &Path, key: &str, size: u64) -> std::io::Result<()> {
+        if self.size(key).await? == Some(size) {
+            return Ok(());
+        }
+        let mut file = tokio::fs::File::open(path).await?;
+        let mut writer = self.create(key).await?;
+        loop {
+            let mut buf = vec![0u8; 1024 * 1024];
+            let n = file.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            writer.write(Bytes::from(buf)).await?;
+        }
+        writer.commit().await
+    }
+
+    async fn size(&self, key: &str) -> std::io::Result<Option<u64>> {
+        match self.store.head(&self.path(key)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    async fn read(&self, key: &str, range: Option<Range<u64>>) -> std::io::Result<ByteStream> {
+        let options = GetOptions { range: range.filter(|r| !r.is_empty()).map(GetRange::Bounded), ..Default::default() };
+        let got = self.store.get_opts(&self.path(key), options).await.map_err(io)?;
+        Ok(Box::pin(got.into_stream().map_err(io)))
+    }
+
+    async fn delete(&self, key: &str) -> std::io::Result<()> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> std::io::Result<Vec<ObjectInfo>> {
+        let objects: Vec<_> = self.store.list(Some(&self.path(prefix.trim_end_matches('/')))).try_collect().await.map_err(io)?;
+        let now = chrono::Utc::now();
+        Ok(objects
+            .into_iter()
+            .map(|m| ObjectInfo { key: self.key_of(&m.location), size: m.size, age: (now - m.last_modified).to_std().unwrap_or_default() })
+            .collect())
+    }
+
+    async fn children(&self, prefix: &str) -> std::io::Result<Vec<String>> {
+        let listing = self.store.list_with_delimiter(Some(&self.path(prefix.trim_end_matches('/')))).await.map_err(io)?;
+        let name = |p: &ObjectPath| p.filename().map(str::to_string);
+        Ok(listing.common_prefixes.iter().filter_map(name).chain(listing.objects.iter().filter_map(|m| name(&m.location))).collect())
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> std::io::Result<u64> {
+        let objects = self.list(prefix).await?;
+        let freed = objects.iter().map(|o| o.size).sum();
+        let paths: Vec<_> = objects.iter().map(|o| Ok(self.path(&o.key))).collect();
+        let paths = futures_util::stream::iter(paths).boxed();
+        self.store.delete_stream(paths).try_collect::<Vec<_>>().await.map_err(io)?;
+        Ok(freed)
+    }
+
+    async fn presign(&self, key: &str, expires: Duration) -> std::io::Result<Option<String>> {
+        let url = self.store.signed_url(http::Method::GET, &self.path(key), expires).await.map_err(io)?;
+        Ok(Some(url.to_string()))
+    }
+
+    fn free_bytes(&self) -> Option<u64> {
+        None
+    }
+}
