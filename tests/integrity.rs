@@ -454,19 +454,26 @@ async fn readers_arriving_as_a_download_completes_make_one_upstream_get() {
 async fn leftovers_are_swept_at_start(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let url = support::fresh_database(backend, dir.path());
+    let bucket = support::fresh_bucket(backend);
     let data = dir.path().join("data");
     // A scratch directory of a process that died (its lock file is not held), a loose temp
-    // file of an older version, and staged bytes of an upload nobody knows.
+    // file of an older version (scratch is local on every backend), and staged bytes of an
+    // upload nobody knows (where the store keeps them: the data dir or the bucket).
     let dead = data.join("tmp/0b7f0d9e-dead-4000-8000-000000000000");
     std::fs::create_dir_all(&dead).unwrap();
     std::fs::write(dead.join("download"), vec![0u8; 1 << 20]).unwrap();
     std::fs::write(data.join("tmp/0b7f0d9e-dead-4000-8000-000000000000.lock"), b"").unwrap();
     std::fs::write(data.join("tmp/old-temp-file"), vec![0u8; 1000]).unwrap();
-    std::fs::create_dir_all(data.join("uploads/5d1c7f2a-0000-4000-8000-000000000000")).unwrap();
-    std::fs::write(data.join("uploads/5d1c7f2a-0000-4000-8000-000000000000/part"), vec![0u8; 1000]).unwrap();
-    let s = TestServer::start_with(dir, url, |_| {}).await;
+    let orphan = "5d1c7f2a-0000-4000-8000-000000000000";
+    support::plant_object(&data, bucket.as_deref(), &format!("uploads/{orphan}/part"), &[0u8; 1000]);
+    let s = TestServer::start_with(dir, url, |c| {
+        if let Some(b) = &bucket {
+            support::garage::instance().apply_to(c, b);
+        }
+    })
+    .await;
     let start = Instant::now();
-    while data.join("uploads/5d1c7f2a-0000-4000-8000-000000000000").exists() {
+    while !support::staged_objects(&s, orphan).is_empty() || data.join("uploads").join(orphan).exists() {
         assert!(start.elapsed() < Duration::from_secs(10), "the orphan upload was swept");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -480,26 +487,39 @@ async fn leftovers_are_swept_at_start(backend: Backend) {
     pulpish_server::app::sweep(&s.state, Duration::from_secs(3600)).await;
     let status = req(&s, Method::GET, &location).send().await.unwrap();
     assert_eq!(status.headers()["range"], "0-99");
+    let id = location.rsplit('/').next().unwrap();
+    assert_eq!(support::staged_objects(&s, id).len(), 1, "the live upload's part stays");
 }
 
-/// Defect 6: a cancelled or failed immediate sync removes its own scratch files, and a download
-/// cut by the upstream leaves none.
+/// Downloads being written: scratch files, and on S3 (where an immediate sync streams a blob
+/// straight into the bucket) multipart uploads not yet completed or aborted.
+fn being_written(s: &TestServer) -> usize {
+    support::scratch_files(&s.dir.path().join("data")).len() + s.bucket.as_ref().map_or(0, |b| support::garage::instance().multipart_uploads(b).len())
+}
+
+/// Defect 6: a cancelled or failed immediate sync removes its own scratch files (on S3: aborts
+/// its multipart uploads), and a download cut by the upstream leaves none.
 async fn failed_and_cancelled_downloads_leave_no_scratch_files(backend: Backend) {
-    let (state, layer) = fault_image(pattern(3 * 1024 * 1024, 8));
+    // Larger than one S3 part, stalling past it: on S3 the multipart upload has started.
+    let (state, layer) = fault_image(pattern(8 * 1024 * 1024, 8));
     let upstream = FaultUpstream::start(state).await;
-    upstream.set_blob(&layer, BlobBehaviour::CutAfter(1024 * 1024));
+    upstream.set_blob(&layer, BlobBehaviour::CutAfter(6 * 1024 * 1024));
     let s = TestServer::start(backend).await;
     let task = serve(&s, &upstream.url(), "cut", "immediate").await;
     assert_eq!(task["state"], "failed");
-    assert!(support::scratch_files(&s.dir.path().join("data")).is_empty());
+    let start = Instant::now();
+    while being_written(&s) > 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the failed sync left a download behind");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
-    upstream.set_blob(&layer, BlobBehaviour::StallAfter(1024 * 1024, Duration::from_secs(30)));
+    upstream.set_blob(&layer, BlobBehaviour::StallAfter(6 * 1024 * 1024, Duration::from_secs(30)));
     let (_, remote) = s.post("remotes/container/container/", json!({"name": "slow", "url": upstream.url(), "upstream_name": "fault/app", "policy": "immediate"})).await;
     let (_, repo) = s.post("repositories/container/container/", json!({"name": "slow", "remote": remote["pulp_href"]})).await;
     let (_, t) = s.post(&format!("{}sync/", repo["pulp_href"].as_str().unwrap()), json!({})).await;
     let task = t["task"].as_str().unwrap().to_string();
     let start = Instant::now();
-    while support::scratch_files(&s.dir.path().join("data")).is_empty() {
+    while being_written(&s) == 0 {
         assert!(start.elapsed() < Duration::from_secs(10), "the download started");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -508,7 +528,7 @@ async fn failed_and_cancelled_downloads_leave_no_scratch_files(backend: Backend)
     let t = s.wait_task(&task).await;
     assert_eq!(t["state"], "canceled");
     let start = Instant::now();
-    while !support::scratch_files(&s.dir.path().join("data")).is_empty() {
+    while being_written(&s) > 0 {
         assert!(start.elapsed() < Duration::from_secs(10), "the cancelled sync removed its scratch file");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

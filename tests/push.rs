@@ -162,10 +162,13 @@ impl Pusher<'_> {
     }
 }
 
-fn staged_files(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir.join("data/uploads")).map(|d| d.count()).unwrap_or(0)
+/// Staged parts of every upload, on disk or in the bucket.
+fn staged_files(s: &TestServer) -> usize {
+    support::staged_objects(s, "").len()
 }
 
+/// Two replicas sharing one data dir on the filesystem; the S3 twin (replicas sharing a bucket,
+/// each with its own data dir) is in tests/object_store.rs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_one_postgresql_finish_each_others_uploads() {
     let a = TestServer::start(Backend::Postgres).await;
@@ -197,20 +200,18 @@ async fn two_replicas_on_one_postgresql_finish_each_others_uploads() {
         assert_eq!(got.status(), StatusCode::OK);
         assert_eq!(sha256(&got.bytes().await.unwrap()), digest, "the blob reads back identical from {}", server.base);
     }
-    assert_eq!(staged_files(a.dir.path()), 0, "the staged bytes moved into the store");
+    assert_eq!(staged_files(&a), 0, "the staged bytes moved into the store");
 }
 
 async fn cancel_and_reaping_remove_staged_bytes(backend: Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = support::fresh_database(backend, dir.path());
-    let s = TestServer::start_with(dir, url, |c| c.upload_expiry = 1).await;
+    let s = TestServer::start_on(backend, |c| c.upload_expiry = 1).await;
     let p = Pusher { s: &s };
     let location = p.start(&s.base, "reap/app").await;
     p.req(reqwest::Method::PATCH, &s.base, &location).body(vec![7u8; 1000]).send().await.unwrap();
-    assert_eq!(staged_files(s.dir.path()), 1);
+    assert_eq!(staged_files(&s), 1);
     let r = p.req(reqwest::Method::DELETE, &s.base, &location).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(staged_files(s.dir.path()), 0, "cancel removes the staged bytes");
+    assert_eq!(staged_files(&s), 0, "cancel removes the staged bytes");
     let gone = p.req(reqwest::Method::GET, &s.base, &location).send().await.unwrap();
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
     assert_eq!(gone.json::<Value>().await.unwrap()["errors"][0]["code"], "BLOB_UPLOAD_UNKNOWN");
@@ -219,7 +220,7 @@ async fn cancel_and_reaping_remove_staged_bytes(backend: Backend) {
     let stale = p.start(&s.base, "reap/app").await;
     p.req(reqwest::Method::PATCH, &s.base, &stale).body(vec![1u8; 10]).send().await.unwrap();
     let start = Instant::now();
-    while staged_files(s.dir.path()) > 0 {
+    while staged_files(&s) > 0 {
         assert!(start.elapsed() < Duration::from_secs(10), "the stale upload was not reaped");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -243,7 +244,7 @@ async fn bad_pushes_get_the_spec_errors_and_store_nothing(backend: Backend) {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(r.json::<Value>().await.unwrap()["errors"][0]["code"], "DIGEST_INVALID");
     assert_eq!(s.count("artifacts/").await, 0);
-    assert_eq!(staged_files(s.dir.path()), 0);
+    assert_eq!(staged_files(&s), 0);
     assert_eq!(support::scratch_files(&s.dir.path().join("data")).len(), 0);
 
     // A chunk out of order.

@@ -128,7 +128,9 @@ async fn killed_mid_task_restarts_and_the_task_reads_failed(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let url = support::fresh_database(backend, dir.path());
     let data = dir.path().join("data");
-    let args = ["--data-dir", data.to_str().unwrap(), "--database-url", &url, "--admin-password", "pw"];
+    let storage = support::storage_args(backend);
+    let mut args = vec!["--data-dir", data.to_str().unwrap(), "--database-url", &url, "--admin-password", "pw"];
+    args.extend(storage.iter().map(String::as_str));
     let port = free_port();
     let mut serve = spawn(dir.path(), port, &args);
     wait_up(&serve.base).await;

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use sha2::Digest;
 use support::registry::{Auth, Registry};
 use support::{Backend, TestServer};
 
@@ -153,9 +154,9 @@ async fn immediate_stores_every_blob_with_its_digest(backend: Backend) {
     for b in &blobs {
         let (status, a) = s.get(b["artifact"].as_str().expect("immediate links an artifact")).await;
         assert_eq!(status, StatusCode::OK);
-        let path = s.dir.path().join("data").join(a["file"].as_str().unwrap());
-        assert_eq!(support::file_digest(&path), b["digest"].as_str().unwrap(), "stored bytes hash to the digest");
-        assert_eq!(std::fs::metadata(&path).unwrap().len() as i64, a["size"].as_i64().unwrap());
+        let bytes = support::stored_object(&s, a["file"].as_str().unwrap()).expect("the artifact's object is stored");
+        assert_eq!(format!("sha256:{:x}", sha2::Sha256::digest(&bytes)), b["digest"].as_str().unwrap(), "stored bytes hash to the digest");
+        assert_eq!(bytes.len() as i64, a["size"].as_i64().unwrap());
     }
     assert_eq!(support::scratch_files(&s.dir.path().join("data")), Vec::<std::path::PathBuf>::new(), "no temp files left");
 }

@@ -215,6 +215,10 @@ pub async fn sweep(state: &AppState, max_age: std::time::Duration) {
     if let Err(e) = state.db.run(move |c| crate::models::secret::drop_stale(c, day_ago).map_err(DbError::from)).await {
         tracing::warn!(error = %e, "staged secret sweep failed");
     }
+    // Download leases lapsed for a day: their replica died and nobody asked for the blob since.
+    if let Err(e) = state.db.run(move |c| crate::models::lease::drop_lapsed(c, day_ago).map_err(DbError::from)).await {
+        tracing::warn!(error = %e, "lapsed lease sweep failed");
+    }
     let storage = state.storage.clone();
     match tokio::task::spawn_blocking(move || storage.sweep_scratch()).await {
         Ok(Ok(0)) => {}
@@ -233,6 +237,7 @@ pub struct RunningServer {
 /// Starts workers and the HTTP server on `listener`; await `server` to run until stopped.
 pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServer, StartError> {
     let addr = listener.local_addr().map_err(StartError::Listen)?;
+    state.fetcher.set_advertise_url(state.config.cluster.advertise_url.clone().unwrap_or_else(|| format!("http://{addr}")));
     tasks::start_workers(state.clone(), state.config.workers).await?;
     spawn_sweeper(state.clone());
     let data = web::Data::new(state.clone());
@@ -246,6 +251,7 @@ pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServ
             .service(docs::swagger_js)
             .service(docs::swagger_css)
             .configure(crate::registry::routes)
+            .configure(crate::ondemand::peer::routes)
             .into_utoipa_app()
             .configure(register)
             .split_for_parts();

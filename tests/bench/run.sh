@@ -7,8 +7,11 @@
 #              100 flood requests, 20 stalled readers of a 4 MiB blob;
 #              checks that every figure is produced (not its value)
 #   --runs N   runs per figure (default 3 full, 1 smoke; B5 warm, B7 and B8 run once)
-#   --only L   only the sections holding these figures (comma-separated B1..B8; B5 = B1 + B2)
+#   --only L   only the sections holding these figures (comma-separated B1..B11; B5 = B1 + B2,
+#              B9 = its warm (with B11) and cold halves, B11 = B9's warm half)
 #   PULPISH_BIN=path  use this pulpish binary instead of building release (the test suite does)
+#   GARAGE_BIN=path   the garage binary (default: garage on PATH, else ~/.cargo/bin/garage)
+#   PULPISH_PG_BIN=dir  PostgreSQL server binaries (default: /usr/lib/postgresql/NN/bin)
 #
 # Starts, all on 127.0.0.1 with free ports and under one temp dir:
 #   U  docker-registry holding the fixtures (tests/fixtures/{build,push}.sh, plus
@@ -19,12 +22,18 @@
 #      distribution per measured upstream repository; a fresh process and data dir per cold run
 #   R7 docker-registry with auth: htpasswd (B7's reference), R8 a fresh docker-registry over U's
 #      storage (B8's reference); B7 and B8 each use a fresh pulpish
-# Figures (B1..B8) are described in docs/benchmarks.md. Prints one Markdown table on stdout
-# (progress on stderr). Exits non-zero if any figure is missing. Everything it starts is
-# stopped by PID on exit and the temp dir removed. A run during which other processes (a build,
-# tests) used >= 25% of the CPUs is discarded and repeated (up to 3 attempts).
+#   G  (B9-B11) a single-node Garage (S3-compatible object store), a fresh bucket per pulpish;
+#      pulpish --storage s3 (SQLite, one process) beside pulpish on the filesystem
+#   PG (B10) a throwaway PostgreSQL cluster (unix socket only, in its own temp dir), a fresh
+#      database per run: three pulpish replicas on it and one Garage bucket
+# Figures (B1..B11) are described in docs/benchmarks.md. Prints one Markdown table on stdout
+# (progress on stderr). Exits non-zero if any figure is missing, or if a figure that must hold
+# does not (B10: one upstream GET across the replicas). Everything it starts is stopped by PID
+# on exit and the temp dirs removed. A run during which other processes (a build, tests) used
+# >= 25% of the CPUs is discarded and repeated (up to 3 attempts).
 # Requires: cargo, docker-registry, skopeo, umoci, curl, jq, wrk (apt-get install wrk);
-# B7 htpasswd (apache2-utils), B8 python3.
+# B7 htpasswd (apache2-utils), B8 python3; B9-B11 garage (cargo install garage --locked),
+# B10 PostgreSQL's server binaries (initdb, pg_ctl, createdb; runuser when run as root).
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -36,21 +45,23 @@ while [[ $# -gt 0 ]]; do
         --smoke) smoke=true ;;
         --runs) runs=${2:?--runs needs a number}; shift ;;
         --only) only=${2:?--only needs a list such as B7,B8}; shift ;;
-        -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "usage: $0 [--smoke] [--runs N] [--only B1,...,B8]" >&2; exit 2 ;;
+        -h | --help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "usage: $0 [--smoke] [--runs N] [--only B1,...,B11]" >&2; exit 2 ;;
     esac
     shift
 done
 
-# Sections: warm (B1, B5 warm, B6), cold (B2, B3, B5 cold), sync (B4), flood (B7), stall (B8).
-sections=" warm cold sync flood stall "
+# Sections: warm (B1, B5 warm, B6), cold (B2, B3, B5 cold), sync (B4), flood (B7), stall (B8),
+# s3warm (B9 warm, B11), s3cold (B9 cold), scaleout (B10).
+readonly all_sections="warm cold sync flood stall s3warm s3cold scaleout"
+sections=" $all_sections "
 if [[ -n $only ]]; then
     sections=" "
     for id in ${only//,/ }; do
         case ${id^^} in
             B1 | B6) s=warm ;; B2 | B3) s=cold ;; B4) s=sync ;; B5) s="warm cold" ;;
-            B7) s=flood ;; B8) s=stall ;;
-            *) echo "$0: --only: unknown figure $id (B1..B8)" >&2; exit 2 ;;
+            B7) s=flood ;; B8) s=stall ;; B9) s="s3warm s3cold" ;; B10) s=scaleout ;; B11) s=s3warm ;;
+            *) echo "$0: --only: unknown figure $id (B1..B11)" >&2; exit 2 ;;
         esac
         for x in $s; do [[ $sections == *" $x "* ]] || sections+="$x "; done
     done
@@ -59,8 +70,10 @@ readonly sections
 # selected SECTION: whether this run includes it.
 selected() { [[ $sections == *" $1 "* ]]; }
 need_fixtures=false
-if selected warm || selected cold || selected sync; then need_fixtures=true; fi
-readonly need_fixtures
+need_garage=false
+for s in warm cold sync s3warm s3cold scaleout; do selected "$s" && need_fixtures=true; done
+for s in s3warm s3cold scaleout; do selected "$s" && need_garage=true; done
+readonly need_fixtures need_garage
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 # FLOOD_*: B7 requests, how many at a time; STALL_*: B8 readers and blob size; SETTLE: seconds
@@ -85,6 +98,26 @@ if selected stall; then tools+=(python3 sha256sum); fi
 for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null || { echo "$0: $tool not found" >&2; exit 1; }
 done
+GARAGE=
+if $need_garage; then
+    for g in "${GARAGE_BIN:-}" "$(command -v garage || true)" "$HOME/.cargo/bin/garage"; do
+        [[ -n $g && -x $g ]] && { GARAGE=$g; break; }
+    done
+    [[ -n $GARAGE ]] || { echo "$0: garage not found (GARAGE_BIN, PATH, ~/.cargo/bin; cargo install garage --locked)" >&2; exit 1; }
+fi
+readonly GARAGE
+PG_BIN=
+if selected scaleout; then
+    for d in "${PULPISH_PG_BIN:-}" /usr/lib/postgresql/{17,16,15,14,13}/bin; do
+        [[ -n $d && -x $d/initdb ]] && { PG_BIN=$d; break; }
+    done
+    [[ -n $PG_BIN ]] || { echo "$0: PostgreSQL server binaries not found (PULPISH_PG_BIN)" >&2; exit 1; }
+    if ((EUID == 0)); then
+        command -v runuser >/dev/null && id postgres >/dev/null 2>&1 ||
+            { echo "$0: as root, B10 needs runuser and a postgres user (initdb refuses root)" >&2; exit 1; }
+    fi
+fi
+readonly PG_BIN
 # Only our own flags reach pulpish.
 given_bin=${PULPISH_BIN:-}
 while read -r v; do unset "$v"; done < <(env | awk -F= '/^PULPISH_/ { print $1 }')
@@ -122,9 +155,28 @@ stop_matching() {
     return 0
 }
 
+# PostgreSQL (B10): its postmaster daemonizes (pg_ctl), so it is stopped by the PID in its own
+# postmaster.pid, after everything else (its clients) is gone.
+PG_DIR= PG_PID=
+
+# stop_pg: fast shutdown (SIGINT: sessions ended, clean stop), SIGKILL after 10 s.
+stop_pg() {
+    local i
+    [[ -n $PG_PID ]] || return 0
+    kill -INT "$PG_PID" 2>/dev/null || true
+    for ((i = 0; i < 200; i++)); do
+        [[ -e /proc/$PG_PID ]] || break
+        sleep 0.05
+    done
+    [[ -e /proc/$PG_PID ]] && kill -9 "$PG_PID" 2>/dev/null || true
+    PG_PID=
+}
+
 cleanup() {
     local rc=$?
     stop_matching ""
+    stop_pg
+    [[ -z $PG_DIR ]] || rm -rf "$PG_DIR"
     rm -rf "$tmp"
     exit "$rc"
 }
@@ -231,19 +283,141 @@ upstream_blob_gets() {
 
 # --- pulpish ------------------------------------------------------------------------------
 
-# start_pulpish NAME: fresh data dir; sets BG_PID, PP (port), PBASE (http://127.0.0.1:PP)
+# start_pulpish NAME [FLAG...]: fresh data dir, SQLite in it, FLAGs added (e.g. S3_ARGS); sets
+# BG_PID, PP (port), PBASE (http://127.0.0.1:PP). With --database-url among the FLAGs (a
+# replica on a shared database): that database instead of SQLite, and --advertise-url PBASE.
 start_pulpish() {
-    local name=$1 dir=$tmp/$1-data
+    local name=$1 dir=$tmp/$1-data db
+    shift
     rm -rf "$dir"
     mkdir -p "$dir"
     PP=$(free_port)
     PBASE=http://127.0.0.1:$PP
+    if [[ " $* " == *" --database-url "* ]]; then
+        db=(--advertise-url "$PBASE")
+    else
+        db=(--database-url "sqlite://$dir/pulpish.db")
+    fi
     start_bg "$name" "$tmp/$name.log" "$PULPISH" serve --bind "127.0.0.1:$PP" --data-dir "$dir" \
-        --database-url "sqlite://$dir/pulpish.db" --admin-password "$PW"
+        "${db[@]}" --admin-password "$PW" "$@"
     wait_http "$PBASE/pulp/api/v3/status/" "$BG_PID"
 }
 
 api() { curl -sS --fail-with-body -u "admin:$PW" -H 'Content-Type: application/json' "$@"; }
+
+# --- the object store (B9-B11) and PostgreSQL (B10) ----------------------------------------
+
+garage_cli() { RUST_LOG=warn "$GARAGE" -c "$tmp/garage/garage.toml" "$@" </dev/null; }
+
+# s3_curl CURL_ARG...: a request signed with the bench key (Garage wants x-amz-content-sha256).
+s3_curl() {
+    curl -sS --aws-sigv4 "aws:amz:garage:s3" --user "$S3_KEY:$S3_SECRET" \
+        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"
+}
+
+hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+# start_garage: a single-node Garage (layout applied, key "bench"), as tests/support/garage.rs
+# does it; sets S3_ENDPOINT, S3_KEY, S3_SECRET. Log in $tmp/garage.log.
+start_garage() {
+    local dir=$tmp/garage rpc s3 admin i id out
+    mkdir -p "$dir"
+    rpc=$(free_port) s3=$(free_port) admin=$(free_port)
+    printf '%s\n' "metadata_dir = \"$dir/meta\"" "data_dir = \"$dir/data\"" 'db_engine = "sqlite"' \
+        'replication_factor = 1' "rpc_bind_addr = \"127.0.0.1:$rpc\"" \
+        "rpc_public_addr = \"127.0.0.1:$rpc\"" "rpc_secret = \"$(hex 32)\"" '' '[s3_api]' \
+        's3_region = "garage"' "api_bind_addr = \"127.0.0.1:$s3\"" \
+        'root_domain = ".s3.garage.localhost"' '' '[admin]' "api_bind_addr = \"127.0.0.1:$admin\"" \
+        "admin_token = \"$(hex 16)\"" >"$dir/garage.toml"
+    start_bg garage "$tmp/garage.log" env RUST_LOG=garage=warn "$GARAGE" -c "$dir/garage.toml" server
+    for ((i = 0; ; i++)); do
+        garage_cli status >/dev/null 2>&1 && break
+        if [[ ! -e /proc/$BG_PID ]] || ((i >= 200)); then
+            echo "garage did not start:" >&2
+            tail "$tmp/garage.log" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    id=$(garage_cli node id -q)
+    garage_cli layout assign -z dc1 -c 100G "${id%%@*}" >/dev/null
+    garage_cli layout apply --version 1 >/dev/null
+    out=$(garage_cli key create bench)
+    S3_KEY=$(awk -F': *' '$1 == "Key ID" { print $2 }' <<<"$out")
+    S3_SECRET=$(awk -F': *' '$1 == "Secret key" { print $2 }' <<<"$out")
+    [[ -n $S3_KEY && -n $S3_SECRET ]] || { echo "garage key create said: $out" >&2; return 1; }
+    S3_ENDPOINT=http://127.0.0.1:$s3
+    # Ready once a signed ListBuckets answers 200 (the layout is in force).
+    for ((i = 0; ; i++)); do
+        [[ $(s3_curl -o /dev/null -w '%{http_code}' "$S3_ENDPOINT/" 2>/dev/null || true) == 200 ]] && break
+        ((i < 400)) || { echo "garage's S3 API did not answer 200 in 20 s" >&2; return 1; }
+        sleep 0.05
+    done
+}
+
+# new_bucket PREFIX: a new bucket that the bench key may read, write and own; sets S3_ARGS (the
+# `pulpish serve` flags for it).
+BUCKETS=0
+new_bucket() {
+    local b
+    BUCKETS=$((BUCKETS + 1))
+    b=$1-$BASHPID-$BUCKETS
+    garage_cli bucket create "$b" >/dev/null
+    garage_cli bucket allow --read --write --owner "$b" --key bench >/dev/null
+    S3_ARGS=(--storage s3 --s3-endpoint "$S3_ENDPOINT" --s3-bucket "$b" --s3-region garage
+        --s3-access-key-id "$S3_KEY" --s3-secret-access-key "$S3_SECRET")
+}
+
+# pg_as BIN ARG...: a PostgreSQL server binary, as the postgres user when we are root (initdb
+# refuses root).
+pg_as() {
+    local bin=$PG_BIN/$1
+    shift
+    if ((EUID == 0)); then runuser -u postgres -- "$bin" "$@"; else "$bin" "$@"; fi
+}
+
+# start_pg: a throwaway cluster in PG_DIR (its unix socket there, no TCP, fsync off); sets
+# PG_PID (the postmaster, detached by pg_ctl).
+start_pg() {
+    local rc=0
+    PG_DIR=$(mktemp -d /tmp/pulpish-bench-pg.XXXXXX)
+    ((EUID != 0)) || chown postgres: "$PG_DIR"
+    pg_as initdb -D "$PG_DIR/data" -U postgres --auth=trust --no-sync -E UTF8 >"$tmp/initdb.log" 2>&1 ||
+        { cat "$tmp/initdb.log" >&2; return 1; }
+    pg_as pg_ctl -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w start \
+        -o "-k $PG_DIR -c listen_addresses='' -c fsync=off -c max_connections=300" >/dev/null || rc=$?
+    [[ ! -s $PG_DIR/data/postmaster.pid ]] || PG_PID=$(head -n 1 "$PG_DIR/data/postmaster.pid")
+    if [[ $rc != 0 || -z $PG_PID ]]; then
+        echo "PostgreSQL did not start:" >&2
+        cat "$PG_DIR/server.log" >&2
+        return 1
+    fi
+}
+
+# new_database PREFIX: a new empty database; sets PG_URL.
+DATABASES=0
+new_database() {
+    local d
+    DATABASES=$((DATABASES + 1))
+    d=${1}_${BASHPID}_$DATABASES
+    "$PG_BIN/createdb" -h "$PG_DIR" -U postgres "$d"
+    PG_URL="postgresql:///$d?host=$PG_DIR&user=postgres"
+}
+
+# wait_stored BASE: until pulpish at BASE has recorded the measured blob as an artifact (stored;
+# 30 s at most).
+wait_stored() {
+    local i
+    for ((i = 0; i < 600; i++)); do
+        [[ $(api "$1/pulp/api/v3/artifacts/?sha256=${BLOB_DIGEST#sha256:}" | jq -r .count) -ge 1 ]] && return 0
+        sleep 0.05
+    done
+    echo "$1 did not store the blob in 30 s" >&2
+    return 1
+}
+
+# artifact_count BASE: how many artifacts pulpish at BASE has recorded.
+artifact_count() { api "$1/pulp/api/v3/artifacts/" | jq -r .count; }
 
 # wait_task BASE HREF: until completed; fails (printing the description) otherwise.
 wait_task() {
@@ -284,10 +458,11 @@ setup_repo() {
 
 # --- measuring ----------------------------------------------------------------------------
 
-# get_blob URL: one full GET to /dev/null; prints seconds; fails unless 200 with BLOB_SIZE bytes.
+# get_blob URL [CURL_FLAG...]: one full GET to /dev/null; prints seconds; fails unless 200 with
+# BLOB_SIZE bytes (with -L: at the end of the redirects).
 get_blob() {
     local out code size secs
-    out=$(curl -sS -o /dev/null -w '%{http_code} %{size_download} %{time_total}' "$1")
+    out=$(curl -sS -o /dev/null -w '%{http_code} %{size_download} %{time_total}' "${@:2}" "$1")
     read -r code size secs <<<"$out"
     if [[ $code != 200 || $size != "$BLOB_SIZE" ]]; then
         echo "GET $1: HTTP $code, $size bytes (expected 200, $BLOB_SIZE)" >&2
@@ -296,11 +471,12 @@ get_blob() {
     echo "$secs"
 }
 
-# warm_mbps URL: WARM_GETS sequential full GETs; prints MB/s (10^6 bytes) over their sum.
+# warm_mbps URL [CURL_FLAG...]: WARM_GETS sequential full GETs; prints MB/s (10^6 bytes) over
+# their sum.
 warm_mbps() {
     local i s total=0
     for ((i = 0; i < WARM_GETS; i++)); do
-        s=$(get_blob "$1")
+        s=$(get_blob "$@")
         total=$(awk -v a="$total" -v b="$s" 'BEGIN { print a + b }')
     done
     awk -v n="$WARM_GETS" -v sz="$BLOB_SIZE" -v t="$total" 'BEGIN { printf "%.1f", n * sz / t / 1e6 }'
@@ -316,13 +492,13 @@ record_ratio() {
     [[ -z $a || -z $b ]] || record "$1" "$(ratio "$a" "$b")"
 }
 
-# concurrent_gets URL: CONC clients at once; fails unless every one got the whole blob.
-# Prints the wall time in seconds.
+# concurrent_gets URL...: CONC clients at once, round-robin over the URLs; fails unless every
+# one got the whole blob. Prints the wall time in seconds.
 concurrent_gets() {
-    local i pids=() t0 t1 bad=0 f
+    local i pids=() t0 t1 bad=0 f urls=("$@")
     t0=$(date +%s.%N)
     for ((i = 0; i < CONC; i++)); do
-        curl -sS -o /dev/null -w '%{http_code} %{size_download}\n' "$1" >"$tmp/conc.$i" 2>&1 &
+        curl -sS -o /dev/null -w '%{http_code} %{size_download}\n' "${urls[i % ${#urls[@]}]}" >"$tmp/conc.$i" 2>&1 &
         pids+=($!)
     done
     for i in "${pids[@]}"; do wait "$i" || bad=1; done
@@ -430,6 +606,17 @@ if $need_fixtures; then
     get_blob "$U_BLOB" >/dev/null # page cache warm on U's side
 fi
 
+if $need_garage; then
+    log "starting Garage ($GARAGE)"
+    start_garage
+    log "  S3 endpoint $S3_ENDPOINT"
+fi
+if selected scaleout; then
+    log "starting PostgreSQL ($PG_BIN)"
+    start_pg
+    log "  socket in $PG_DIR, postmaster $PG_PID"
+fi
+
 cat >"$tmp/accept.lua" <<EOF
 wrk.headers["Accept"] = "$OCI_MANIFEST"
 done = function(summary, latency, requests)
@@ -446,14 +633,15 @@ EOF
 
 # others_ticks: "PID TICKS" (utime + stime) of every user process not started by this script.
 others_ticks() {
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v me=$$ '{
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v me=$$ -v pg="${PG_PID:-0}" '{
         pid = $1; l = $0; sub(/^.*\) /, "", l); split(l, f, " ")
         pp[pid] = f[2]; t[pid] = f[12] + f[13]
     } END {
         for (p in t) {
             q = p; mine = 0
-            # Ours (below this script) or a kernel thread (below kthreadd, pid 2): not counted.
-            for (n = 0; q > 1 && n < 64; n++) { if (q == me || q == 2) { mine = 1; break }; q = pp[q] }
+            # Ours (below this script or our PostgreSQL postmaster, which pg_ctl detached) or a
+            # kernel thread (below kthreadd, pid 2): not counted.
+            for (n = 0; q > 1 && n < 64; n++) { if (q == me || q == 2 || q == pg) { mine = 1; break }; q = pp[q] }
             if (!mine) print p, t[p]
         }
     }'
@@ -933,8 +1121,168 @@ section_stall() {
     record_ratio b8.ratio b8.pulpish.during b8.u.during
 }
 
+# --- B9, B11: the object-store backend (Garage) -----------------------------------------------
+
+# stored_pulpish NAME [FLAG...]: a pulpish with the blob repository synced and the blob fetched
+# once through it and recorded as stored; sets PBASE, BLOB_URL.
+stored_pulpish() {
+    local name=$1
+    shift
+    start_pulpish "$name" "$@"
+    setup_repo "$PBASE" blob "$BLOB_REPO" bench/blob
+    BLOB_URL=$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST
+    get_blob "$BLOB_URL" >/dev/null # on_demand: fetched now, then stored
+    wait_stored "$PBASE"
+}
+
+# B9 warm and B11, one run: the same blob from pulpish on the filesystem, on S3 (streamed through
+# pulpish), on S3 with --redirect-blobs (curl -L: 307, then the presigned GET from Garage), and
+# from U directly, back to back.
+s3warm_run() {
+    local fs s3 rd u
+    fs=$(warm_mbps "$FSW_BLOB")
+    s3=$(warm_mbps "$S3W_BLOB")
+    rd=$(warm_mbps "$RDW_BLOB" -L)
+    u=$(warm_mbps "$U_BLOB")
+    record b9.warm.s3 "$s3"
+    record b9.warm.fs "$fs"
+    record b9.warm.u "$u"
+    record b9.warm.s3_fs "$(ratio "$s3" "$fs")"
+    record b9.warm.s3_u "$(ratio "$s3" "$u")"
+    record b11.redirect "$rd"
+    record b11.rd_s3 "$(ratio "$rd" "$s3")"
+    record b11.rd_fs "$(ratio "$rd" "$fs")"
+    log "  run $1: S3 $s3 MB/s, filesystem $fs MB/s, S3 --redirect-blobs $rd MB/s, U $u MB/s"
+}
+
+section_s3warm() {
+    local i code
+    stored_pulpish FSW
+    FSW_BLOB=$BLOB_URL
+    new_bucket b9w
+    stored_pulpish S3W "${S3_ARGS[@]}"
+    S3W_BLOB=$BLOB_URL
+    new_bucket b11
+    stored_pulpish RDW "${S3_ARGS[@]}" --redirect-blobs
+    RDW_BLOB=$BLOB_URL
+    code=$(curl -sS -o /dev/null -w '%{http_code}' "$RDW_BLOB")
+    [[ $code == 307 ]] || { echo "--redirect-blobs: the stored blob answered $code, not 307" >&2; return 1; }
+    # Page caches (and Garage's) warm.
+    get_blob "$FSW_BLOB" >/dev/null
+    get_blob "$S3W_BLOB" >/dev/null
+    get_blob "$RDW_BLOB" -L >/dev/null
+    log "B9 warm + B11 GET throughput, S3 / filesystem / S3 redirect / U ($WARM_GETS x $BLOB_SIZE bytes each per run)"
+    for ((i = 1; i <= RUNS; i++)); do measured "B9/B11 warm run $i" s3warm_run "$i"; done
+    stop_matching FSW
+    stop_matching S3W
+    stop_matching RDW
+}
+
+# cold_once NAME [FLAG...]: a fresh pulpish (the blob repository synced, nothing fetched), then
+# its first GET of the blob; sets COLD_SECS (that GET) and STORED_SECS (from the GET's start
+# until the blob is recorded as stored, polled every 50 ms). Stops it.
+cold_once() {
+    local name=$1 t0 t1
+    shift
+    start_pulpish "$name" "$@"
+    setup_repo "$PBASE" blob "$BLOB_REPO" bench/blob
+    [[ $(api "$PBASE/pulp/api/v3/artifacts/?sha256=${BLOB_DIGEST#sha256:}" | jq -r .count) == 0 ]] ||
+        { echo "$name is not cold" >&2; return 1; }
+    t0=$(date +%s.%N)
+    COLD_SECS=$(get_blob "$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST")
+    wait_stored "$PBASE"
+    t1=$(date +%s.%N)
+    STORED_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    stop_matching "$name"
+}
+
+# B9 cold, one run: U direct (warm), then a fresh pulpish on S3 (a new bucket), then a fresh
+# pulpish on the filesystem.
+s3cold_run() {
+    local u s ss f fs
+    u=$(get_blob "$U_BLOB")
+    new_bucket b9c
+    cold_once C9S "${S3_ARGS[@]}"
+    s=$COLD_SECS ss=$STORED_SECS
+    cold_once C9F
+    f=$COLD_SECS fs=$STORED_SECS
+    record b9.cold.u "$u"
+    record b9.cold.s3 "$s"
+    record b9.cold.fs "$f"
+    record b9.cold.s3_fs "$(ratio "$s" "$f")"
+    record b9.cold.s3_u "$(ratio "$s" "$u")"
+    record b9.cold.s3_stored "$ss"
+    record b9.cold.fs_stored "$fs"
+    log "  run $1: U $u s, pulpish cold on S3 $s s (stored after $ss s), on the filesystem $f s (stored after $fs s)"
+}
+
+section_s3cold() {
+    local i
+    log "B9 cold GET: U direct, fresh pulpish on S3 (new bucket), fresh pulpish on the filesystem"
+    for ((i = 1; i <= RUNS; i++)); do measured "B9 cold run $i" s3cold_run "$i"; done
+}
+
+# --- B10: scale-out, three replicas on PostgreSQL + S3 -----------------------------------------
+
+# cold_conc NAME_PREFIX URL...: CONC cold GETs round-robin over the URLs; records
+# b10.LABEL.{wall,mbps,gets,ubytes} (LABEL: $1) from the wall time and U's log.
+cold_conc() {
+    local label=$1 off wall n b
+    shift
+    sleep 0.3
+    off=$(stat -c %s "$tmp/U.log")
+    wall=$(concurrent_gets "$@")
+    settle_upstream_log "$off"
+    read -r n b < <(upstream_blob_gets "$off" "$BLOB_DIGEST")
+    record "b10.$label.wall" "$wall"
+    record "b10.$label.mbps" "$(awk -v n="$CONC" -v s="$BLOB_SIZE" -v t="$wall" 'BEGIN { printf "%.1f", n * s / t / 1e6 }')"
+    record "b10.$label.gets" "$n"
+    record "b10.$label.ubytes" "$(ratio "$b" "$BLOB_SIZE")"
+    COLD_GETS=$n
+    log "  $label: $CONC clients over $# URL(s) done in $wall s; U saw $n GET(s) of the blob, $b bytes"
+}
+
+# B10, one run: three fresh replicas (a new database, a new bucket, each its own data dir and
+# --advertise-url), CONC cold GETs round-robin over them; then the same on one fresh pulpish on
+# the filesystem (SQLite).
+b10_run() {
+    local i urls=() first=
+    new_database b10
+    new_bucket b10
+    for i in 1 2 3; do
+        start_pulpish "B10-r$i" --database-url "$PG_URL" "${S3_ARGS[@]}"
+        urls+=("$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST")
+        first=${first:-$PBASE}
+    done
+    setup_repo "$first" blob "$BLOB_REPO" bench/blob
+    [[ $(api "$first/pulp/api/v3/artifacts/?sha256=${BLOB_DIGEST#sha256:}" | jq -r .count) == 0 ]] ||
+        { echo "the replicas are not cold" >&2; return 1; }
+    cold_conc rep "${urls[@]}"
+    ((COLD_GETS == 1)) || log "  B10 run $1: the upstream served $COLD_GETS GETs of the blob to the 3 replicas (must be 1)"
+    stop_matching B10-r
+    start_pulpish B10-one
+    setup_repo "$PBASE" blob "$BLOB_REPO" bench/blob
+    cold_conc one "$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST"
+    stop_matching B10-one
+    record_pending_ratio b10.ratio b10.rep.mbps b10.one.mbps
+}
+
+# record_pending_ratio NAME A B: records A ÷ B from this run's values (held in PENDING).
+record_pending_ratio() {
+    local a b
+    a=$(awk -v k="$2" '$1 == k { v = $2 } END { print v }' "$PENDING")
+    b=$(awk -v k="$3" '$1 == k { v = $2 } END { print v }' "$PENDING")
+    [[ -z $a || -z $b ]] || record "$1" "$(ratio "$a" "$b")"
+}
+
+section_scaleout() {
+    local i
+    log "B10 $CONC cold GETs over 3 replicas (PostgreSQL + S3) vs on 1 pulpish (filesystem)"
+    for ((i = 1; i <= RUNS; i++)); do measured "B10 run $i" b10_run "$i"; done
+}
+
 failed_sections=()
-for s in warm cold sync flood stall; do
+for s in $all_sections; do
     selected "$s" || continue
     set +e
     (
@@ -943,11 +1291,12 @@ for s in warm cold sync flood stall; do
     )
     rc=$?
     set -e
-    for name in cold- W B7 B8 R7 R8 flood probe stall sampler; do stop_matching "$name"; done
+    for name in cold- W B7 B8 R7 R8 flood probe stall sampler FSW S3W RDW C9 B10-; do stop_matching "$name"; done
     if [[ $rc != 0 ]]; then
         failed_sections+=("$s")
         log "section $s FAILED (exit $rc); see the messages above"
-        for f in "$tmp"/W.log "$tmp"/cold-*.log "$tmp"/B7.log "$tmp"/B8.log "$tmp"/R7.log "$tmp"/R8.log; do
+        for f in "$tmp"/W.log "$tmp"/cold-*.log "$tmp"/B7.log "$tmp"/B8.log "$tmp"/R7.log "$tmp"/R8.log \
+            "$tmp"/FSW.log "$tmp"/S3W.log "$tmp"/RDW.log "$tmp"/C9?.log "$tmp"/B10-*.log "$tmp"/garage.log; do
             [[ -f $f ]] && { echo "--- tail of $(basename "$f")" >&2; tail -n 5 "$f" >&2; }
         done
     fi
@@ -962,11 +1311,13 @@ stats() {
         awk '{ a[NR] = $1 } END { if (NR == 0) exit; m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; print m, a[1], a[NR], NR }'
 }
 
-# row ID FIGURE KEY FORMAT [GOAL_TEXT OP LIMIT ON]: OP ge|le, ON med|max|min: which value is held
-# to the goal.
+# row ID FIGURE KEY FORMAT [GOAL_TEXT OP LIMIT ON [must]]: OP ge|le|eq, ON med|max|min|all:
+# which value is held to the goal (all: every run's); with "must", a goal not met fails the
+# script like a missing figure.
+must_failed=()
 row() {
-    local id=$1 fig=$2 key=$3 fmt=$4 goal=${5:-} op=${6:-} lim=${7:-} on=${8:-med}
-    local med mn mx cnt met="" v range
+    local id=$1 fig=$2 key=$3 fmt=$4 goal=${5:-} op=${6:-} lim=${7:-} on=${8:-med} must=${9:-}
+    local med mn mx cnt met="" v vs range
     selected "$(section_of "$key")" || return 0
     read -r med mn mx cnt < <(stats "$key"; echo) || true
     if [[ -z ${med:-} ]]; then
@@ -975,13 +1326,14 @@ row() {
         return
     fi
     if [[ -n $op ]]; then
-        case $on in med) v=$med ;; max) v=$mx ;; min) v=$mn ;; esac
-        if awk -v v="$v" -v l="$lim" -v op="$op" -v f="$fmt" 'BEGIN {
-            v = sprintf(f, v) + 0; exit !((op == "ge" && v >= l) || (op == "le" && v <= l)) }'; then
-            met=yes
-        else
-            met=**no**
-        fi
+        case $on in med) vs=$med ;; max) vs=$mx ;; min) vs=$mn ;; all) vs="$mn $mx" ;; esac
+        met=yes
+        for v in $vs; do
+            awk -v v="$v" -v l="$lim" -v op="$op" -v f="$fmt" 'BEGIN { v = sprintf(f, v) + 0
+                exit !((op == "ge" && v >= l) || (op == "le" && v <= l) || (op == "eq" && v == l)) }' ||
+                met=**no**
+        done
+        [[ $met == yes || -z $must ]] || must_failed+=("$id $fig")
     fi
     range=$(printf "$fmt–$fmt" "$mn" "$mx")
     ((cnt > 1)) || range="–"
@@ -996,6 +1348,9 @@ section_of() {
         b4.*) echo sync ;;
         b7.*) echo flood ;;
         b8.*) echo stall ;;
+        b9.warm.* | b11.*) echo s3warm ;;
+        b9.cold.*) echo s3cold ;;
+        b10.*) echo scaleout ;;
     esac
 }
 
@@ -1082,6 +1437,29 @@ na_row() { if selected sync; then echo "| $1 | $2 | n/a ($3) | | | $4 | |"; fi; 
     row B8 "$STALL_N stalled readers: VmRSS per reader (during − before), docker-registry, KiB" b8.u.per_reader %.0f
     row B8 "$STALL_N stalled readers: VmRSS ${SETTLE} s after they left, docker-registry, MiB" b8.u.after %.1f
     row B8 "$STALL_N stalled readers: VmRSS during, pulpish ÷ docker-registry" b8.ratio %.2f
+    row B9 "warm blob GET, pulpish on S3 (Garage), MB/s" b9.warm.s3 %.0f
+    row B9 "warm blob GET, pulpish on the filesystem, MB/s" b9.warm.fs %.0f
+    row B9 "warm blob GET, U direct, MB/s" b9.warm.u %.0f
+    row B9 "warm throughput S3 ÷ filesystem" b9.warm.s3_fs %.2f
+    row B9 "warm throughput S3 ÷ U" b9.warm.s3_u %.2f
+    row B9 "cold GET, U direct, s" b9.cold.u %.3f
+    row B9 "cold GET, pulpish on S3, s" b9.cold.s3 %.3f
+    row B9 "cold GET, pulpish on the filesystem, s" b9.cold.fs %.3f
+    row B9 "cold time S3 ÷ filesystem" b9.cold.s3_fs %.2f
+    row B9 "cold time S3 ÷ U" b9.cold.s3_u %.2f
+    row B9 "cold GET start to blob recorded as stored, S3, s" b9.cold.s3_stored %.3f
+    row B9 "cold GET start to blob recorded as stored, filesystem, s" b9.cold.fs_stored %.3f
+    row B10 "$CONC cold GETs, 3 replicas (PostgreSQL + S3): all clients done, s" b10.rep.wall %.2f
+    row B10 "$CONC cold GETs, 3 replicas: aggregate MB/s" b10.rep.mbps %.0f
+    row B10 "$CONC cold GETs, 3 replicas: upstream GETs of the blob" b10.rep.gets %.0f "= 1" eq 1 all must
+    row B10 "$CONC cold GETs, 3 replicas: U bytes sent ÷ blob size" b10.rep.ubytes %.2f
+    row B10 "$CONC cold GETs, 1 pulpish (filesystem): all clients done, s" b10.one.wall %.2f
+    row B10 "$CONC cold GETs, 1 pulpish: aggregate MB/s" b10.one.mbps %.0f
+    row B10 "$CONC cold GETs, 1 pulpish: upstream GETs of the blob" b10.one.gets %.0f
+    row B10 "$CONC cold GETs: aggregate MB/s 3 replicas ÷ 1 pulpish" b10.ratio %.2f
+    row B11 "warm blob GET, pulpish on S3 --redirect-blobs (curl -L), MB/s" b11.redirect %.0f
+    row B11 "warm throughput redirect ÷ streamed S3 (B9)" b11.rd_s3 %.2f
+    row B11 "warm throughput redirect ÷ filesystem (B9)" b11.rd_fs %.2f
     echo
     busy=$(awk '$1 == "busy"' "$results" | wc -l)
     ((busy == 0)) || { echo "Note: $busy run(s) started while other processes kept >= 25% of the CPUs busy."; echo; }
@@ -1089,5 +1467,9 @@ na_row() { if selected sync; then echo "| $1 | $2 | n/a ($3) | | | $4 | |"; fi; 
 log "done in ${SECONDS}s"
 if [[ $missing != 0 || ${#failed_sections[@]} -gt 0 ]]; then
     echo "$0: figures missing (failed sections: ${failed_sections[*]:-none})" >&2
+    exit 1
+fi
+if ((${#must_failed[@]} > 0)); then
+    printf '%s: a figure that must hold did not: %s\n' "$0" "${must_failed[@]}" >&2
     exit 1
 fi

@@ -385,6 +385,12 @@ admin_token = "{admin_token}"
         }
     }
 
+    /// The keys of the multipart uploads started in `bucket` and neither completed nor aborted.
+    pub fn multipart_uploads(&self, bucket: &str) -> Vec<String> {
+        let body = String::from_utf8(self.s3_ok("GET", &format!("/{bucket}?uploads="), None)).expect("ListMultipartUploads XML");
+        body.split("<Upload>").skip(1).map(|u| xml_text(u, "Key").expect("Key in Upload")).collect()
+    }
+
     /// The bytes of an object; panics when it is missing.
     pub fn get_object(&self, bucket: &str, key: &str) -> Vec<u8> {
         self.s3_ok("GET", &format!("/{bucket}/{}", encode(key, true)), None)

@@ -3,8 +3,11 @@
 #![allow(dead_code)]
 
 pub mod fault;
+pub mod garage;
+pub mod nginx;
 pub mod postgres;
 pub mod registry;
+pub mod replica;
 pub mod token;
 
 use std::time::{Duration, Instant};
@@ -13,15 +16,21 @@ use pulpish_server::{AppState, Config};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+/// Where a test server keeps its data: the database, and the store of artifacts and uploads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// SQLite and the filesystem store, under the data dir.
     Sqlite,
+    /// A fresh PostgreSQL database and the filesystem store.
     Postgres,
+    /// A fresh PostgreSQL database and a fresh bucket of the shared Garage (`--storage s3`).
+    S3,
 }
 
 pub const PASSWORD: &str = "test-admin-password";
 
-/// Runs each named `async fn(Backend)` once on SQLite and once on PostgreSQL.
+/// Runs each named `async fn(Backend)` once per backend: SQLite, PostgreSQL, and PostgreSQL
+/// with the S3 store (skipped when there is no Garage binary, except under CI).
 #[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -35,6 +44,12 @@ macro_rules! on_both_backends {
                 async fn postgres() {
                     super::$name(crate::support::Backend::Postgres).await
                 }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn s3() {
+                    if crate::support::garage::available() {
+                        super::$name(crate::support::Backend::S3).await
+                    }
+                }
             }
         )*
     };
@@ -44,8 +59,18 @@ macro_rules! on_both_backends {
 pub fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
     match backend {
         Backend::Sqlite => format!("sqlite://{}", dir.join("pulpish.db").display()),
-        Backend::Postgres => postgres::cluster().create_database(),
+        Backend::Postgres | Backend::S3 => postgres::cluster().create_database(),
     }
+}
+
+/// A fresh bucket on the shared Garage for the S3 backend; `None` for the filesystem ones.
+pub fn fresh_bucket(backend: Backend) -> Option<String> {
+    (backend == Backend::S3).then(|| garage::instance().create_bucket())
+}
+
+/// The `pulpish serve` storage flags for `backend`, with a fresh bucket for S3.
+pub fn storage_args(backend: Backend) -> Vec<String> {
+    fresh_bucket(backend).map(|b| garage::instance().s3_args(&b)).unwrap_or_default()
 }
 
 /// pulpish running in this process on 127.0.0.1 with its own data dir and database.
@@ -54,27 +79,44 @@ pub struct TestServer {
     pub state: AppState,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The Garage bucket holding the store (S3 backend), else `None`: the data dir holds it.
+    pub bucket: Option<String>,
 }
 
 impl TestServer {
     pub async fn start(backend: Backend) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = fresh_database(backend, dir.path());
-        Self::start_with(dir, url, |_| {}).await
+        Self::start_on(backend, |_| {}).await
     }
 
-    /// A server on `database_url` with its data in `dir/data` (two can share both, as replicas).
+    /// A server on a fresh database (and for S3 a fresh bucket), its config tweaked first.
+    pub async fn start_on(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = fresh_database(backend, dir.path());
+        let bucket = fresh_bucket(backend);
+        Self::start_with(dir, url, |c| {
+            if let Some(b) = &bucket {
+                garage::instance().apply_to(c, b);
+            }
+            tweak(c)
+        })
+        .await
+    }
+
+    /// A server on `database_url` with its data in `dir/data` (two can share both, as replicas;
+    /// with the S3 store, replicas share the bucket `tweak` sets: `garage::instance().apply_to`).
     pub async fn start_with(dir: tempfile::TempDir, database_url: String, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::for_data_dir(dir.path().join("data"));
         config.database_url = Some(database_url);
         config.admin_password = Some(PASSWORD.into());
         tweak(&mut config);
+        let bucket = config.storage.s3_bucket.clone().filter(|_| config.storage.kind == pulpish_server::config::StorageKind::S3);
+        assert!(bucket.is_none() || config.storage.s3_prefix.is_none(), "the test helpers read the bucket without a prefix");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let state = pulpish_server::prepare(config).await.expect("prepare");
         let running = pulpish_server::start(state, listener).await.expect("start");
         let base = format!("http://{}", running.addr);
         tokio::spawn(running.server);
-        TestServer { base, state: running.state, client: reqwest::Client::new(), dir }
+        TestServer { base, state: running.state, client: reqwest::Client::new(), dir, bucket }
     }
 
     /// `path` may be a full href (`/pulp/api/v3/...`) or relative to `/pulp/api/v3/`.
@@ -210,14 +252,72 @@ pub fn scratch_files(data_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// Every artifact row's file: it hashes to its sha256 and has its recorded size.
+/// Every artifact row's stored object: it hashes to its sha256 and has its recorded size.
 pub async fn assert_store_intact(s: &TestServer) {
     let (status, page) = s.get("artifacts/?limit=1000").await;
     assert_eq!(status, StatusCode::OK, "{page}");
     for a in page["results"].as_array().unwrap() {
         let sha = a["sha256"].as_str().unwrap();
-        let path = s.dir.path().join("data/artifact").join(&sha[..2]).join(&sha[2..]);
-        assert_eq!(file_digest(&path), format!("sha256:{sha}"), "stored file {} hashes to its name", path.display());
-        assert_eq!(std::fs::metadata(&path).unwrap().len() as i64, a["size"].as_i64().unwrap(), "stored file {} has its recorded size", path.display());
+        let key = format!("artifact/{}/{}", &sha[..2], &sha[2..]);
+        let bytes = stored_object(s, &key).unwrap_or_else(|| panic!("no stored object {key}"));
+        assert_eq!(sha256_hex(&bytes), sha, "stored object {key} hashes to its name");
+        assert_eq!(bytes.len() as i64, a["size"].as_i64().unwrap(), "stored object {key} has its recorded size");
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// The bytes stored under `key` (`artifact/ab/cdef…`, `uploads/<id>/<part>`): the file under
+/// the server's data dir, or the object in its bucket.
+pub fn stored_object(s: &TestServer, key: &str) -> Option<Vec<u8>> {
+    match &s.bucket {
+        Some(bucket) => garage::instance().try_get_object(bucket, key),
+        None => std::fs::read(s.state.config.data_dir.join(key)).ok(),
+    }
+}
+
+/// Every stored key under `prefix` (which ends with `/`) with its size, in key order.
+pub fn stored_keys(s: &TestServer, prefix: &str) -> Vec<(String, u64)> {
+    match &s.bucket {
+        Some(bucket) => garage::instance().list_keys(bucket, prefix),
+        None => {
+            fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<(String, u64)>) {
+                for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        walk(root, &p, out);
+                    } else if let (Ok(rel), Ok(meta)) = (p.strip_prefix(root), e.metadata()) {
+                        out.push((rel.to_string_lossy().into_owned(), meta.len()));
+                    }
+                }
+            }
+            let root = &s.state.config.data_dir;
+            let mut out = Vec::new();
+            walk(root, &root.join(prefix), &mut out);
+            out.sort();
+            out
+        }
+    }
+}
+
+/// The keys of the staged parts of upload `upload_id`, or of every upload for `""`.
+pub fn staged_objects(s: &TestServer, upload_id: &str) -> Vec<String> {
+    let prefix = if upload_id.is_empty() { "uploads/".to_string() } else { format!("uploads/{upload_id}/") };
+    stored_keys(s, &prefix).into_iter().map(|(k, _)| k).collect()
+}
+
+/// Puts `bytes` under `key` where a server on `data_dir` (and `bucket`, for S3) will find it,
+/// before or behind its back.
+pub fn plant_object(data_dir: &std::path::Path, bucket: Option<&str>, key: &str, bytes: &[u8]) {
+    match bucket {
+        Some(bucket) => garage::instance().put_object(bucket, key, bytes),
+        None => {
+            let path = data_dir.join(key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
     }
 }

@@ -204,7 +204,7 @@ diesel::joinable!(reserved_resource -> task (task_id));
 diesel::allow_tables_to_appear_in_same_query!(
     admin_user, remote, repository, repository_version, content, blob, manifest, manifest_blob,
     manifest_list_entry, tag, artifact, content_artifact, remote_artifact, repository_content,
-    distribution, task, reserved_resource, worker, upload, pushed_blob, setting, upload_part, staged_secret,
+    distribution, task, reserved_resource, worker, upload, pushed_blob, setting, upload_part, staged_secret, blob_lease,
 );
 
 diesel::table! {
@@ -250,3 +250,12 @@ diesel::table! {
     }
 }
 
+
+diesel::table! {
+    blob_lease (digest) {
+        digest -> Text,
+        owner -> Text,
+        address -> Text,
+        expires_at -> Timestamp,
+    }
+}

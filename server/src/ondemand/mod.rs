@@ -6,10 +6,16 @@
 //! wrong digest. When verified: moved into the store and recorded (on_demand/immediate) or
 //! dropped (streamed). On any failure: nothing recorded, the temp file removed, every reader's
 //! stream ends in an error (the connection is cut before its final bytes).
+//!
+//! Across replicas, a lease row per digest names the one replica that fetches the blob from its
+//! remote; the others relay that download from the owner's internal endpoint (`peer.rs`) into a
+//! download of their own, which their local readers join like any other.
+
+pub mod peer;
 
 use std::collections::HashMap;
 use std::io::SeekFrom;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,14 +26,18 @@ use tokio::sync::watch;
 
 use crate::app::AppState;
 use crate::db::DbError;
-use crate::models::content::{self, BlobSource};
 use crate::models::artifact::{self, Artifact};
+use crate::models::content::{self, BlobSource};
+use crate::models::lease;
+use crate::models::remote::Remote;
 use crate::storage::ScratchFile;
 use crate::upstream::UpstreamError;
 
 /// With no `total_timeout` on the remote, a download that sends nothing for this long fails.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const READ_CHUNK: usize = 256 * 1024;
+/// Pause before asking again who downloads a blob, after its lease holder had nothing to share.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
@@ -39,6 +49,15 @@ pub enum FetchError {
     Io(String),
     #[error("the blob has no remote to fetch it from")]
     NoRemote,
+    /// The replica holding the blob's lease has no download of it to share: it just finished
+    /// (`stored`: the artifact is recorded), failed, or the replica is gone.
+    #[error("the replica at {address} holds the download of the blob but shares nothing: {reason}")]
+    OwnerGone { address: String, stored: bool, reason: String },
+    /// The owner's download failed before its first byte; `status` is what its clients get.
+    #[error("{message}")]
+    Owner { status: u16, message: String },
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 #[derive(Debug, Clone)]
@@ -62,18 +81,76 @@ struct Download {
     /// and recorded, or after a failure.
     file: ScratchFile,
     progress: watch::Receiver<Progress>,
+    /// Relayed from the replica that owns the download (never shared on with other replicas).
+    relayed: bool,
 }
 
-#[derive(Default)]
+/// Where a download's bytes come from.
+enum Origin {
+    /// The remote: this replica holds the lease.
+    Remote,
+    /// The lease holder's internal address.
+    Owner(String),
+}
+
 pub struct BlobFetcher {
     inflight: Mutex<HashMap<String, Arc<Download>>>,
-    /// Downloads started (for tests and metrics).
+    /// Downloads from a remote started (for tests and metrics).
     started: std::sync::atomic::AtomicUsize,
+    /// Downloads relayed from another replica started.
+    relayed: std::sync::atomic::AtomicUsize,
+    /// This process's id as a lease owner.
+    replica: String,
+    /// Where other replicas reach this one; set once the listener is bound.
+    advertise_url: OnceLock<String>,
+    /// The secret replicas present to each other's internal endpoint (shared through the database).
+    peer_secret: tokio::sync::OnceCell<String>,
+    peers: reqwest::Client,
+}
+
+impl Default for BlobFetcher {
+    fn default() -> Self {
+        BlobFetcher {
+            inflight: Mutex::default(),
+            started: Default::default(),
+            relayed: Default::default(),
+            replica: crate::models::new_id(),
+            advertise_url: OnceLock::new(),
+            peer_secret: tokio::sync::OnceCell::new(),
+            // Replicas talk directly, never through a proxy from the environment.
+            peers: reqwest::Client::builder()
+                .no_proxy()
+                .connect_timeout(Duration::from_secs(3))
+                .build()
+                .expect("a plain HTTP client builds"),
+        }
+    }
 }
 
 impl Download {
-    fn open_for_reading(self: &Arc<Self>) -> Result<(Arc<Download>, std::fs::File), FetchError> {
+    fn open_for_reading(self: &Arc<Self>) -> Result<Joined, FetchError> {
         Ok((self.clone(), std::fs::File::open(self.file.path()).map_err(|e| FetchError::Io(e.to_string()))?))
+    }
+}
+
+/// A download joined, with the reader's own handle on its file.
+type Joined = (Arc<Download>, std::fs::File);
+
+/// Waits until the download's source has answered: a reader from offset 0, or the error.
+async fn ready((download, file): Joined) -> Result<Reader, FetchError> {
+    let mut progress = download.progress.clone();
+    loop {
+        let p = progress.borrow_and_update().clone();
+        match p.phase {
+            Phase::Starting => {}
+            Phase::Failed(e) => return Err(e),
+            Phase::Streaming | Phase::Verified => {
+                return Ok(Reader { file: tokio::fs::File::from_std(file), progress, size: p.size });
+            }
+        }
+        if progress.changed().await.is_err() && matches!(progress.borrow().phase, Phase::Starting) {
+            return Err(FetchError::Io("download ended without a result".into()));
+        }
     }
 }
 
@@ -104,54 +181,138 @@ impl BlobFetcher {
     }
 
     /// Joins the download of this blob, starting it if none is in flight, and waits until the
-    /// upstream has answered (so the caller knows the size, or the error to report).
+    /// upstream has answered (so the caller knows the size, or the error to report). With
+    /// several replicas, only the holder of the blob's lease downloads it from the remote; the
+    /// others relay the holder's download.
     pub async fn open(self: &Arc<Self>, state: &AppState, source: BlobSource) -> Result<Opened, FetchError> {
-        let joined = match self.join(&source.digest)? {
-            Some(joined) => joined,
-            None => {
-                // A download leaves the map only after its artifact is recorded, so a request
-                // that found neither an artifact (before) nor a download (now) may have looked
-                // in between: look at the database again before fetching a second time.
-                let blob_id = source.blob_id.clone();
-                let stored = state
-                    .db
-                    .run(move |c| content::blob_artifact(c, &blob_id).map_err(DbError::from))
-                    .await
-                    .map_err(|e| FetchError::Io(e.to_string()))?;
-                if let Some(a) = stored {
-                    return Ok(Opened::Stored(a));
-                }
-                self.join_or_start(state, source)?
-            }
-        };
-        let (download, file) = joined;
-        let mut progress = download.progress.clone();
+        // A lease whose holder shares nothing is stale (its download just ended, or its replica
+        // died and stopped renewing it): it is gone or lapsed within a lease period.
+        let give_up = Instant::now() + lease_period(state) + Duration::from_secs(2);
         loop {
-            let p = progress.borrow_and_update().clone();
-            match p.phase {
-                Phase::Starting => {}
-                Phase::Failed(e) => return Err(e),
-                Phase::Streaming | Phase::Verified => {
-                    return Ok(Opened::Reading(Reader { file: tokio::fs::File::from_std(file), progress, size: p.size }));
+            let joined = match self.join(&source.digest)? {
+                Some(joined) => joined,
+                None => {
+                    // A download leaves the map only after its artifact is recorded, so a request
+                    // that found neither an artifact (before) nor a download (now) may have looked
+                    // in between: look at the database again before fetching a second time.
+                    if let Some(a) = stored(state, &source.blob_id).await? {
+                        return Ok(Opened::Stored(a));
+                    }
+                    if source.remote.is_none() {
+                        return Err(FetchError::NoRemote);
+                    }
+                    let origin = self.lease(state, &source.digest).await?;
+                    self.join_or_start(state, &source, origin)?
                 }
-            }
-            if progress.changed().await.is_err() && matches!(progress.borrow().phase, Phase::Starting) {
-                return Err(FetchError::Io("download ended without a result".into()));
+            };
+            match ready(joined).await {
+                Ok(reader) => return Ok(Opened::Reading(reader)),
+                Err(FetchError::OwnerGone { stored: true, .. }) if Instant::now() < give_up => {}
+                Err(FetchError::OwnerGone { .. }) if Instant::now() < give_up => tokio::time::sleep(RETRY_PAUSE).await,
+                Err(e @ FetchError::OwnerGone { .. }) => return Err(FetchError::Unavailable(format!("no replica could download the blob: {e}"))),
+                Err(e) => return Err(e),
             }
         }
     }
 
+    /// Takes the blob's lease (or renews ours), or learns who holds it.
+    async fn lease(&self, state: &AppState, digest: &str) -> Result<Origin, FetchError> {
+        let holder = self.hold_lease(state, digest).await?;
+        Ok(if holder.owner == self.replica { Origin::Remote } else { Origin::Owner(holder.address) })
+    }
+
+    async fn hold_lease(&self, state: &AppState, digest: &str) -> Result<lease::Lease, FetchError> {
+        let (digest, owner, address) = (digest.to_string(), self.replica.clone(), self.advertise_url(state));
+        let now = crate::models::now();
+        let expires = now + chrono::Duration::from_std(lease_period(state)).unwrap_or(chrono::Duration::seconds(10));
+        state
+            .db
+            .run(move |c| lease::acquire(c, &digest, &owner, &address, now, expires).map_err(DbError::from))
+            .await
+            .map_err(|e| FetchError::Io(format!("taking the download lease failed: {e}")))
+    }
+
+    async fn release_lease(&self, state: &AppState, digest: &str) {
+        let (d, owner) = (digest.to_string(), self.replica.clone());
+        if let Err(e) = state.db.run(move |c| lease::release(c, &d, &owner).map_err(DbError::from)).await {
+            // It lapses by itself after a lease period.
+            tracing::warn!(digest = %digest, error = %e, "releasing a download lease failed");
+        }
+    }
+
+    /// Renews the lease every third of its period until stopped.
+    fn heartbeat(self: &Arc<Self>, state: &AppState, digest: &str) -> Heartbeat {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (fetcher, state, digest) = (self.clone(), state.clone(), digest.to_string());
+        let task = tokio::spawn(async move {
+            let every = lease_period(&state) / 3;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                match fetcher.hold_lease(&state, &digest).await {
+                    Ok(holder) if holder.owner == fetcher.replica => {}
+                    Ok(holder) => tracing::warn!(digest = %digest, owner = %holder.address, "another replica took over the download lease"),
+                    Err(e) => tracing::warn!(digest = %digest, error = %e, "renewing a download lease failed"),
+                }
+            }
+        });
+        Heartbeat { stop, task }
+    }
+
+    /// This replica as other replicas reach it.
+    pub fn advertise_url(&self, state: &AppState) -> String {
+        self.advertise_url.get().cloned().unwrap_or_else(|| format!("http://{}", state.config.bind))
+    }
+
+    /// Set once the listener is bound: the configured URL, or `http://` + the bound address.
+    pub fn set_advertise_url(&self, url: String) {
+        let _ = self.advertise_url.set(url.trim_end_matches('/').to_string());
+    }
+
+    pub fn relays_started(&self) -> usize {
+        self.relayed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The secret of the internal endpoint, created by whichever replica asks first.
+    pub async fn peer_secret(&self, state: &AppState) -> Result<&str, DbError> {
+        let secret = self
+            .peer_secret
+            .get_or_try_init(|| async {
+                state.db.run(|c| crate::models::upload::setting_or_init(c, "peer_secret", peer::new_secret).map_err(DbError::from)).await
+            })
+            .await?;
+        Ok(secret)
+    }
+
+    /// For another replica: a reader of this replica's download of `digest` from its remote,
+    /// once the remote has answered. None when no such download is in flight.
+    pub async fn share(&self, digest: &str) -> Option<Result<Reader, FetchError>> {
+        let joined = self.inflight().get(digest).filter(|d| !d.relayed).map(Download::open_for_reading)?;
+        Some(match joined {
+            Ok(joined) => ready(joined).await,
+            Err(e) => Err(e),
+        })
+    }
+
     /// The download in flight for `digest`, opened for reading.
-    fn join(&self, digest: &str) -> Result<Option<(Arc<Download>, std::fs::File)>, FetchError> {
+    fn join(&self, digest: &str) -> Result<Option<Joined>, FetchError> {
         // Readers open the file under the lock; the download leaves the map (under the lock)
         // before its file is removed, so a reader never finds a path that is gone.
         self.inflight().get(digest).map(Download::open_for_reading).transpose()
     }
 
-    fn join_or_start(self: &Arc<Self>, state: &AppState, source: BlobSource) -> Result<(Arc<Download>, std::fs::File), FetchError> {
+    fn join_or_start(self: &Arc<Self>, state: &AppState, source: &BlobSource, origin: Origin) -> Result<Joined, FetchError> {
         let io = |e: std::io::Error| FetchError::Io(e.to_string());
         let mut inflight = self.inflight();
         if let Some(d) = inflight.get(&source.digest) {
+            if d.relayed && matches!(origin, Origin::Remote) {
+                // The lease came free while a relay started here: the relay serves, so the
+                // lease (taken for nothing) goes back at once rather than lapsing.
+                let (fetcher, state, digest) = (self.clone(), state.clone(), source.digest.clone());
+                tokio::spawn(async move { fetcher.release_lease(&state, &digest).await });
+            }
             return d.open_for_reading();
         }
         let (remote, _, expected_size) = source.remote.clone().ok_or(FetchError::NoRemote)?;
@@ -161,69 +322,152 @@ impl BlobFetcher {
         let declared = expected_size.and_then(|s| u64::try_from(s).ok());
         let (tx, rx) = watch::channel(Progress { size: declared, written: 0, phase: Phase::Starting });
         let tx = Arc::new(tx);
-        let download = Arc::new(Download { file: scratch, progress: rx });
+        let relayed = matches!(origin, Origin::Owner(_));
+        let download = Arc::new(Download { file: scratch, progress: rx, relayed });
         inflight.insert(source.digest.clone(), download.clone());
         drop(inflight);
-        self.started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let counter = if relayed { &self.relayed } else { &self.started };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
         // Detached: a client hanging up must not cancel the download.
-        let (fetcher, state, d) = (self.clone(), state.clone(), download.clone());
-        let store = remote.policy != "streamed";
-        tokio::spawn(async move {
-            let digest = source.digest.clone();
-            let result = fetch(&state, &remote, &source, tx.clone(), writer).await;
-            match result {
-                Ok((sha256_hex, size)) => {
-                    // The bytes are right: readers may finish now, while the file is made durable
-                    // and recorded; it leaves the map only once recorded.
-                    tx.send_modify(|p| p.phase = Phase::Verified);
-                    if store {
-                        if let Err(e) = finish(&state, &source, d.file.path(), &sha256_hex, size).await {
-                            tracing::warn!(digest = %digest, error = %e, "recording a verified download failed");
-                        }
-                    }
-                    fetcher.inflight().remove(&digest);
-                }
-                Err(e) => {
-                    tracing::warn!(digest = %digest, error = %e, "on-demand download failed");
-                    fetcher.inflight().remove(&digest);
-                    tx.send_modify(|p| p.phase = Phase::Failed(e));
+        let (fetcher, state, source) = (self.clone(), state.clone(), source.clone());
+        tokio::spawn(fetcher.run(state, source, remote, origin, tx, writer, download.clone()));
+        Ok((download, reader))
+    }
+
+    /// One download from start to end. Owned (from the remote): heartbeat the lease, and
+    /// release it once the artifact is recorded (or the download failed), before the download
+    /// leaves the map. Relayed: the owner records; this replica keeps nothing.
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        self: Arc<Self>,
+        state: AppState,
+        source: BlobSource,
+        remote: Remote,
+        origin: Origin,
+        tx: Arc<watch::Sender<Progress>>,
+        writer: std::fs::File,
+        d: Arc<Download>,
+    ) {
+        let digest = source.digest.clone();
+        let owned = matches!(origin, Origin::Remote);
+        let heartbeat = owned.then(|| self.heartbeat(&state, &digest));
+        let result = match &origin {
+            Origin::Remote => fetch(&state, &remote, &source, tx.clone(), writer).await,
+            Origin::Owner(address) => self.relay(&state, &remote, &source, address, tx.clone(), writer).await,
+        };
+        if let Ok((sha256_hex, size)) = &result {
+            // The bytes are right: readers may finish now, while the file is made durable
+            // and recorded; it leaves the map only once recorded.
+            tx.send_modify(|p| p.phase = Phase::Verified);
+            if owned && remote.policy != "streamed" {
+                if let Err(e) = finish(&state, &source, d.file.path(), sha256_hex, *size).await {
+                    tracing::warn!(digest = %digest, error = %e, "recording a verified download failed");
                 }
             }
-            // No one can join any more: the scratch file is unlinked with the last `Download`
-            // handle; readers that joined keep reading their open file.
-            drop(d);
-        });
-        Ok((download, reader))
+        }
+        if let Some(heartbeat) = heartbeat {
+            heartbeat.stop().await;
+            self.release_lease(&state, &digest).await;
+        }
+        self.inflight().remove(&digest);
+        if let Err(e) = result {
+            if !matches!(e, FetchError::OwnerGone { .. }) {
+                tracing::warn!(digest = %digest, error = %e, relayed = d.relayed, "on-demand download failed");
+            }
+            tx.send_modify(|p| p.phase = Phase::Failed(e));
+        }
+        // No one can join any more: the scratch file is unlinked with the last `Download`
+        // handle; readers that joined keep reading their open file.
+        drop(d);
+    }
+
+    /// Streams the owner's download of the blob into this replica's temp file, verifying it
+    /// as a download from the remote is verified. The owner holds its last byte back until its
+    /// own check passed, and cuts the response if it fails.
+    async fn relay(
+        &self,
+        state: &AppState,
+        remote: &Remote,
+        source: &BlobSource,
+        address: &str,
+        tx: Arc<watch::Sender<Progress>>,
+        file: std::fs::File,
+    ) -> Result<(String, u64), FetchError> {
+        let url = format!("{address}{}{}", peer::DOWNLOADS, source.digest);
+        let gone = |reason: String, stored: bool| FetchError::OwnerGone { address: address.to_string(), stored, reason };
+        let secret = self.peer_secret(state).await.map_err(|e| FetchError::Io(e.to_string()))?;
+        let total_timeout = state.upstreams.get(remote)?.total_timeout();
+        let resp = tokio::time::timeout(total_timeout.unwrap_or(IDLE_TIMEOUT), self.peers.get(&url).header(peer::SECRET_HEADER, secret).send())
+            .await
+            .map_err(|_| FetchError::Upstream(UpstreamError::Timeout(url.clone())))?
+            .map_err(|e| gone(e.to_string(), false))?;
+        let marker = resp.headers().get(peer::DOWNLOAD_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        match (resp.status().as_u16(), marker.as_str()) {
+            (200, _) => {}
+            (status, peer::FAILED) => return Err(FetchError::Owner { status, message: resp.text().await.unwrap_or_default() }),
+            (_, peer::STORED) => return Err(gone("it is stored".into(), true)),
+            (status, _) => return Err(gone(format!("HTTP {status}"), false)),
+        }
+        receive(resp, &url, total_timeout, source, tx, file).await
     }
 }
 
-/// Downloads into the temp file, publishing progress; returns the sha256 hex once the size and
-/// the digest are right. Receiving runs here; writing and hashing run on two blocking threads
-/// fed by small queues, so the three overlap, and readers see each chunk as soon as it is
-/// written (before it is hashed).
-async fn fetch(
-    state: &AppState,
-    remote: &crate::models::remote::Remote,
-    source: &BlobSource,
-    tx: Arc<watch::Sender<Progress>>,
-    file: std::fs::File,
-) -> Result<(String, u64), FetchError> {
+/// How long a lease lives without a heartbeat.
+fn lease_period(state: &AppState) -> Duration {
+    Duration::from_secs(state.config.cluster.lease_seconds.max(1))
+}
+
+async fn stored(state: &AppState, blob_id: &str) -> Result<Option<Artifact>, FetchError> {
+    let blob_id = blob_id.to_string();
+    state
+        .db
+        .run(move |c| content::blob_artifact(c, &blob_id).map_err(DbError::from))
+        .await
+        .map_err(|e| FetchError::Io(e.to_string()))
+}
+
+struct Heartbeat {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Heartbeat {
+    /// Returns once no renewal can happen any more, so a release after it is final.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Downloads from the remote into the temp file; returns the sha256 hex once the size and the
+/// digest are right.
+async fn fetch(state: &AppState, remote: &Remote, source: &BlobSource, tx: Arc<watch::Sender<Progress>>, file: std::fs::File) -> Result<(String, u64), FetchError> {
     let upstream = state.upstreams.get(remote)?;
     // The response headers must come within the remote's timeout too (504 for the client).
     let wait = upstream.total_timeout().unwrap_or(IDLE_TIMEOUT);
     let resp = tokio::time::timeout(wait, upstream.get_blob(&source.digest))
         .await
         .map_err(|_| FetchError::Upstream(UpstreamError::Timeout(upstream.blob_url(&source.digest))))??;
+    receive(resp, &upstream.blob_url(&source.digest), upstream.total_timeout(), source, tx, file).await
+}
+
+/// Receives a blob's body from `from` into the temp file, publishing progress; returns the
+/// sha256 hex once the size and the digest are right. Receiving runs here; writing and hashing
+/// run on two blocking threads fed by small queues, so the three overlap, and readers see each
+/// chunk as soon as it is written (before it is hashed).
+async fn receive(
+    resp: reqwest::Response,
+    from: &str,
+    total_timeout: Option<Duration>,
+    source: &BlobSource,
+    tx: Arc<watch::Sender<Progress>>,
+    file: std::fs::File,
+) -> Result<(String, u64), FetchError> {
     let expected = tx.borrow().size;
     let size = match (expected, resp.content_length()) {
         (Some(e), Some(c)) if e != c => {
-            return Err(FetchError::Integrity(format!(
-                "the upstream {} sent {} bytes for {}, expected {e}",
-                upstream.describe(),
-                c,
-                source.digest
-            )))
+            return Err(FetchError::Integrity(format!("{from} sent {c} bytes for {}, expected {e}", source.digest)))
         }
         (e, c) => e.or(c),
     };
@@ -265,7 +509,7 @@ async fn fetch(
         (hex, actual)
     });
 
-    let deadline = upstream.total_timeout().map(|t| Instant::now() + t);
+    let deadline = total_timeout.map(|t| Instant::now() + t);
     let mut body = resp.bytes_stream();
     let mut received: u64 = 0;
     let receiving: Result<(), FetchError> = async {
@@ -276,14 +520,12 @@ async fn fetch(
             };
             let next = tokio::time::timeout(wait, body.next())
                 .await
-                .map_err(|_| FetchError::Upstream(UpstreamError::Timeout(upstream.blob_url(&source.digest))))?;
+                .map_err(|_| FetchError::Upstream(UpstreamError::Timeout(from.to_string())))?;
             let Some(chunk) = next else { return Ok(()) };
-            let chunk = chunk.map_err(|e| {
-                FetchError::Upstream(UpstreamError::Unreachable(format!("{}: the download broke off: {e}", upstream.blob_url(&source.digest))))
-            })?;
+            let chunk = chunk.map_err(|e| FetchError::Upstream(UpstreamError::Unreachable(format!("{from}: the download broke off: {e}"))))?;
             received += chunk.len() as u64;
             if size.is_some_and(|s| received > s) {
-                return Err(FetchError::Integrity(format!("the upstream sent more bytes than the {} of {}", size.unwrap_or(0), source.digest)));
+                return Err(FetchError::Integrity(format!("{from} sent more bytes than the {} of {}", size.unwrap_or(0), source.digest)));
             }
             to_hasher.send(chunk.clone()).await.map_err(|_| FetchError::Io("the blob hasher stopped".into()))?;
             to_writer.send(chunk).await.map_err(|_| FetchError::Io("the blob writer stopped".into()))?;

@@ -75,6 +75,8 @@ impl RegistryError {
             RegistryError::SizeInvalid(_) => "SIZE_INVALID",
             RegistryError::TooManyRequests(_) => "TOOMANYREQUESTS",
             RegistryError::RangeNotSatisfiable(_) => "RANGE_INVALID",
+            // Docker Distribution's code for a 503 (the spec has none).
+            RegistryError::Unavailable(_) => "UNAVAILABLE",
             _ => "UNKNOWN",
         }
     }
@@ -99,6 +101,12 @@ impl From<FetchError> for RegistryError {
             FetchError::Upstream(e @ UpstreamError::TooManyRequests(_)) => RegistryError::TooManyRequests(e.to_string()),
             FetchError::Upstream(e @ UpstreamError::Timeout(_)) => RegistryError::GatewayTimeout(e.to_string()),
             FetchError::NoRemote => RegistryError::BlobUnknown("the blob's bytes are not stored and no remote can provide them".into()),
+            // The replica downloading the blob failed: what its own clients were told.
+            FetchError::Owner { status: 404, message } => RegistryError::BlobUnknown(message),
+            FetchError::Owner { status: 429, message } => RegistryError::TooManyRequests(message),
+            FetchError::Owner { status: 504, message } => RegistryError::GatewayTimeout(message),
+            FetchError::Owner { status: 503, message } | FetchError::Unavailable(message) => RegistryError::Unavailable(message),
+            e @ FetchError::OwnerGone { .. } => RegistryError::Unavailable(e.to_string()),
             other => RegistryError::BadGateway(other.to_string()),
         }
     }

@@ -168,20 +168,25 @@ async fn blob(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(Str
             None => resp.finish(),
         });
     }
-    let reader = match state.fetcher.open(&state, source).await? {
-        crate::ondemand::Opened::Stored(artifact) => return serve_stored(&state, &req, &digest, &artifact).await,
-        crate::ondemand::Opened::Reading(reader) => reader,
-    };
+    match state.fetcher.open(&state, source).await? {
+        crate::ondemand::Opened::Stored(artifact) => serve_stored(&state, &req, &digest, &artifact).await,
+        crate::ondemand::Opened::Reading(reader) => reading_response(&req, &digest, reader),
+    }
+}
+
+/// A download in flight as the response to `req`: a single `Range` → 206 with those bytes as
+/// they arrive, otherwise the whole blob. A failed download cuts the body before its end.
+pub(crate) fn reading_response(req: &HttpRequest, digest: &str, reader: crate::ondemand::Reader) -> Result<HttpResponse, RegistryError> {
     match (reader.size, ByteRange::parse(req.headers().get(header::RANGE), reader.size)) {
         (_, Err(size)) => Err(RegistryError::RangeNotSatisfiable(size)),
         (Some(size), Ok(Some(range))) => {
             let stream = reader.stream(range.start, Some(range.end + 1));
-            Ok(blob_headers(HttpResponse::PartialContent(), &digest)
+            Ok(blob_headers(HttpResponse::PartialContent(), digest)
                 .insert_header((header::CONTENT_RANGE, format!("bytes {}-{}/{size}", range.start, range.end)))
                 .body(SizedStream::new(range.len(), stream)))
         }
-        (Some(size), Ok(None)) => Ok(blob_headers(HttpResponse::Ok(), &digest).body(SizedStream::new(size, reader.stream(0, None)))),
-        (None, _) => Ok(blob_headers(HttpResponse::Ok(), &digest).streaming(reader.stream(0, None))),
+        (Some(size), Ok(None)) => Ok(blob_headers(HttpResponse::Ok(), digest).body(SizedStream::new(size, reader.stream(0, None)))),
+        (None, _) => Ok(blob_headers(HttpResponse::Ok(), digest).streaming(reader.stream(0, None))),
     }
 }
 
@@ -205,7 +210,9 @@ async fn serve_stored(state: &AppState, req: &HttpRequest, digest: &str, artifac
     let size = artifact.size as u64;
     let unreadable = |e: std::io::Error| {
         if crate::storage::is_unavailable(&e) {
-            RegistryError::Unavailable(format!("stored blob {digest} cannot be read now: {e}"))
+            // What the store said (and where it is) goes to the log, not to clients.
+            tracing::warn!(digest, error = %e, "a stored blob could not be read");
+            RegistryError::Unavailable(format!("stored blob {digest} cannot be read now: the object store is unavailable"))
         } else {
             RegistryError::Internal(format!("stored blob {digest} is unreadable: {e}"))
         }

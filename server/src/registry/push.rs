@@ -199,7 +199,9 @@ pub async fn start_upload(
 
 fn io(e: std::io::Error) -> RegistryError {
     if crate::storage::is_unavailable(&e) {
-        RegistryError::Unavailable(e.to_string())
+        // What the store said (and where it is) goes to the log, not to clients.
+        tracing::warn!(error = %e, "a push could not use the store");
+        RegistryError::Unavailable("the object store is unavailable; try again later".into())
     } else {
         RegistryError::Internal(format!("storage error: {e}"))
     }

@@ -1,6 +1,6 @@
 //! The object-store room: an S3-compatible bucket through the `object_store` crate. New objects
-//! are streamed in as multipart uploads, which the store shows only once completed: a writer
-//! that is dropped or fails leaves no object behind (the store reclaims the orphaned parts of
+//! are streamed in as multipart uploads (or, up to one part's size, one PUT), which the store
+//! shows only once completed: a writer that is dropped or fails leaves no object behind (the store reclaims the orphaned parts of
 //! an upload it never completed; see docs/operations.md). Objects are streamed out as they are
 //! read; nothing is held whole in memory.
 
@@ -15,7 +15,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer;
-use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig, WriteMultipart};
+use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart};
 use tokio::io::AsyncReadExt;
 
 use super::backend::{unavailable, Backend, ByteStream, ObjectInfo, ObjectWriter};
@@ -56,7 +56,11 @@ impl S3 {
                     .with_timeout_disabled(),
             );
         if let Some(endpoint) = config.s3_endpoint.as_deref().filter(|e| !e.is_empty()) {
-            url::Url::parse(endpoint).map_err(|e| format!("--s3-endpoint {endpoint:?} is not a URL: {e}"))?;
+            let url = url::Url::parse(endpoint).map_err(|e| format!("--s3-endpoint {endpoint:?} is not a URL ({e}): write it as http://HOST:PORT or https://HOST"))?;
+            // `host:port` parses as a URL whose scheme is the host.
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err(format!("--s3-endpoint {endpoint:?} is not an http:// or https:// URL: write it as http://HOST:PORT or https://HOST"));
+            }
             builder = builder.with_endpoint(endpoint);
         }
         match (&config.s3_access_key_id, &config.s3_secret_access_key) {
@@ -89,11 +93,6 @@ impl S3 {
             p.strip_prefix(&self.prefix).unwrap_or(p).trim_start_matches('/').to_string()
         }
     }
-
-    async fn start(&self, key: &str) -> std::io::Result<WriteMultipart> {
-        let upload = self.store.put_multipart(&self.path(key)).await.map_err(io)?;
-        Ok(WriteMultipart::new_with_chunk_size(upload, PART_SIZE))
-    }
 }
 
 /// Missing objects are `NotFound`; everything else the store says is the store failing.
@@ -104,36 +103,69 @@ fn io(e: object_store::Error) -> std::io::Error {
     }
 }
 
+/// A new object. Bytes are held until more than a part's worth has arrived; only then does a
+/// multipart upload start. An object that ends smaller is stored with one plain PUT: fewer round
+/// trips for the many small objects (configs, chunks), and the only way to store an empty one
+/// (stores refuse an empty part).
 struct S3Writer {
-    /// `None` once committed.
-    upload: Option<WriteMultipart>,
     store: Arc<AmazonS3>,
     path: ObjectPath,
+    /// An artifact key: if it already holds the right number of bytes, they stay.
+    content_addressed: bool,
+    /// Bytes not handed to a multipart upload yet.
+    held: Vec<Bytes>,
+    /// Started once `held` passes a part's size; `None` again once committed.
+    upload: Option<WriteMultipart>,
     written: u64,
+}
+
+impl S3Writer {
+    fn held_len(&self) -> usize {
+        self.held.iter().map(Bytes::len).sum()
+    }
 }
 
 #[async_trait]
 impl ObjectWriter for S3Writer {
     async fn write(&mut self, chunk: Bytes) -> std::io::Result<()> {
-        let upload = self.upload.as_mut().expect("not committed");
-        upload.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(io)?;
         self.written += chunk.len() as u64;
-        upload.put(chunk);
+        self.held.push(chunk);
+        if self.upload.is_none() {
+            if self.held_len() <= PART_SIZE {
+                return Ok(());
+            }
+            let upload = self.store.put_multipart(&self.path).await.map_err(io)?;
+            self.upload = Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE));
+        }
+        let upload = self.upload.as_mut().expect("started above");
+        for chunk in std::mem::take(&mut self.held) {
+            upload.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(io)?;
+            upload.put(chunk);
+        }
         Ok(())
     }
 
     async fn commit(mut self: Box<Self>) -> std::io::Result<()> {
-        let upload = self.upload.take().expect("committed once");
-        // An artifact key that already holds these bytes keeps its object: stored once.
-        if self.path.as_ref().contains("artifact/") {
+        if self.content_addressed {
             if let Ok(meta) = self.store.head(&self.path).await {
                 if meta.size == self.written {
-                    let _ = upload.abort().await;
+                    // Stored once: the object stays as it is (Drop aborts an upload we started).
                     return Ok(());
                 }
             }
         }
-        upload.finish().await.map_err(io)?;
+        match self.upload.take() {
+            Some(mut upload) => {
+                for chunk in std::mem::take(&mut self.held) {
+                    upload.put(chunk);
+                }
+                upload.finish().await.map_err(io)?;
+            }
+            None => {
+                let payload: PutPayload = std::mem::take(&mut self.held).into_iter().collect();
+                self.store.put(&self.path, payload).await.map_err(io)?;
+            }
+        }
         Ok(())
     }
 }
@@ -182,8 +214,14 @@ impl Backend for S3 {
     }
 
     async fn create(&self, key: &str) -> std::io::Result<Box<dyn ObjectWriter>> {
-        let upload = self.start(key).await?;
-        Ok(Box::new(S3Writer { upload: Some(upload), store: self.store.clone(), path: self.path(key), written: 0 }))
+        Ok(Box::new(S3Writer {
+            store: self.store.clone(),
+            path: self.path(key),
+            content_addressed: key.starts_with("artifact/"),
+            held: Vec::new(),
+            upload: None,
+            written: 0,
+        }))
     }
 
     async fn put_file(&self, path: &Path, key: &str, size: u64) -> std::io::Result<()> {
