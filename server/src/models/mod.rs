@@ -17,6 +17,16 @@ pub fn now() -> NaiveDateTime {
     chrono::Utc::now().naive_utc()
 }
 
+/// The database server's clock in UTC, for times several replicas compare (PostgreSQL); SQLite
+/// serves one replica, whose clock is the only one.
+pub fn database_now(conn: &mut crate::db::DbConnection) -> Result<NaiveDateTime, crate::db::DbError> {
+    use diesel::RunQueryDsl;
+    match conn {
+        crate::db::DbConnection::Pg(c) => Ok(diesel::select(diesel::dsl::sql::<diesel::sql_types::Timestamp>("(now() AT TIME ZONE 'UTC')")).get_result(c)?),
+        crate::db::DbConnection::Sqlite(_) => Ok(now()),
+    }
+}
+
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }

@@ -11,6 +11,8 @@
 //! remote; the others relay that download from the owner's internal endpoint (`peer.rs`) into a
 //! download of their own, which their local readers join like any other.
 
+mod lease;
+use lease::lease_period;
 pub mod peer;
 
 use std::collections::HashMap;
@@ -28,7 +30,6 @@ use crate::app::AppState;
 use crate::db::DbError;
 use crate::models::artifact::{self, Artifact};
 use crate::models::content::{self, BlobSource};
-use crate::models::lease;
 use crate::models::remote::Remote;
 use crate::storage::ScratchFile;
 use crate::upstream::UpstreamError;
@@ -215,75 +216,8 @@ impl BlobFetcher {
         }
     }
 
-    /// Takes the blob's lease (or renews ours), or learns who holds it.
-    async fn lease(&self, state: &AppState, digest: &str) -> Result<Origin, FetchError> {
-        let holder = self.hold_lease(state, digest).await?;
-        Ok(if holder.owner == self.replica { Origin::Remote } else { Origin::Owner(holder.address) })
-    }
-
-    async fn hold_lease(&self, state: &AppState, digest: &str) -> Result<lease::Lease, FetchError> {
-        let (digest, owner, address) = (digest.to_string(), self.replica.clone(), self.advertise_url(state));
-        let now = crate::models::now();
-        let expires = now + chrono::Duration::from_std(lease_period(state)).unwrap_or(chrono::Duration::seconds(10));
-        state
-            .db
-            .run(move |c| lease::acquire(c, &digest, &owner, &address, now, expires).map_err(DbError::from))
-            .await
-            .map_err(|e| FetchError::Io(format!("taking the download lease failed: {e}")))
-    }
-
-    async fn release_lease(&self, state: &AppState, digest: &str) {
-        let (d, owner) = (digest.to_string(), self.replica.clone());
-        if let Err(e) = state.db.run(move |c| lease::release(c, &d, &owner).map_err(DbError::from)).await {
-            // It lapses by itself after a lease period.
-            tracing::warn!(digest = %digest, error = %e, "releasing a download lease failed");
-        }
-    }
-
-    /// Renews the lease every third of its period until stopped.
-    fn heartbeat(self: &Arc<Self>, state: &AppState, digest: &str) -> Heartbeat {
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let (fetcher, state, digest) = (self.clone(), state.clone(), digest.to_string());
-        let task = tokio::spawn(async move {
-            let every = lease_period(&state) / 3;
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => return,
-                    _ = tokio::time::sleep(every) => {}
-                }
-                match fetcher.hold_lease(&state, &digest).await {
-                    Ok(holder) if holder.owner == fetcher.replica => {}
-                    Ok(holder) => tracing::warn!(digest = %digest, owner = %holder.address, "another replica took over the download lease"),
-                    Err(e) => tracing::warn!(digest = %digest, error = %e, "renewing a download lease failed"),
-                }
-            }
-        });
-        Heartbeat { stop, task }
-    }
-
-    /// This replica as other replicas reach it.
-    pub fn advertise_url(&self, state: &AppState) -> String {
-        self.advertise_url.get().cloned().unwrap_or_else(|| format!("http://{}", state.config.bind))
-    }
-
-    /// Set once the listener is bound: the configured URL, or `http://` + the bound address.
-    pub fn set_advertise_url(&self, url: String) {
-        let _ = self.advertise_url.set(url.trim_end_matches('/').to_string());
-    }
-
     pub fn relays_started(&self) -> usize {
         self.relayed.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// The secret of the internal endpoint, created by whichever replica asks first.
-    pub async fn peer_secret(&self, state: &AppState) -> Result<&str, DbError> {
-        let secret = self
-            .peer_secret
-            .get_or_try_init(|| async {
-                state.db.run(|c| crate::models::upload::setting_or_init(c, "peer_secret", peer::new_secret).map_err(DbError::from)).await
-            })
-            .await?;
-        Ok(secret)
     }
 
     /// For another replica: a reader of this replica's download of `digest` from its remote,
@@ -413,11 +347,6 @@ impl BlobFetcher {
     }
 }
 
-/// How long a lease lives without a heartbeat.
-fn lease_period(state: &AppState) -> Duration {
-    Duration::from_secs(state.config.cluster.lease_seconds.max(1))
-}
-
 async fn stored(state: &AppState, blob_id: &str) -> Result<Option<Artifact>, FetchError> {
     let blob_id = blob_id.to_string();
     state
@@ -425,19 +354,6 @@ async fn stored(state: &AppState, blob_id: &str) -> Result<Option<Artifact>, Fet
         .run(move |c| content::blob_artifact(c, &blob_id).map_err(DbError::from))
         .await
         .map_err(|e| FetchError::Io(e.to_string()))
-}
-
-struct Heartbeat {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Heartbeat {
-    /// Returns once no renewal can happen any more, so a release after it is final.
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
-    }
 }
 
 /// Downloads from the remote into the temp file; returns the sha256 hex once the size and the
