@@ -96,15 +96,20 @@ pub fn list(conn: &mut DbConnection, state: Option<&str>, name: Option<&str>, wi
 pub fn claim_next(conn: &mut DbConnection, worker_name: &str) -> QueryResult<Option<Task>> {
     write_transaction(conn, |conn| {
         let candidates: Vec<Task> = match conn {
-            // Other workers' candidates are skipped, not waited for.
-            DbConnection::Pg(pg) => task::table
+            DbConnection::Pg(pg) => {
+                // One claim at a time across every replica (a claim takes milliseconds): with
+                // SKIP LOCKED alone, a worker could skip the oldest task while another worker
+                // is claiming it, find its resource still free, and start a later task first.
+                diesel::sql_query("SELECT pg_advisory_xact_lock(7157017)").execute(pg)?;
+                task::table
                 .filter(task::state.eq(WAITING))
                 .order((task::pulp_created, task::id))
                 .limit(100)
                 .for_update()
                 .skip_locked()
                 .select(Task::as_select())
-                .load(pg)?,
+                .load(pg)?
+            }
             // SQLite: the immediate transaction already makes this the only writer.
             DbConnection::Sqlite(_) => task::table
                 .filter(task::state.eq(WAITING))
