@@ -415,6 +415,33 @@ async fn bad_settings_stop_the_binary_naming_the_setting() {
     assert!(output.contains("SQLite serves a single replica"), "{output}");
 }
 
+/// An endpoint that accepts connections and never answers: `serve` gives up after the store's
+/// answer timeout (30 s) with a message naming the endpoint, instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_endpoint_stops_the_binary_instead_of_hanging() {
+    if !garage::available() {
+        return;
+    }
+    let g = garage::instance();
+    let bucket = g.create_bucket();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    // Accepted connections are kept open and never read from or answered.
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for conn in silent.incoming().flatten() {
+            keep.lock().unwrap().push(conn);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, output, took) = serve_until_exit(dir.path(), &with(&g.s3_args(&bucket), "--s3-endpoint", &endpoint), Duration::from_secs(60));
+    assert!(!ok, "pulpish started on a silent store:\n{output}");
+    assert!(output.contains("did not answer") && output.contains("--s3-endpoint"), "{output}");
+    assert!(took < Duration::from_secs(45), "gave up after {took:?}");
+    assert!(!held.lock().unwrap().is_empty(), "pulpish did connect to the silent endpoint");
+}
+
 /// The object store stops while pulpish serves: reads and pushes fail fast with 503 and record
 /// nothing; once it is back, the same requests work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

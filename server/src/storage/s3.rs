@@ -95,6 +95,17 @@ impl S3 {
     }
 }
 
+/// Each call to the store but a byte stream gets this long to answer: the client's own timeout
+/// is off (it would cut long blob streams), and a store that accepts connections but never
+/// answers must not hang requests.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn within<T>(call: impl std::future::Future<Output = T>) -> std::io::Result<T> {
+    tokio::time::timeout(ANSWER_TIMEOUT, call)
+        .await
+        .map_err(|_| unavailable(format!("the object store did not answer within {} s", ANSWER_TIMEOUT.as_secs())))
+}
+
 /// Missing objects are `NotFound`; everything else the store says is the store failing.
 fn io(e: object_store::Error) -> std::io::Error {
     match e {
@@ -134,7 +145,7 @@ impl ObjectWriter for S3Writer {
             if self.held_len() <= PART_SIZE {
                 return Ok(());
             }
-            let upload = self.store.put_multipart(&self.path).await.map_err(io)?;
+            let upload = within(self.store.put_multipart(&self.path)).await?.map_err(io)?;
             self.upload = Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE));
         }
         let upload = self.upload.as_mut().expect("started above");
@@ -147,7 +158,7 @@ impl ObjectWriter for S3Writer {
 
     async fn commit(mut self: Box<Self>) -> std::io::Result<()> {
         if self.content_addressed {
-            if let Ok(meta) = self.store.head(&self.path).await {
+            if let Ok(Ok(meta)) = within(self.store.head(&self.path)).await {
                 if meta.size == self.written {
                     // Stored once: the object stays as it is (Drop aborts an upload we started).
                     return Ok(());
@@ -159,11 +170,11 @@ impl ObjectWriter for S3Writer {
                 for chunk in std::mem::take(&mut self.held) {
                     upload.put(chunk);
                 }
-                upload.finish().await.map_err(io)?;
+                within(upload.finish()).await?.map_err(io)?;
             }
             None => {
                 let payload: PutPayload = std::mem::take(&mut self.held).into_iter().collect();
-                self.store.put(&self.path, payload).await.map_err(io)?;
+                within(self.store.put(&self.path, payload)).await?.map_err(io)?;
             }
         }
         Ok(())
@@ -204,9 +215,10 @@ impl Backend for S3 {
             };
             std::io::Error::other(format!("object store {self:?}: {what}: {text}"))
         };
-        self.store.put(&probe, Bytes::from_static(b"pulpish").into()).await.map_err(explain)?;
-        let back = self.store.get(&probe).await.map_err(explain)?.bytes().await.map_err(explain)?;
-        self.store.delete(&probe).await.map_err(explain)?;
+        let silent = |e: std::io::Error| std::io::Error::other(format!("object store {self:?}: {e} (--s3-endpoint)"));
+        within(self.store.put(&probe, Bytes::from_static(b"pulpish").into())).await.map_err(silent)?.map_err(explain)?;
+        let back = within(async { self.store.get(&probe).await?.bytes().await }).await.map_err(silent)?.map_err(explain)?;
+        within(self.store.delete(&probe)).await.map_err(silent)?.map_err(explain)?;
         if back.as_ref() != b"pulpish" {
             return Err(std::io::Error::other(format!("object store {self:?}: a test object read back different bytes")));
         }
@@ -243,7 +255,7 @@ impl Backend for S3 {
     }
 
     async fn size(&self, key: &str) -> std::io::Result<Option<u64>> {
-        match self.store.head(&self.path(key)).await {
+        match within(self.store.head(&self.path(key))).await? {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(io(e)),
@@ -252,19 +264,19 @@ impl Backend for S3 {
 
     async fn read(&self, key: &str, range: Option<Range<u64>>) -> std::io::Result<ByteStream> {
         let options = GetOptions { range: range.filter(|r| !r.is_empty()).map(GetRange::Bounded), ..Default::default() };
-        let got = self.store.get_opts(&self.path(key), options).await.map_err(io)?;
+        let got = within(self.store.get_opts(&self.path(key), options)).await?.map_err(io)?;
         Ok(Box::pin(got.into_stream().map_err(io)))
     }
 
     async fn delete(&self, key: &str) -> std::io::Result<()> {
-        match self.store.delete(&self.path(key)).await {
+        match within(self.store.delete(&self.path(key))).await? {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(io(e)),
         }
     }
 
     async fn list(&self, prefix: &str) -> std::io::Result<Vec<ObjectInfo>> {
-        let objects: Vec<_> = self.store.list(Some(&self.path(prefix.trim_end_matches('/')))).try_collect().await.map_err(io)?;
+        let objects: Vec<_> = within(self.store.list(Some(&self.path(prefix.trim_end_matches('/')))).try_collect()).await?.map_err(io)?;
         let now = chrono::Utc::now();
         Ok(objects
             .into_iter()
@@ -273,7 +285,7 @@ impl Backend for S3 {
     }
 
     async fn children(&self, prefix: &str) -> std::io::Result<Vec<String>> {
-        let listing = self.store.list_with_delimiter(Some(&self.path(prefix.trim_end_matches('/')))).await.map_err(io)?;
+        let listing = within(self.store.list_with_delimiter(Some(&self.path(prefix.trim_end_matches('/'))))).await?.map_err(io)?;
         let name = |p: &ObjectPath| p.filename().map(str::to_string);
         Ok(listing.common_prefixes.iter().filter_map(name).chain(listing.objects.iter().filter_map(|m| name(&m.location))).collect())
     }
@@ -283,7 +295,7 @@ impl Backend for S3 {
         let freed = objects.iter().map(|o| o.size).sum();
         let paths: Vec<_> = objects.iter().map(|o| Ok(self.path(&o.key))).collect();
         let paths = futures_util::stream::iter(paths).boxed();
-        self.store.delete_stream(paths).try_collect::<Vec<_>>().await.map_err(io)?;
+        within(self.store.delete_stream(paths).try_collect::<Vec<_>>()).await?.map_err(io)?;
         Ok(freed)
     }
 
