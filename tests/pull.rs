@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use sha2::Digest;
 use support::fault::{fault_image, BlobBehaviour, FaultUpstream};
 use support::registry::{Auth, Registry};
-use support::{Backend, TestServer};
+use support::{layout_blobs, run, Backend, TestServer};
 
 use support::registry::shared_upstream as shared;
 
@@ -37,24 +37,6 @@ async fn serve_upstream(s: &TestServer, url: &str, upstream: &str, policy: &str,
 
 fn registry_host(s: &TestServer) -> String {
     s.base.trim_start_matches("http://").to_string()
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Digests of every blob file in an OCI layout, each checked against its file's sha256.
-fn layout_blobs(dir: &std::path::Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for entry in std::fs::read_dir(dir.join("blobs/sha256")).unwrap() {
-        let path = entry.unwrap().path();
-        let digest = format!("sha256:{}", path.file_name().unwrap().to_str().unwrap());
-        assert_eq!(support::file_digest(&path), digest, "{} holds the bytes of its digest", path.display());
-        out.insert(digest);
-    }
-    out
 }
 
 async fn skopeo_and_podman_pull_through_on_demand(backend: Backend) {

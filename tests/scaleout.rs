@@ -15,7 +15,7 @@ use support::garage;
 use support::nginx::Nginx;
 use support::registry::{fixture_layout, Auth, Registry};
 use support::replica::Replica;
-use support::PASSWORD;
+use support::{layout_blobs, run, PASSWORD};
 
 const CREDS: &str = "admin:test-admin-password";
 
@@ -84,26 +84,8 @@ async fn wait_task(base: &str, href: &str) -> Value {
     panic!("task {href} did not finish");
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{:x}", sha2::Sha256::digest(bytes))
-}
-
-/// Digests of the blob files of an OCI layout, each checked against its bytes.
-fn layout_blobs(dir: &std::path::Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for entry in std::fs::read_dir(dir.join("blobs/sha256")).unwrap() {
-        let path = entry.unwrap().path();
-        let digest = format!("sha256:{}", path.file_name().unwrap().to_str().unwrap());
-        assert_eq!(support::file_digest(&path), digest, "{} holds the bytes of its digest", path.display());
-        out.insert(digest);
-    }
-    out
 }
 
 fn podman(root: &std::path::Path, args: &[&str]) -> String {

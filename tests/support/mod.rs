@@ -321,3 +321,22 @@ pub fn plant_object(data_dir: &std::path::Path, bucket: Option<&str>, key: &str,
         }
     }
 }
+
+/// Runs a client command; its stdout, or a panic with both outputs.
+pub fn run(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Digests of every blob file in an OCI layout, each checked against its file's sha256.
+pub fn layout_blobs(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(dir.join("blobs/sha256")).unwrap() {
+        let path = entry.unwrap().path();
+        let digest = format!("sha256:{}", path.file_name().unwrap().to_str().unwrap());
+        assert_eq!(file_digest(&path), digest, "{} holds the bytes of its digest", path.display());
+        out.insert(digest);
+    }
+    out
+}
