@@ -56,6 +56,13 @@ fn link(temp: &Path, dest: &Path, size: u64, make_parent: bool) -> std::io::Resu
     }
 }
 
+/// Creates the scratch file here and now. A `tokio::fs` open runs on the blocking pool and
+/// finishes even when the future awaiting it is dropped, which would create the file after
+/// its guard had already removed the path: a file nobody owns.
+pub(super) fn open_scratch(temp: &ScratchFile) -> std::io::Result<std::fs::File> {
+    std::fs::File::options().write(true).create_new(true).open(temp.path())
+}
+
 struct FileWriter {
     temp: ScratchFile,
     file: tokio::fs::File,
@@ -97,7 +104,7 @@ impl Backend for Filesystem {
 
     async fn create(&self, key: &str) -> std::io::Result<Box<dyn ObjectWriter>> {
         let temp = self.scratch.file();
-        let file = tokio::fs::File::options().write(true).create_new(true).open(temp.path()).await?;
+        let file = tokio::fs::File::from_std(open_scratch(&temp)?);
         Ok(Box::new(FileWriter { temp, file, dest: self.path_of(key), make_parent: key.starts_with("artifact/"), written: 0 }))
     }
 

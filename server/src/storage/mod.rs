@@ -173,7 +173,7 @@ impl Storage {
             return Ok(StoredFile { sha256: hex, size: written, key });
         }
         let temp = self.scratch_file();
-        let mut file = LocalFile(tokio::fs::File::options().write(true).create_new(true).open(temp.path()).await?);
+        let mut file = LocalFile(tokio::fs::File::from_std(fs::open_scratch(&temp)?));
         let mut hasher = BlobHasher::for_digest(digest);
         let written = write_body(&mut file, body, digest, size, |chunk| hasher.update(chunk)).await?;
         file.0.sync_data().await?;
