@@ -330,6 +330,56 @@ async fn a_blob_is_fetched_through_the_served_repositorys_own_remote(backend: Ba
     }
 }
 
+/// A remote whose manifest declares 0 bytes for a layer that is not the empty blob, then sends
+/// bytes: the client never gets a complete (empty) 200 for it, and nothing is recorded.
+async fn a_layer_declared_empty_is_not_served_empty(backend: Backend) {
+    let (mut state, layer) = fault_image(pattern(50_000, 11));
+    let (bytes, media_type) = state.tags["latest"].clone();
+    let mut manifest: Value = serde_json::from_slice(&bytes).unwrap();
+    manifest["layers"][0]["size"] = json!(0);
+    state.tags.insert("latest".into(), (serde_json::to_vec(&manifest).unwrap(), media_type));
+    let upstream = FaultUpstream::start(state).await;
+    upstream.set_blob(&layer, BlobBehaviour::Oversized(50_000));
+    let s = TestServer::start(backend).await;
+    assert_eq!(serve(&s, &upstream.url(), "empty", "on_demand").await["state"], "completed");
+    let resp = reqwest::get(format!("{}/v2/empty/blobs/{layer}", s.base)).await.unwrap();
+    let status = resp.status();
+    let body = resp.bytes().await;
+    assert!(!(status.is_success() && body.is_ok()), "a complete {status} body of {:?} bytes was served for {layer}", body.map(|b| b.len()));
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "the remote's lie is reported as a gateway error");
+    assert_eq!(s.count("artifacts/").await, 0);
+}
+
+/// A stored file shorter than its record (disk damage): its readers are cut, never sent zeros
+/// or a short body as complete, and the server keeps running (no mapping past the file's end).
+async fn a_damaged_stored_file_cuts_its_readers_and_nothing_else() {
+    let s = TestServer::start(Backend::Sqlite).await;
+    let blob = pattern(3 * 1024 * 1024 + 100, 12);
+    let digest = sha256(&blob);
+    let r = req(&s, Method::POST, &format!("/v2/damaged/app/blobs/uploads/?digest={digest}")).body(blob.clone()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let hex = digest.trim_start_matches("sha256:");
+    let path = s.dir.path().join("data/artifact").join(&hex[..2]).join(&hex[2..]);
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(1024 * 1024 + 10).unwrap();
+    for range in [None, Some("bytes=2000000-3000000"), Some("bytes=0-2000000")] {
+        let mut get = req(&s, Method::GET, &format!("/v2/damaged/app/blobs/{digest}"));
+        if let Some(r) = range {
+            get = get.header("range", r);
+        }
+        let resp = get.send().await.unwrap();
+        let status = resp.status();
+        let body = resp.bytes().await;
+        assert!(!(status.is_success() && body.is_ok()), "{range:?}: a complete {status} body was served from a damaged file");
+    }
+    let (status, _) = s.get("status/").await;
+    assert_eq!(status, StatusCode::OK, "the server still runs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_stored_file_cuts_its_readers() {
+    a_damaged_stored_file_cuts_its_readers_and_nothing_else().await
+}
+
 /// Remote + repository + sync + distribution named `name`.
 async fn serve(s: &TestServer, url: &str, name: &str, policy: &str) -> Value {
     let (status, remote) = s.post("remotes/container/container/", json!({"name": name, "url": url, "upstream_name": "fault/app", "policy": policy})).await;
@@ -600,4 +650,5 @@ on_both_backends!(
     head_of_a_blob_not_yet_stored_declares_its_size,
     leftovers_are_swept_at_start,
     failed_and_cancelled_downloads_leave_no_scratch_files,
+    a_layer_declared_empty_is_not_served_empty,
 );

@@ -386,6 +386,22 @@ async fn bad_settings_stop_the_binary_naming_the_setting() {
         println!("{what}: exited after {took:?}: {}", output.lines().last().unwrap_or(""));
     }
 
+    // Settings out of range or that the store's key rules would rewrite.
+    for (what, extra, setting) in [
+        ("a prefix with ..", ["--s3-prefix", "team/../other"], "--s3-prefix"),
+        ("a prefix with //", ["--s3-prefix", "team//other"], "--s3-prefix"),
+        ("a presigned URL that is expired at once", ["--redirect-expiry", "0"], "--redirect-expiry"),
+        ("a presigned URL longer than S3 allows", ["--redirect-expiry", "604801"], "--redirect-expiry"),
+        ("a lease of no time", ["--lease-seconds", "0"], "--lease-seconds"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = good.clone();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let (ok, output, _) = serve_until_exit(dir.path(), &args, Duration::from_secs(30));
+        assert!(!ok, "{what}: pulpish started:\n{output}");
+        assert!(output.contains(setting), "{what}: the message names {setting}:\n{output}");
+    }
+
     // SQLite serves one replica: a second process on the same database with the S3 store is refused.
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("data/pulpish.db");

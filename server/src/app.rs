@@ -237,6 +237,10 @@ pub struct RunningServer {
 /// Starts workers and the HTTP server on `listener`; await `server` to run until stopped.
 pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServer, StartError> {
     let addr = listener.local_addr().map_err(StartError::Listen)?;
+    if state.config.cluster.advertise_url.is_none() && addr.ip().is_unspecified() && state.db.backend.name() == "postgresql" {
+        // Other replicas would call http://0.0.0.0:PORT: themselves.
+        tracing::warn!(bind = %addr, "bound to every address without --advertise-url: other replicas cannot reach this one to share its downloads; set --advertise-url to this replica's own address");
+    }
     state.fetcher.set_advertise_url(state.config.cluster.advertise_url.clone().unwrap_or_else(|| format!("http://{addr}")));
     tasks::start_workers(state.clone(), state.config.workers).await?;
     spawn_sweeper(state.clone());

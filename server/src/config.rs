@@ -71,8 +71,8 @@ pub struct StorageConfig {
     /// Answer GETs of stored blobs with a 307 to a presigned object-store URL (S3 only).
     #[arg(long, env = "PULPISH_REDIRECT_BLOBS")]
     pub redirect_blobs: bool,
-    /// Seconds a presigned blob URL stays valid.
-    #[arg(long, env = "PULPISH_REDIRECT_EXPIRY", default_value_t = 300)]
+    /// Seconds a presigned blob URL stays valid (S3 allows up to 7 days).
+    #[arg(long, env = "PULPISH_REDIRECT_EXPIRY", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub redirect_expiry: u64,
 }
 
@@ -99,7 +99,7 @@ pub struct ClusterConfig {
     #[arg(long, env = "PULPISH_ADVERTISE_URL")]
     pub advertise_url: Option<String>,
     /// Seconds after its last heartbeat that a dead replica's blob download may be taken over.
-    #[arg(long, env = "PULPISH_LEASE_SECONDS", default_value_t = 10)]
+    #[arg(long, env = "PULPISH_LEASE_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub lease_seconds: u64,
 }
 

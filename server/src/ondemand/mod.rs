@@ -203,6 +203,14 @@ impl BlobFetcher {
                         return Err(FetchError::NoRemote);
                     }
                     let origin = self.lease(state, &source.digest).await?;
+                    if matches!(origin, Origin::Remote) {
+                        // The replica that held the lease before may have recorded the blob
+                        // between our look and its release.
+                        if let Some(a) = stored(state, &source.blob_id).await? {
+                            self.release_lease(state, &source.digest).await;
+                            return Ok(Opened::Stored(a));
+                        }
+                    }
                     self.join_or_start(state, &source, origin)?
                 }
             };
@@ -210,7 +218,11 @@ impl BlobFetcher {
                 Ok(reader) => return Ok(Opened::Reading(reader)),
                 Err(FetchError::OwnerGone { stored: true, .. }) if Instant::now() < give_up => {}
                 Err(FetchError::OwnerGone { .. }) if Instant::now() < give_up => tokio::time::sleep(RETRY_PAUSE).await,
-                Err(e @ FetchError::OwnerGone { .. }) => return Err(FetchError::Unavailable(format!("no replica could download the blob: {e}"))),
+                Err(e @ FetchError::OwnerGone { .. }) => {
+                    // Replicas' addresses are for the log, not for clients.
+                    tracing::warn!(digest = %source.digest, error = %e, "no replica could download the blob");
+                    return Err(FetchError::Unavailable("no replica could download the blob; try again".into()));
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -487,6 +499,24 @@ async fn finish(state: &AppState, source: &BlobSource, temp: &std::path::Path, s
 }
 
 impl Reader {
+    /// Waits until the download is verified (or failed).
+    pub async fn verdict(&mut self) -> Result<(), FetchError> {
+        loop {
+            match &self.progress.borrow_and_update().phase {
+                Phase::Verified => return Ok(()),
+                Phase::Failed(e) => return Err(e.clone()),
+                Phase::Starting | Phase::Streaming => {}
+            }
+            if self.progress.changed().await.is_err() {
+                return match &self.progress.borrow().phase {
+                    Phase::Verified => Ok(()),
+                    Phase::Failed(e) => Err(e.clone()),
+                    _ => Err(FetchError::Io("the download stopped".into())),
+                };
+            }
+        }
+    }
+
     /// The bytes `[start, end)` as they arrive. The blob's final byte is sent only after the
     /// download is verified; a failed download ends the stream with an error.
     pub fn stream(self, start: u64, end: Option<u64>) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
@@ -500,7 +530,10 @@ impl Reader {
             loop {
                 let p = r.progress.borrow_and_update().clone();
                 let end = end.or(p.size);
-                if end.is_some_and(|e| pos >= e) || pos == u64::MAX {
+                // A range ends when its bytes are sent, except at the blob's end: that waits for
+                // the verdict (an empty blob has no last byte to hold back).
+                let awaiting_verdict = p.size.is_some_and(|s| pos >= s) && !matches!(p.phase, Phase::Verified);
+                if pos == u64::MAX || (end.is_some_and(|e| pos >= e) && !awaiting_verdict) {
                     return None;
                 }
                 let sendable = match p.phase {

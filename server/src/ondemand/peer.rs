@@ -43,7 +43,7 @@ async fn download(state: web::Data<AppState>, req: HttpRequest, digest: web::Pat
         return marked(NONE);
     }
     match state.fetcher.share(&digest).await {
-        Some(Ok(reader)) => crate::registry::reading_response(&req, &digest, reader).unwrap_or_else(|e| actix_web::ResponseError::error_response(&e)),
+        Some(Ok(reader)) => crate::registry::reading_response(&req, &digest, reader).await.unwrap_or_else(|e| actix_web::ResponseError::error_response(&e)),
         Some(Err(e)) => {
             let status = actix_web::ResponseError::status_code(&crate::registry::RegistryError::from(e.clone()));
             HttpResponse::build(status).insert_header((DOWNLOAD_HEADER, FAILED)).body(e.to_string())

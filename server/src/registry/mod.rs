@@ -170,13 +170,18 @@ async fn blob(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(Str
     }
     match state.fetcher.open(&state, source).await? {
         crate::ondemand::Opened::Stored(artifact) => serve_stored(&state, &req, &digest, &artifact).await,
-        crate::ondemand::Opened::Reading(reader) => reading_response(&req, &digest, reader),
+        crate::ondemand::Opened::Reading(reader) => reading_response(&req, &digest, reader).await,
     }
 }
 
 /// A download in flight as the response to `req`: a single `Range` → 206 with those bytes as
 /// they arrive, otherwise the whole blob. A failed download cuts the body before its end.
-pub(crate) fn reading_response(req: &HttpRequest, digest: &str, reader: crate::ondemand::Reader) -> Result<HttpResponse, RegistryError> {
+pub(crate) async fn reading_response(req: &HttpRequest, digest: &str, mut reader: crate::ondemand::Reader) -> Result<HttpResponse, RegistryError> {
+    if reader.size == Some(0) {
+        // An empty body is complete as soon as its headers are sent: answer only once the
+        // download is verified, so a remote that declared 0 bytes for a blob cannot pass.
+        reader.verdict().await?;
+    }
     match (reader.size, ByteRange::parse(req.headers().get(header::RANGE), reader.size)) {
         (_, Err(size)) => Err(RegistryError::RangeNotSatisfiable(size)),
         (Some(size), Ok(Some(range))) => {
@@ -214,7 +219,8 @@ async fn serve_stored(state: &AppState, req: &HttpRequest, digest: &str, artifac
             tracing::warn!(digest, error = %e, "a stored blob could not be read");
             RegistryError::Unavailable(format!("stored blob {digest} cannot be read now: the object store is unavailable"))
         } else {
-            RegistryError::Internal(format!("stored blob {digest} is unreadable: {e}"))
+            tracing::error!(digest, error = %e, "a stored blob is unreadable");
+            RegistryError::Internal(format!("stored blob {digest} is unreadable"))
         }
     };
     if req.method() == actix_web::http::Method::GET && state.config.storage.redirect_blobs {

@@ -375,9 +375,12 @@ pub async fn sweep_staged_uploads(state: &AppState) -> Result<u64, RegistryError
             freed += state.storage.remove_upload(&id).await;
             continue;
         }
+        // Listed before the claims are read: a part that lands in between is then not in the
+        // listing, rather than listed and not yet claimed.
+        let parts = state.storage.staged_parts(&id).await.map_err(io)?;
         let i = id.clone();
         let claimed: std::collections::HashSet<String> = state.db.run(move |c| upload::part_keys(c, &i).map_err(DbError::from)).await?.into_iter().collect();
-        for part in state.storage.staged_parts(&id).await.map_err(io)? {
+        for part in parts {
             let (key, age, size) = (part.key, part.age, part.size);
             if !claimed.contains(&key) && age > UNCLAIMED_PART_GRACE {
                 freed += size;

@@ -125,10 +125,13 @@ impl Backend for Filesystem {
     /// being copied into a buffer of ours, and each window is unmapped once sent.
     async fn read(&self, key: &str, range: Option<Range<u64>>) -> std::io::Result<ByteStream> {
         let file = std::fs::File::open(self.path_of(key))?;
-        let Range { start, end } = match range {
-            Some(r) => r,
-            None => 0..file.metadata()?.len(),
-        };
+        let len = file.metadata()?.len();
+        let Range { start, end } = range.unwrap_or(0..len);
+        if end > len {
+            // A file shorter than its record is damaged: never map past its end (that reads
+            // zeros, or faults the process); the caller's connection is cut instead.
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("stored file {key} holds {len} bytes, fewer than {end}")));
+        }
         let file = Arc::new(file);
         // Mapping does no I/O (pages fault in as they are sent), so it runs inline.
         let windows = futures_util::stream::iter((start..end).step_by(MAP_WINDOW as usize))

@@ -70,6 +70,11 @@ impl S3 {
         }
         let store = builder.build().map_err(|e| format!("the object store settings are invalid: {e}"))?;
         let prefix = config.s3_prefix.as_deref().unwrap_or("").trim_matches('/').to_string();
+        // Keys are matched back to the prefix as written: one the store's path rules would
+        // encode or normalise (`..`, `//`, `%`, non-ASCII, ...) could never be matched.
+        if !prefix.is_empty() && ObjectPath::parse(&prefix).map_or(true, |p| p.as_ref() != prefix || ObjectPath::from(prefix.as_str()).as_ref() != prefix) {
+            return Err(format!("--s3-prefix {:?} is not a plain key prefix: use letters, digits and '/', '-', '_', '.'", config.s3_prefix.as_deref().unwrap_or("")));
+        }
         let describe = format!(
             "s3://{bucket}/{prefix} at {}",
             config.s3_endpoint.as_deref().unwrap_or("AWS")
@@ -150,7 +155,7 @@ impl ObjectWriter for S3Writer {
         }
         let upload = self.upload.as_mut().expect("started above");
         for chunk in std::mem::take(&mut self.held) {
-            upload.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(io)?;
+            within(upload.wait_for_capacity(PARTS_IN_FLIGHT)).await?.map_err(io)?;
             upload.put(chunk);
         }
         Ok(())
