@@ -404,7 +404,6 @@ async fn bad_settings_stop_the_binary_naming_the_setting() {
 
     // SQLite serves one replica: a second process on the same database with the S3 store is refused.
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("data/pulpish.db");
     let port = free_port();
     let mut first = Command::new(env!("CARGO_BIN_EXE_pulpish"))
         .arg("serve")
@@ -422,7 +421,9 @@ async fn bad_settings_stop_the_binary_naming_the_setting() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let other = tempfile::tempdir().unwrap();
-    let mut args = vec!["--database-url".to_string(), format!("sqlite://{}", db.display()), "--data-dir".into(), other.path().join("data").display().to_string()];
+    // The same file spelled another way: a bare path through `.`.
+    let other_spelling = dir.path().join("data/./pulpish.db");
+    let mut args = vec!["--database-url".to_string(), other_spelling.display().to_string(), "--data-dir".into(), other.path().join("data").display().to_string()];
     args.extend(good.iter().cloned());
     let (ok, output, _) = serve_until_exit(other.path(), &args, Duration::from_secs(30));
     let _ = first.kill();

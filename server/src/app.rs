@@ -120,10 +120,10 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     std::fs::create_dir_all(&config.data_dir).map_err(data_dir_err)?;
     let storage = Storage::open_with(&config.data_dir, &config.storage).map_err(StartError::Storage)?;
     storage.check().await.map_err(|e| StartError::Storage(e.to_string()))?;
-    let replica_lock = sqlite_single_replica(&config)?;
     let db = Db::connect(&config.database_url())?;
     let migrate = db.clone();
     tokio::task::spawn_blocking(move || migrate.migrate()).await.map_err(|_| DbError::Join)??;
+    let replica_lock = sqlite_single_replica(&config)?;
 
     let given = config.admin_password.clone();
     let generated = db
@@ -164,11 +164,13 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
 /// second process on the same data directory is still one machine's install; with an object
 /// store it is a second replica that SQLite cannot coordinate, so it is refused.
 fn sqlite_single_replica(config: &Config) -> Result<Option<std::fs::File>, StartError> {
-    let url = config.database_url();
-    let Some(path) = url.strip_prefix("sqlite://") else { return Ok(None) };
-    if config.storage.kind != crate::config::StorageKind::S3 {
+    let url = crate::db::DatabaseUrl::parse(&config.database_url());
+    if url.backend != crate::db::Backend::Sqlite || config.storage.kind != crate::config::StorageKind::S3 {
         return Ok(None);
     }
+    // The database exists by now: one lock per file, however its path was spelled.
+    let path = std::fs::canonicalize(&url.target).map_err(|e| StartError::Storage(format!("cannot resolve {}: {e}", url.target)))?;
+    let path = path.display();
     let lock_path = format!("{path}.replica.lock");
     let lock = std::fs::File::create(&lock_path).map_err(|e| StartError::Storage(format!("cannot create {lock_path}: {e}")))?;
     lock.try_lock().map_err(|_| {

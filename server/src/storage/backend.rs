@@ -30,9 +30,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// fault when the store cannot be used.
     async fn check(&self) -> std::io::Result<()>;
 
-    /// Starts a new object at `key`. Nobody sees it before [`ObjectWriter::commit`]; a writer
-    /// dropped before that leaves nothing behind.
-    async fn create(&self, key: &str) -> std::io::Result<Box<dyn ObjectWriter>>;
+    /// Starts a new object at `key`, of `size` bytes if known. Nobody sees it before
+    /// [`ObjectWriter::commit`]; a writer dropped before that leaves nothing behind.
+    async fn create(&self, key: &str, size: Option<u64>) -> std::io::Result<Box<dyn ObjectWriter>>;
 
     /// Stores a finished, verified local file under `key`, unless `key` already holds an
     /// object of `size` bytes (same key, same content: it stays as it is).

@@ -102,7 +102,7 @@ impl Backend for Filesystem {
         Ok(())
     }
 
-    async fn create(&self, key: &str) -> std::io::Result<Box<dyn ObjectWriter>> {
+    async fn create(&self, key: &str, _size: Option<u64>) -> std::io::Result<Box<dyn ObjectWriter>> {
         let temp = self.scratch.file();
         let file = tokio::fs::File::from_std(open_scratch(&temp)?);
         Ok(Box::new(FileWriter { temp, file, dest: self.path_of(key), make_parent: key.starts_with("artifact/"), written: 0 }))

@@ -165,7 +165,7 @@ impl Storage {
     {
         if let Some(hex) = digest.strip_prefix("sha256:").filter(|h| h.len() == 64) {
             let key = Self::key_for(hex);
-            let mut writer = self.backend.create(&key).await?;
+            let mut writer = self.backend.create(&key, size.and_then(|s| u64::try_from(s).ok())).await?;
             let mut hasher = BlobHasher::for_digest(digest);
             let written = write_body(&mut *writer, body, digest, size, |chunk| hasher.update(chunk)).await?;
             let (hex, _) = verified(hasher, digest, size, written)?;
@@ -252,7 +252,7 @@ impl Storage {
         E: std::fmt::Display,
     {
         let key = format!("{}{}", Self::upload_prefix(upload_id), uuid::Uuid::new_v4());
-        let mut writer = self.backend.create(&key).await?;
+        let mut writer = self.backend.create(&key, None).await?;
         let size = write_body(&mut *writer, body, &format!("upload {upload_id}"), None, |_| {}).await? as u64;
         writer.commit().await?;
         Ok((key, size))

@@ -21,9 +21,16 @@ use tokio::io::AsyncReadExt;
 use super::backend::{unavailable, Backend, ByteStream, ObjectInfo, ObjectWriter};
 use crate::config::StorageConfig;
 
-/// Multipart chunk: S3's smallest part size. With [`PARTS_IN_FLIGHT`] this bounds the memory
-/// of one upload into the store.
+/// Multipart chunk: S3's smallest part size, or more for objects known to need more than
+/// [`MAX_PARTS`] of them. With [`PARTS_IN_FLIGHT`] this bounds the memory of one upload into
+/// the store. An object of unknown size (a pushed chunk, a monolithic push without a length)
+/// can grow to `MAX_PARTS` × 5 MiB, about 48 GiB.
 const PART_SIZE: usize = 5 * 1024 * 1024;
+/// S3 allows 10,000 parts; some headroom for a size that was declared a little short.
+const MAX_PARTS: u64 = 9_000;
+/// The largest part: sizes come from manifests, which an upstream writes, so a huge declared
+/// size must not buy huge buffers. Objects up to about 144 GiB fit.
+const MAX_PART_SIZE: usize = 16 * 1024 * 1024;
 const PARTS_IN_FLIGHT: usize = 2;
 
 pub struct S3 {
@@ -111,6 +118,11 @@ async fn within<T>(call: impl std::future::Future<Output = T>) -> std::io::Resul
         .map_err(|_| unavailable(format!("the object store did not answer within {} s", ANSWER_TIMEOUT.as_secs())))
 }
 
+/// The multipart chunk for an object of `size` bytes, if known.
+fn part_size_for(size: Option<u64>) -> usize {
+    size.map_or(PART_SIZE, |s| usize::try_from(s.div_ceil(MAX_PARTS)).unwrap_or(usize::MAX).clamp(PART_SIZE, MAX_PART_SIZE))
+}
+
 /// Missing objects are `NotFound`; everything else the store says is the store failing.
 fn io(e: object_store::Error) -> std::io::Error {
     match e {
@@ -132,6 +144,7 @@ struct S3Writer {
     held: Vec<Bytes>,
     /// Started once `held` passes a part's size; `None` again once committed.
     upload: Option<WriteMultipart>,
+    part_size: usize,
     written: u64,
 }
 
@@ -151,7 +164,7 @@ impl ObjectWriter for S3Writer {
                 return Ok(());
             }
             let upload = within(self.store.put_multipart(&self.path)).await?.map_err(io)?;
-            self.upload = Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE));
+            self.upload = Some(WriteMultipart::new_with_chunk_size(upload, self.part_size));
         }
         let upload = self.upload.as_mut().expect("started above");
         for chunk in std::mem::take(&mut self.held) {
@@ -230,8 +243,10 @@ impl Backend for S3 {
         Ok(())
     }
 
-    async fn create(&self, key: &str) -> std::io::Result<Box<dyn ObjectWriter>> {
+    async fn create(&self, key: &str, size: Option<u64>) -> std::io::Result<Box<dyn ObjectWriter>> {
+        let part_size = part_size_for(size);
         Ok(Box::new(S3Writer {
+            part_size,
             store: self.store.clone(),
             path: self.path(key),
             content_addressed: key.starts_with("artifact/"),
@@ -246,7 +261,7 @@ impl Backend for S3 {
             return Ok(());
         }
         let mut file = tokio::fs::File::open(path).await?;
-        let mut writer = self.create(key).await?;
+        let mut writer = self.create(key, Some(size)).await?;
         loop {
             let mut buf = vec![0u8; 1024 * 1024];
             let n = file.read(&mut buf).await?;
@@ -311,5 +326,21 @@ impl Backend for S3 {
 
     fn free_bytes(&self) -> Option<u64> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_grow_for_large_objects_within_bounds() {
+        assert_eq!(part_size_for(None), PART_SIZE);
+        assert_eq!(part_size_for(Some(0)), PART_SIZE);
+        assert_eq!(part_size_for(Some(40 << 30)), PART_SIZE, "40 GiB fits in 9,000 parts of 5 MiB");
+        let big = 100u64 << 30;
+        let part = part_size_for(Some(big)) as u64;
+        assert!(part > PART_SIZE as u64 && big.div_ceil(part) <= MAX_PARTS, "100 GiB: {part}-byte parts");
+        assert_eq!(part_size_for(Some(u64::MAX)), MAX_PART_SIZE, "a declared size buys no more than the largest part");
     }
 }
