@@ -484,11 +484,12 @@ warm_mbps() {
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 
-# record_ratio NAME A B: records A ÷ B, from the last recorded values of A and B (if both exist).
+# record_ratio NAME A B [FILE]: records A ÷ B, from the last values of A and B recorded in FILE
+# (default: the results; PENDING for this run's values), if both exist.
 record_ratio() {
-    local a b
-    a=$(awk -v k="$2" '$1 == k { v = $2 } END { print v }' "$results")
-    b=$(awk -v k="$3" '$1 == k { v = $2 } END { print v }' "$results")
+    local a b from=${4:-$results}
+    a=$(awk -v k="$2" '$1 == k { v = $2 } END { print v }' "$from")
+    b=$(awk -v k="$3" '$1 == k { v = $2 } END { print v }' "$from")
     [[ -z $a || -z $b ]] || record "$1" "$(ratio "$a" "$b")"
 }
 
@@ -1264,16 +1265,9 @@ b10_run() {
     setup_repo "$PBASE" blob "$BLOB_REPO" bench/blob
     cold_conc one "$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST"
     stop_matching B10-one
-    record_pending_ratio b10.ratio b10.rep.mbps b10.one.mbps
+    record_ratio b10.ratio b10.rep.mbps b10.one.mbps "$PENDING"
 }
 
-# record_pending_ratio NAME A B: records A ÷ B from this run's values (held in PENDING).
-record_pending_ratio() {
-    local a b
-    a=$(awk -v k="$2" '$1 == k { v = $2 } END { print v }' "$PENDING")
-    b=$(awk -v k="$3" '$1 == k { v = $2 } END { print v }' "$PENDING")
-    [[ -z $a || -z $b ]] || record "$1" "$(ratio "$a" "$b")"
-}
 
 section_scaleout() {
     local i
