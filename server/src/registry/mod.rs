@@ -24,8 +24,9 @@ use crate::models::{content, distribution};
 
 pub(crate) const API_VERSION: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
 const MAX_PAGE: i64 = 10_000;
-/// The size of the pieces a stored blob is sent in.
-const SEND_SLICE: usize = 128 * 1024;
+/// The size of the pieces a stored blob is sent in: what a client that stops reading holds
+/// (B8), against throughput (B1: 128 KiB cost a fifth of it; 1 MiB gained nothing over 256 KiB).
+const SEND_SLICE: usize = 256 * 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/token", web::get().to(access::token));
