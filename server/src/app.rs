@@ -239,7 +239,7 @@ pub struct RunningServer {
 /// Starts workers and the HTTP server on `listener`; await `server` to run until stopped.
 pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServer, StartError> {
     let addr = listener.local_addr().map_err(StartError::Listen)?;
-    if state.config.cluster.advertise_url.is_none() && addr.ip().is_unspecified() && state.db.backend.name() == "postgresql" {
+    if state.config.cluster.advertise_url.is_none() && addr.ip().is_unspecified() && state.db.backend == crate::db::Backend::Postgres {
         // Other replicas would call http://0.0.0.0:PORT: themselves.
         tracing::warn!(bind = %addr, "bound to every address without --advertise-url: other replicas cannot reach this one to share its downloads; set --advertise-url to this replica's own address");
     }

@@ -263,7 +263,7 @@ impl BlobFetcher {
         }
         let (remote, _, expected_size) = source.remote.clone().ok_or(FetchError::NoRemote)?;
         let scratch = state.storage.scratch_file();
-        let writer = std::fs::File::options().write(true).create_new(true).open(scratch.path()).map_err(io)?;
+        let writer = scratch.create().map_err(io)?;
         let reader = std::fs::File::open(scratch.path()).map_err(io)?;
         let declared = expected_size.and_then(|s| u64::try_from(s).ok());
         let (tx, rx) = watch::channel(Progress { size: declared, written: 0, phase: Phase::Starting });

@@ -57,6 +57,18 @@ pub enum RegistryError {
 const MAX_MESSAGE: usize = 1024;
 
 impl RegistryError {
+    /// The store failed at `what`: 503 while it is unreachable, 500 otherwise. What the store
+    /// said (and where it is) goes to the log, not to clients.
+    pub fn storage(what: &str, e: std::io::Error) -> Self {
+        if crate::storage::is_unavailable(&e) {
+            tracing::warn!(error = %e, "{what}: the object store is unavailable");
+            RegistryError::Unavailable(format!("{what}: the object store is unavailable; try again later"))
+        } else {
+            tracing::error!(error = %e, "{what}: storage error");
+            RegistryError::Internal(format!("{what}: storage error"))
+        }
+    }
+
     fn code(&self) -> &'static str {
         match self {
             RegistryError::NameUnknown(_) => "NAME_UNKNOWN",

@@ -214,16 +214,7 @@ fn blob_headers(mut resp: actix_web::HttpResponseBuilder, digest: &str) -> actix
 /// size is the artifact row's: HEAD never touches the bytes.
 async fn serve_stored(state: &AppState, req: &HttpRequest, digest: &str, artifact: &crate::models::artifact::Artifact) -> Result<HttpResponse, RegistryError> {
     let size = artifact.size as u64;
-    let unreadable = |e: std::io::Error| {
-        if crate::storage::is_unavailable(&e) {
-            // What the store said (and where it is) goes to the log, not to clients.
-            tracing::warn!(digest, error = %e, "a stored blob could not be read");
-            RegistryError::Unavailable(format!("stored blob {digest} cannot be read now: the object store is unavailable"))
-        } else {
-            tracing::error!(digest, error = %e, "a stored blob is unreadable");
-            RegistryError::Internal(format!("stored blob {digest} is unreadable"))
-        }
-    };
+    let unreadable = |e| RegistryError::storage(&format!("stored blob {digest}"), e);
     if req.method() == actix_web::http::Method::GET && state.config.storage.redirect_blobs {
         let expires = std::time::Duration::from_secs(state.config.storage.redirect_expiry);
         if let Some(url) = state.storage.presign(&artifact.storage_key, expires).await.map_err(unreadable)? {

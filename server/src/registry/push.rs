@@ -1,7 +1,7 @@
 //! The push half of the distribution spec: blob uploads (monolithic, chunked, cross-repository
 //! mount), manifest PUT and DELETE. Upload state is in the database and the staged bytes in the
-//! shared data directory (`uploads/<id>/`, one part file per request), so any replica can take
-//! any request of an upload.
+//! store (`uploads/<id>/<part>`, one part per request: files on the filesystem, objects in a
+//! bucket), so any replica can take any request of an upload.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -198,13 +198,7 @@ pub async fn start_upload(
 }
 
 fn io(e: std::io::Error) -> RegistryError {
-    if crate::storage::is_unavailable(&e) {
-        // What the store said (and where it is) goes to the log, not to clients.
-        tracing::warn!(error = %e, "a push could not use the store");
-        RegistryError::Unavailable("the object store is unavailable; try again later".into())
-    } else {
-        RegistryError::Internal(format!("storage error: {e}"))
-    }
+    RegistryError::storage("blob upload", e)
 }
 
 async fn ingest_pushed(state: &AppState, body: web::Payload, digest: &str) -> Result<crate::storage::StoredFile, RegistryError> {

@@ -56,13 +56,6 @@ fn link(temp: &Path, dest: &Path, size: u64, make_parent: bool) -> std::io::Resu
     }
 }
 
-/// Creates the scratch file here and now. A `tokio::fs` open runs on the blocking pool and
-/// finishes even when the future awaiting it is dropped, which would create the file after
-/// its guard had already removed the path: a file nobody owns.
-pub(super) fn open_scratch(temp: &ScratchFile) -> std::io::Result<std::fs::File> {
-    std::fs::File::options().write(true).create_new(true).open(temp.path())
-}
-
 struct FileWriter {
     temp: ScratchFile,
     file: tokio::fs::File,
@@ -104,7 +97,7 @@ impl Backend for Filesystem {
 
     async fn create(&self, key: &str, _size: Option<u64>) -> std::io::Result<Box<dyn ObjectWriter>> {
         let temp = self.scratch.file();
-        let file = tokio::fs::File::from_std(open_scratch(&temp)?);
+        let file = tokio::fs::File::from_std(temp.create()?);
         Ok(Box::new(FileWriter { temp, file, dest: self.path_of(key), make_parent: key.starts_with("artifact/"), written: 0 }))
     }
 
@@ -129,7 +122,7 @@ impl Backend for Filesystem {
         let Range { start, end } = range.unwrap_or(0..len);
         if end > len {
             // A file shorter than its record is damaged: never map past its end (that reads
-            // zeros, or faults the process); the caller's connection is cut instead.
+            // zeros, or faults the process); the request fails instead.
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("stored file {key} holds {len} bytes, fewer than {end}")));
         }
         let file = Arc::new(file);

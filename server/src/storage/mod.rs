@@ -33,13 +33,8 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Opens the store on the filesystem under `data_dir`, takes a scratch directory for this
-    /// process and removes what dead processes left in theirs.
-    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
-        Self::open_with(data_dir, &StorageConfig::default()).map_err(std::io::Error::other)
-    }
-
-    /// Opens the store `config` names; scratch files stay under `data_dir/tmp` either way.
+    /// Opens the store `config` names, takes a scratch directory for this process under
+    /// `data_dir/tmp` (on every backend) and removes what dead processes left in theirs.
     /// Nothing remote is contacted yet: [`Storage::check`] does that.
     pub fn open_with(data_dir: &Path, config: &StorageConfig) -> Result<Self, String> {
         let tmp_root = data_dir.join("tmp");
@@ -173,7 +168,7 @@ impl Storage {
             return Ok(StoredFile { sha256: hex, size: written, key });
         }
         let temp = self.scratch_file();
-        let mut file = LocalFile(tokio::fs::File::from_std(fs::open_scratch(&temp)?));
+        let mut file = LocalFile(tokio::fs::File::from_std(temp.create()?));
         let mut hasher = BlobHasher::for_digest(digest);
         let written = write_body(&mut file, body, digest, size, |chunk| hasher.update(chunk)).await?;
         file.0.sync_data().await?;

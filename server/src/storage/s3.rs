@@ -184,10 +184,8 @@ impl ObjectWriter for S3Writer {
             }
         }
         match self.upload.take() {
-            Some(mut upload) => {
-                for chunk in std::mem::take(&mut self.held) {
-                    upload.put(chunk);
-                }
+            // `write` hands every held byte to an upload once it has started.
+            Some(upload) => {
                 within(upload.finish()).await?.map_err(io)?;
             }
             None => {

@@ -99,6 +99,13 @@ impl ScratchFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Creates the file, here and now. A `tokio::fs` open runs on the blocking pool and finishes
+    /// even when the future awaiting it is dropped, which would create the file after this
+    /// guard had already removed the path: a file nobody owns.
+    pub fn create(&self) -> std::io::Result<File> {
+        File::options().write(true).create_new(true).open(&self.path)
+    }
 }
 
 impl Drop for ScratchFile {
