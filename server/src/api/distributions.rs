@@ -9,7 +9,7 @@ use super::body::{self, double_option};
 use super::pagination::{PageParams, Paginated};
 use super::responses::{BadRequest, NotFound, Unauthorized};
 use super::validate::{self, Checks};
-use super::{accepted, hrefs, timestamp, NameParams, Query, TaskResponse};
+use super::{accepted, hrefs, timestamp, NameParams, Query, AsyncOperationResponse};
 use crate::app::AppState;
 use crate::db::{DbConnection, DbError};
 use crate::error::ApiError;
@@ -104,6 +104,8 @@ fn blank() -> Distribution {
         description: None,
         pulp_created: t,
         pulp_last_updated: t,
+        pulp_labels: "{}".into(),
+        hidden: false,
     }
 }
 
@@ -247,7 +249,7 @@ pub async fn list(
     tag = "Distributions: Container",
     operation_id = "distributions_container_container_create",
     request_body = DistributionRequest,
-    responses((status = 202, body = TaskResponse), BadRequest, Unauthorized)
+    responses((status = 202, body = AsyncOperationResponse), BadRequest, Unauthorized)
 )]
 #[post("/distributions/container/container/")]
 pub async fn create(state: web::Data<AppState>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
@@ -291,7 +293,7 @@ async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> 
     tag = "Distributions: Container",
     operation_id = "distributions_container_container_update",
     request_body = DistributionRequest,
-    responses((status = 202, body = TaskResponse), BadRequest, Unauthorized, NotFound)
+    responses((status = 202, body = AsyncOperationResponse), BadRequest, Unauthorized, NotFound)
 )]
 #[put("/distributions/container/container/{id}/")]
 pub async fn update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
@@ -303,7 +305,7 @@ pub async fn update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes
     tag = "Distributions: Container",
     operation_id = "distributions_container_container_partial_update",
     request_body = PatchedDistributionRequest,
-    responses((status = 202, body = TaskResponse), BadRequest, Unauthorized, NotFound)
+    responses((status = 202, body = AsyncOperationResponse), BadRequest, Unauthorized, NotFound)
 )]
 #[patch("/distributions/container/container/{id}/")]
 pub async fn partial_update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
@@ -314,7 +316,7 @@ pub async fn partial_update(state: web::Data<AppState>, id: web::Path<uuid::Uuid
 #[utoipa::path(
     tag = "Distributions: Container",
     operation_id = "distributions_container_container_delete",
-    responses((status = 202, body = TaskResponse), Unauthorized, NotFound)
+    responses((status = 202, body = AsyncOperationResponse), Unauthorized, NotFound)
 )]
 #[delete("/distributions/container/container/{id}/")]
 pub async fn remove(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {

@@ -7,6 +7,7 @@ pub mod body;
 pub mod content;
 pub mod distributions;
 pub mod docs;
+pub mod filters;
 pub mod hrefs;
 pub mod pagination;
 pub mod remotes;
@@ -32,13 +33,13 @@ pub fn timestamp(t: NaiveDateTime) -> DateTime<Utc> {
 
 /// Pulp's answer to anything done by a task.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct TaskResponse {
+pub struct AsyncOperationResponse {
     /// The task's href; poll it to follow the work.
     pub task: String,
 }
 
 pub fn accepted(task: &Task) -> HttpResponse {
-    HttpResponse::Accepted().json(TaskResponse { task: hrefs::task(&task.id) })
+    HttpResponse::Accepted().json(AsyncOperationResponse { task: hrefs::task(&task.id) })
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

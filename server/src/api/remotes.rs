@@ -6,10 +6,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::body::{self, double_option, Integer};
-use super::pagination::{PageParams, Paginated};
+use super::filters::{self, DetailQuery, Kind, ListQuery};
+use super::pagination::Paginated;
 use super::responses::{BadRequest, NotFound, Unauthorized};
 use super::validate::{self, Checks};
-use super::{accepted, hrefs, timestamp, NameParams, Query, TaskResponse};
+use super::{accepted, hrefs, timestamp, AsyncOperationResponse};
 use crate::app::AppState;
 use crate::db::{is_unique_violation, DbConnection, DbError};
 use crate::error::ApiError;
@@ -178,6 +179,13 @@ fn blank() -> Remote {
         max_retries: None,
         pulp_created: t,
         pulp_last_updated: t,
+        sock_connect_timeout: None,
+        sock_read_timeout: None,
+        headers: None,
+        rate_limit: None,
+        client_cert: None,
+        client_key: None,
+        pulp_labels: "{}".into(),
     }
 }
 
@@ -259,24 +267,29 @@ async fn find_or_404(state: &AppState, id: String) -> Result<Remote, ApiError> {
         .ok_or_else(ApiError::not_found)
 }
 
+crate::listing!(
+    RemoteListing,
+    RemoteResponse,
+    [
+        filters::text("name", "Filter by name."),
+        filters::filter("pulp_href", Kind::Id(hrefs::parse_remote), filters::IN, "Only these remotes (hrefs)."),
+        filters::filter("pulp_last_updated", Kind::Time, filters::RANGE_LOOKUPS, "Filter by last update time."),
+    ],
+    ["name", "pulp_created", "pulp_last_updated", "url", "upstream_name", "policy"]
+);
+
 /// List container remotes.
 #[utoipa::path(
     tag = "Remotes: Container",
     operation_id = "remotes_container_container_list",
-    params(PageParams, NameParams),
+    params(RemoteListing),
     responses((status = 200, body = Paginated<RemoteResponse>), BadRequest, Unauthorized)
 )]
 #[get("/remotes/container/container/")]
-pub async fn list(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    page: Query<PageParams>,
-    names: Query<NameParams>,
-) -> Result<HttpResponse, ApiError> {
-    let window = page.window()?;
-    let filter = names.into_inner().into();
-    let rows = state.db.run(move |c| remote::list(c, &filter, window).map_err(DbError::from)).await?;
-    Ok(HttpResponse::Ok().json(Paginated::new(&req, window, rows, RemoteResponse::from)))
+pub async fn list(state: web::Data<AppState>, req: HttpRequest, query: ListQuery<RemoteListing>) -> Result<HttpResponse, ApiError> {
+    let (criteria, window) = (query.criteria.clone(), query.window);
+    let rows = state.db.run(move |c| remote::list(c, &criteria, window).map_err(DbError::from)).await?;
+    Ok(query.respond(&req, rows, RemoteResponse::from))
 }
 
 /// Create a container remote.
@@ -310,12 +323,13 @@ pub async fn create(state: web::Data<AppState>, bytes: web::Bytes) -> Result<Htt
 #[utoipa::path(
     tag = "Remotes: Container",
     operation_id = "remotes_container_container_read",
-    responses((status = 200, body = RemoteResponse), Unauthorized, NotFound)
+    params(filters::DetailParams),
+    responses((status = 200, body = RemoteResponse), BadRequest, Unauthorized, NotFound)
 )]
 #[get("/remotes/container/container/{id}/")]
-pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, query: DetailQuery<RemoteResponse>) -> Result<HttpResponse, ApiError> {
     let row = find_or_404(&state, id.to_string()).await?;
-    Ok(HttpResponse::Ok().json(RemoteResponse::from(row)))
+    Ok(query.respond(RemoteResponse::from(row)))
 }
 
 async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> Result<HttpResponse, ApiError> {
@@ -334,7 +348,7 @@ async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> 
     tag = "Remotes: Container",
     operation_id = "remotes_container_container_update",
     request_body = RemoteRequest,
-    responses((status = 202, body = TaskResponse), BadRequest, Unauthorized, NotFound)
+    responses((status = 202, body = AsyncOperationResponse), BadRequest, Unauthorized, NotFound)
 )]
 #[put("/remotes/container/container/{id}/")]
 pub async fn update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
@@ -346,7 +360,7 @@ pub async fn update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes
     tag = "Remotes: Container",
     operation_id = "remotes_container_container_partial_update",
     request_body = PatchedRemoteRequest,
-    responses((status = 202, body = TaskResponse), BadRequest, Unauthorized, NotFound)
+    responses((status = 202, body = AsyncOperationResponse), BadRequest, Unauthorized, NotFound)
 )]
 #[patch("/remotes/container/container/{id}/")]
 pub async fn partial_update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
@@ -357,7 +371,7 @@ pub async fn partial_update(state: web::Data<AppState>, id: web::Path<uuid::Uuid
 #[utoipa::path(
     tag = "Remotes: Container",
     operation_id = "remotes_container_container_delete",
-    responses((status = 202, body = TaskResponse), Unauthorized, NotFound)
+    responses((status = 202, body = AsyncOperationResponse), Unauthorized, NotFound)
 )]
 #[delete("/remotes/container/container/{id}/")]
 pub async fn remove(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {

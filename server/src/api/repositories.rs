@@ -12,7 +12,7 @@ use super::body::{self, double_option};
 use super::pagination::{PageParams, Paginated};
 use super::responses::{BadRequest, NotFound, Unauthorized};
 use super::validate::{self, Checks};
-use super::{accepted, hrefs, timestamp, NameParams, Query, TaskResponse};
+use super::{accepted, hrefs, timestamp, NameParams, Query, AsyncOperationResponse};
 use crate::app::AppState;
 use crate::db::{is_unique_violation, DbConnection, DbError};
 use crate::error::ApiError;
@@ -136,6 +136,8 @@ fn blank() -> Repository {
         latest_version_number: 0,
         pulp_created: t,
         pulp_last_updated: t,
+        pulp_labels: "{}".into(),
+        retain_repo_versions: None,
     }
 }
 
@@ -260,7 +262,7 @@ async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> 
     tag = "Repositories: Container",
     operation_id = "repositories_container_container_update",
     request_body = RepositoryRequest,
-    responses((status = 202, body = TaskResponse), BadRequest, Unauthorized, NotFound)
+    responses((status = 202, body = AsyncOperationResponse), BadRequest, Unauthorized, NotFound)
 )]
 #[put("/repositories/container/container/{id}/")]
 pub async fn update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
@@ -272,7 +274,7 @@ pub async fn update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes
     tag = "Repositories: Container",
     operation_id = "repositories_container_container_partial_update",
     request_body = PatchedRepositoryRequest,
-    responses((status = 202, body = TaskResponse), BadRequest, Unauthorized, NotFound)
+    responses((status = 202, body = AsyncOperationResponse), BadRequest, Unauthorized, NotFound)
 )]
 #[patch("/repositories/container/container/{id}/")]
 pub async fn partial_update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
@@ -283,7 +285,7 @@ pub async fn partial_update(state: web::Data<AppState>, id: web::Path<uuid::Uuid
 #[utoipa::path(
     tag = "Repositories: Container",
     operation_id = "repositories_container_container_delete",
-    responses((status = 202, body = TaskResponse), Unauthorized, NotFound)
+    responses((status = 202, body = AsyncOperationResponse), Unauthorized, NotFound)
 )]
 #[delete("/repositories/container/container/{id}/")]
 pub async fn remove(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
@@ -368,7 +370,7 @@ pub struct SyncRequest {
     operation_id = "repositories_container_container_sync",
     // Optional: an empty body syncs from the repository's own remote.
     request_body = Option<SyncRequest>,
-    responses((status = 202, body = TaskResponse), BadRequest, Unauthorized, NotFound)
+    responses((status = 202, body = AsyncOperationResponse), BadRequest, Unauthorized, NotFound)
 )]
 #[post("/repositories/container/container/{id}/sync/")]
 pub async fn sync(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {

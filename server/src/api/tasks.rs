@@ -28,7 +28,7 @@ pub struct ProgressReportResponse {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TaskView {
+pub struct TaskResponse {
     pub pulp_href: String,
     pub pulp_created: DateTime<Utc>,
     pub name: String,
@@ -43,9 +43,9 @@ pub struct TaskView {
     pub reserved_resources_record: Vec<String>,
 }
 
-impl From<Task> for TaskView {
+impl From<Task> for TaskResponse {
     fn from(t: Task) -> Self {
-        TaskView {
+        TaskResponse {
             pulp_href: hrefs::task(&t.id),
             pulp_created: timestamp(t.pulp_created),
             reserved_resources_record: t.resources(),
@@ -102,7 +102,7 @@ pub enum CancelState {
     tag = "Tasks",
     operation_id = "tasks_list",
     params(PageParams, TaskParams),
-    responses((status = 200, body = Paginated<TaskView>), BadRequest, Unauthorized)
+    responses((status = 200, body = Paginated<TaskResponse>), BadRequest, Unauthorized)
 )]
 #[get("/tasks/")]
 pub async fn list(state: web::Data<AppState>, req: HttpRequest, page: Query<PageParams>, params: Query<TaskParams>) -> Result<HttpResponse, ApiError> {
@@ -117,20 +117,20 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, page: Query<Page
         .db
         .run(move |c| task::list(c, wanted.as_deref(), name.as_deref(), window).map_err(DbError::from))
         .await?;
-    Ok(HttpResponse::Ok().json(Paginated::new(&req, window, rows, TaskView::from)))
+    Ok(HttpResponse::Ok().json(Paginated::new(&req, window, rows, TaskResponse::from)))
 }
 
 /// Inspect a task.
 #[utoipa::path(
     tag = "Tasks",
     operation_id = "tasks_read",
-    responses((status = 200, body = TaskView), Unauthorized, NotFound)
+    responses((status = 200, body = TaskResponse), Unauthorized, NotFound)
 )]
 #[get("/tasks/{id}/")]
 pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
     let id = id.to_string();
     let row = state.db.run(move |c| task::find(c, &id).map_err(DbError::from)).await?.ok_or_else(ApiError::not_found)?;
-    Ok(HttpResponse::Ok().json(TaskView::from(row)))
+    Ok(HttpResponse::Ok().json(TaskResponse::from(row)))
 }
 
 /// Cancel a waiting or running task: `{"state": "canceled"}`.
@@ -138,7 +138,7 @@ pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Resu
     tag = "Tasks",
     operation_id = "tasks_cancel",
     request_body = TaskCancel,
-    responses((status = 200, body = TaskView), BadRequest, Unauthorized, NotFound, Conflict)
+    responses((status = 200, body = TaskResponse), BadRequest, Unauthorized, NotFound, Conflict)
 )]
 #[patch("/tasks/{id}/")]
 pub async fn cancel(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
@@ -151,7 +151,7 @@ pub async fn cancel(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes
     let current = state.db.run(move |c| task::find(c, &lookup).map_err(DbError::from)).await?.ok_or_else(ApiError::not_found)?;
     let updated = state.db.run(move |c| task::request_cancel(c, &id).map_err(DbError::from)).await?;
     match updated {
-        Some(t) => Ok(HttpResponse::Ok().json(TaskView::from(t))),
+        Some(t) => Ok(HttpResponse::Ok().json(TaskResponse::from(t))),
         None => Err(ApiError::Conflict(format!("The task is already {}; only waiting or running tasks can be canceled.", current.state))),
     }
 }

@@ -77,7 +77,8 @@ impl r2d2::ManageConnection for ConnectionManager {
                 // busy_timeout first, so the others wait for a lock instead of failing. The
                 // journal mode is not set here: switching it needs the file to itself, which
                 // fails while migrations run; `Db::connect` sets it once, before the pool.
-                conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+                // case_sensitive_like: `__contains` and `__startswith` match case as on PostgreSQL.
+                conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA case_sensitive_like = ON;")
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))
             }

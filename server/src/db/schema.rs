@@ -29,6 +29,13 @@ diesel::table! {
         max_retries -> Nullable<Integer>,
         pulp_created -> Timestamp,
         pulp_last_updated -> Timestamp,
+        sock_connect_timeout -> Nullable<Double>,
+        sock_read_timeout -> Nullable<Double>,
+        headers -> Nullable<Text>,
+        rate_limit -> Nullable<Integer>,
+        client_cert -> Nullable<Text>,
+        client_key -> Nullable<Text>,
+        pulp_labels -> Text,
     }
 }
 
@@ -41,6 +48,8 @@ diesel::table! {
         latest_version_number -> BigInt,
         pulp_created -> Timestamp,
         pulp_last_updated -> Timestamp,
+        pulp_labels -> Text,
+        retain_repo_versions -> Nullable<BigInt>,
     }
 }
 
@@ -155,6 +164,8 @@ diesel::table! {
         description -> Nullable<Text>,
         pulp_created -> Timestamp,
         pulp_last_updated -> Timestamp,
+        pulp_labels -> Text,
+        hidden -> Bool,
     }
 }
 
@@ -172,6 +183,8 @@ diesel::table! {
         pulp_created -> Timestamp,
         started_at -> Nullable<Timestamp>,
         finished_at -> Nullable<Timestamp>,
+        logging_cid -> Text,
+        unblocked_at -> Nullable<Timestamp>,
     }
 }
 

@@ -17,6 +17,10 @@ pub struct Distribution {
     pub description: Option<String>,
     pub pulp_created: NaiveDateTime,
     pub pulp_last_updated: NaiveDateTime,
+    /// JSON map of labels.
+    pub pulp_labels: String,
+    /// Left out of the registry's catalog (still served).
+    pub hidden: bool,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &Distribution) -> QueryResult<()> {

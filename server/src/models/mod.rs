@@ -4,6 +4,7 @@ pub mod admin;
 pub mod artifact;
 pub mod content;
 pub mod distribution;
+pub mod filter;
 pub mod lease;
 pub mod remote;
 pub mod secret;

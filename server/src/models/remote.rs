@@ -1,7 +1,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::{NameFilter, Page, Window};
+use super::filter::Criteria;
+use super::{Page, Window};
 use crate::db::schema::remote;
 use crate::db::DbConnection;
 
@@ -27,6 +28,17 @@ pub struct Remote {
     pub max_retries: Option<i32>,
     pub pulp_created: NaiveDateTime,
     pub pulp_last_updated: NaiveDateTime,
+    pub sock_connect_timeout: Option<f64>,
+    pub sock_read_timeout: Option<f64>,
+    /// JSON list of one-entry maps, `[{"X-Name": "value"}]`, as Pulp takes them.
+    pub headers: Option<String>,
+    /// Requests per second to the upstream.
+    pub rate_limit: Option<i32>,
+    /// PEM client certificate and key for upstreams that require one (the key is write-only).
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    /// JSON map of labels.
+    pub pulp_labels: String,
 }
 
 /// Secrets stay out of logs: the password, and the proxy URL (it may carry credentials).
@@ -123,12 +135,23 @@ pub fn find_by_name(conn: &mut DbConnection, name: &str) -> QueryResult<Option<R
     remote::table.filter(remote::name.eq(name)).select(Remote::as_select()).first(conn).optional()
 }
 
-pub fn list(conn: &mut DbConnection, filter: &NameFilter, window: Window) -> QueryResult<Page<Remote>> {
-    let count = crate::filter_by_name!(remote::table.into_boxed(), remote::name, filter)
-        .count()
-        .get_result(conn)?;
-    let rows = crate::filter_by_name!(remote::table.into_boxed(), remote::name, filter)
-        .order((remote::pulp_created, remote::id))
+pub fn list(conn: &mut DbConnection, criteria: &Criteria, window: Window) -> QueryResult<Page<Remote>> {
+    let filtered = || {
+        let mut q = crate::filter_text!(remote::table.into_boxed(), remote::name, criteria.text_match("name"));
+        if let Some(ids) = criteria.list("pulp_href__in") {
+            q = q.filter(remote::id.eq_any(ids));
+        }
+        crate::filter_range!(q, remote::pulp_last_updated, criteria.time_range("pulp_last_updated"))
+    };
+    let count = filtered().count().get_result(conn)?;
+    let rows = crate::sort_by!(filtered(), criteria, [remote::pulp_created, remote::id], {
+        "name" => remote::name,
+        "pulp_created" => remote::pulp_created,
+        "pulp_last_updated" => remote::pulp_last_updated,
+        "url" => remote::url,
+        "upstream_name" => remote::upstream_name,
+        "policy" => remote::policy,
+    })
         .limit(window.limit)
         .offset(window.offset)
         .select(Remote::as_select())

@@ -18,6 +18,10 @@ pub struct Repository {
     pub latest_version_number: i64,
     pub pulp_created: NaiveDateTime,
     pub pulp_last_updated: NaiveDateTime,
+    /// JSON map of labels.
+    pub pulp_labels: String,
+    /// How many of the newest versions to keep (null keeps all).
+    pub retain_repo_versions: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -31,6 +31,9 @@ pub struct Task {
     pub pulp_created: NaiveDateTime,
     pub started_at: Option<NaiveDateTime>,
     pub finished_at: Option<NaiveDateTime>,
+    /// The correlation id of the request that dispatched it.
+    pub logging_cid: String,
+    pub unblocked_at: Option<NaiveDateTime>,
 }
 
 impl Task {
@@ -57,6 +60,8 @@ pub fn enqueue(conn: &mut DbConnection, name: &str, args: &serde_json::Value, re
         pulp_created: super::now(),
         started_at: None,
         finished_at: None,
+        logging_cid: String::new(),
+        unblocked_at: None,
     };
     diesel::insert_into(task::table).values(&row).execute(conn)?;
     Ok(row)

@@ -62,6 +62,8 @@ async fn push_target(state: &AppState, name: &str) -> Result<String, RegistryErr
                                 description: Some("created by the first push".into()),
                                 pulp_created: t,
                                 pulp_last_updated: t,
+                                pulp_labels: "{}".into(),
+                                hidden: false,
                             },
                         )?;
                         Ok(Ok(repo))
@@ -108,7 +110,7 @@ fn create_repository(c: &mut DbConnection, name: &str) -> Result<String, DbError
     let t = now();
     let id = new_id();
     let repo_name = if taken { format!("{name}-{}", &id[..8]) } else { name.to_string() };
-    repository::insert(c, &Repository { id: id.clone(), name: repo_name, description: None, remote_id: None, latest_version_number: 0, pulp_created: t, pulp_last_updated: t })?;
+    repository::insert(c, &Repository { id: id.clone(), name: repo_name, description: None, remote_id: None, latest_version_number: 0, pulp_created: t, pulp_last_updated: t, pulp_labels: "{}".into(), retain_repo_versions: None })?;
     Ok(id)
 }
 

@@ -1,0 +1,13 @@
+ALTER TABLE task DROP COLUMN unblocked_at;
+ALTER TABLE task DROP COLUMN logging_cid;
+ALTER TABLE distribution DROP COLUMN hidden;
+ALTER TABLE distribution DROP COLUMN pulp_labels;
+ALTER TABLE repository DROP COLUMN retain_repo_versions;
+ALTER TABLE repository DROP COLUMN pulp_labels;
+ALTER TABLE remote DROP COLUMN pulp_labels;
+ALTER TABLE remote DROP COLUMN client_key;
+ALTER TABLE remote DROP COLUMN client_cert;
+ALTER TABLE remote DROP COLUMN rate_limit;
+ALTER TABLE remote DROP COLUMN headers;
+ALTER TABLE remote DROP COLUMN sock_read_timeout;
+ALTER TABLE remote DROP COLUMN sock_connect_timeout;
