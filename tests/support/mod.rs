@@ -55,6 +55,26 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Like `on_both_backends!` but on the two databases only, for tests that never touch blob bytes
+/// (filters, API shapes): the object store adds nothing there.
+#[macro_export]
+macro_rules! on_databases {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(crate::support::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(crate::support::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
 /// The database URL for a fresh, empty database on `backend`, inside `dir` for SQLite.
 pub fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
     match backend {
