@@ -30,13 +30,33 @@ async fn status_is_public_and_reports_the_database(backend: Backend) {
     assert_eq!(body["database_connection"]["connected"], true);
     let expected = if backend == Backend::Sqlite { "sqlite" } else { "postgresql" };
     assert_eq!(body["database_connection"]["backend"], expected);
-    assert_eq!(body["versions"][0]["component"], "pulpish");
+    // Pulp's shape, and the same versions the document advertises (pulp-cli compares them).
+    let doc: Value = reqwest::get(s.url("docs/api.json")).await.unwrap().json().await.unwrap();
+    let advertised = doc["info"]["x-pulp-app-versions"].as_object().unwrap().clone();
+    let reported: serde_json::Map<String, Value> =
+        body["versions"].as_array().unwrap().iter().map(|v| (v["component"].as_str().unwrap().to_string(), v["version"].clone())).collect();
+    assert_eq!(reported, advertised);
+    assert_eq!(reported["core"], "3.85.0");
+    assert!(reported.contains_key("container") && reported.contains_key("pulpish"));
+    let workers = body["online_workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{body}");
+    for w in workers {
+        let (status, worker) = s.get(w["pulp_href"].as_str().unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(worker["name"], w["name"]);
+        assert_eq!(worker["online"], true);
+    }
+    assert_eq!(body["online_api_apps"].as_array().unwrap().len(), 1);
+    assert_eq!(body["content_settings"]["content_path_prefix"], "/v2/");
+    assert_eq!(body["redis_connection"]["connected"], false);
     if backend == Backend::S3 {
         assert_eq!(body["storage"]["backend"], "s3");
         assert!(body["storage"]["free"].is_null(), "an object store's free space is unknown: {body}");
     } else {
         assert_eq!(body["storage"]["backend"], "filesystem");
-        assert!(body["storage"]["free"].as_u64().unwrap() > 0);
+        let (total, used, free) = (&body["storage"]["total"], &body["storage"]["used"], &body["storage"]["free"]);
+        assert!(free.as_u64().unwrap() > 0);
+        assert_eq!(total.as_u64().unwrap(), used.as_u64().unwrap() + free.as_u64().unwrap(), "{body}");
     }
 }
 
@@ -72,7 +92,7 @@ async fn remote_lifecycle(backend: Backend) {
     assert!(remote.get("password").is_none() && remote.get("username").is_none(), "write-only: {remote}");
     assert_eq!(
         remote["hidden_fields"],
-        json!([{"name": "username", "is_set": true}, {"name": "password", "is_set": true}, {"name": "proxy_username", "is_set": false}, {"name": "proxy_password", "is_set": false}])
+        json!([{"name": "username", "is_set": true}, {"name": "password", "is_set": true}, {"name": "proxy_username", "is_set": false}, {"name": "proxy_password", "is_set": false}, {"name": "client_key", "is_set": false}])
     );
 
     let (status, read) = s.get(&href).await;
@@ -402,11 +422,12 @@ async fn nul_characters_are_bad_input(backend: Backend) {
     assert!(errors["remote"].is_array(), "{errors}");
     let (status, errors) = s.patch("tasks/00000000-0000-0000-0000-000000000000/", json!({"state": "cancel\u{0}ed"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{errors}");
-    // Fields nobody reads are ignored, as any unknown field is.
+    // An unknown field is refused by name (before its NUL is looked at), as Pulp refuses it.
     let (status, body) = s.post(REPOS, json!({"name": "other", "unknown": "\u{0}"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body, json!({"unknown": ["Unexpected field"]}));
     assert_eq!(s.count(REMOTES).await, 1);
-    assert_eq!(s.count(REPOS).await, 2);
+    assert_eq!(s.count(REPOS).await, 1);
     assert_eq!(s.count(DISTS).await, 0);
     assert_eq!(s.count("tasks/").await, tasks_before, "no task may be queued");
 
@@ -528,6 +549,13 @@ fn openapi_document_tells_the_truth() {
             let id = op["operationId"].as_str().unwrap();
             assert!(ids.insert(id.to_string()), "operationId {id} twice");
             let responses = op["responses"].as_object().unwrap();
+            // What pulp-glue's strict parser requires of every operation.
+            for (code, r) in responses {
+                assert!(r["description"].is_string(), "{method} {path} {code}: a response needs a description");
+            }
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                assert!(p["in"] != "path" || p["required"] == true, "{method} {path}: path parameters are required");
+            }
             if path == "/pulp/api/v3/status/" {
                 assert_eq!(op["security"], json!([]), "status/ is public");
                 assert!(!responses.contains_key("401"));
@@ -550,20 +578,34 @@ fn openapi_document_tells_the_truth() {
     assert_eq!(limit["name"], "limit");
     assert_eq!((limit["schema"]["minimum"].as_i64(), limit["schema"]["maximum"].as_i64()), (Some(1), Some(1000)));
     let schemas = &doc["components"]["schemas"];
-    assert_eq!(schemas["RemoteRequest"]["required"], json!(["name", "url", "upstream_name"]));
-    assert_eq!(schemas["RepositoryRequest"]["required"], json!(["name"]));
-    assert_eq!(schemas["DistributionRequest"]["required"], json!(["name", "base_path"]));
-    assert_eq!(schemas["TaskCancel"]["required"], json!(["state"]));
-    for patched in ["PatchedRemoteRequest", "PatchedRepositoryRequest", "PatchedDistributionRequest"] {
+    assert_eq!(schemas["container.ContainerRemote"]["required"], json!(["name", "url", "upstream_name"]));
+    assert_eq!(schemas["container.ContainerRepository"]["required"], json!(["name"]));
+    assert_eq!(schemas["container.ContainerDistribution"]["required"], json!(["name", "base_path"]));
+    assert_eq!(schemas["PatchedTaskCancel"]["required"], json!(["state"]));
+    // Pulp's names, so bindings generated from the document look like Pulp's.
+    for name in ["AsyncOperationResponse", "TaskResponse", "PaginatedTaskResponseList", "container.ContainerRemoteResponse", "Paginatedcontainer.ContainerRemoteResponseList", "StatusResponse", "RepositoryVersionResponse"] {
+        assert!(schemas.get(name).is_some(), "no schema {name}");
+    }
+    for patched in ["Patchedcontainer.ContainerRemote", "Patchedcontainer.ContainerRepository", "Patchedcontainer.ContainerDistribution"] {
         assert!(schemas[patched]["required"].is_null(), "{patched}");
     }
-    let remote = &schemas["RemoteRequest"]["properties"];
+    let remote = &schemas["container.ContainerRemote"]["properties"];
     assert_eq!(remote["total_timeout"]["maximum"], 86400);
     assert_eq!(remote["total_timeout"]["exclusiveMinimum"], 0);
     assert_eq!(remote["max_retries"]["maximum"], 100);
     assert_eq!(remote["download_concurrency"]["minimum"], 1);
-    let patch = &doc["paths"]["/pulp/api/v3/remotes/container/container/{id}/"]["patch"];
-    assert_eq!(patch["requestBody"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/PatchedRemoteRequest");
+    let patch = &doc["paths"]["{container_container_remote_href}"]["patch"];
+    assert_eq!(patch["requestBody"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Patchedcontainer.ContainerRemote");
+    assert_eq!(patch["parameters"][0], json!({"name": "container_container_remote_href", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The object's pulp_href, e.g. as a list returns it."}));
+    // Every operation pulp-cli's container workflow calls, under Pulp's operationId.
+    for id in [
+        "remotes_container_container_partial_update", "repositories_container_container_versions_delete", "repositories_container_container_tag",
+        "repositories_container_container_untag", "repositories_container_container_add", "repositories_container_container_remove",
+        "repositories_container_container_copy_tags", "repositories_container_container_copy_manifests", "distributions_container_container_create",
+        "content_container_tags_read", "artifacts_read", "tasks_delete", "tasks_purge", "orphans_cleanup_cleanup", "workers_list",
+    ] {
+        assert!(ids.contains(id), "{id}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -571,9 +613,14 @@ async fn api_document_and_swagger_ui_are_served_offline() {
     let s = TestServer::start(Backend::Sqlite).await;
     let doc: Value = reqwest::get(s.url("docs/api.json")).await.unwrap().json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/pulp/api/v3/remotes/container/container/", "/pulp/api/v3/tasks/{id}/", "/pulp/api/v3/repositories/container/container/{id}/versions/"] {
+    // Detail operations keyed by href as in Pulp's document, collections by path.
+    for path in ["/pulp/api/v3/remotes/container/container/", "{task_href}", "{container_container_repository_href}versions/", "{container_container_repository_href}sync/", "{container_container_repository_version_href}"] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing from the document");
     }
+    // What the routes serve, with `{id}` paths, stays available to the tests' URL-template tools.
+    let concrete: Value = serde_json::from_str(&pulpish_server::openapi_concrete_json()).unwrap();
+    assert!(concrete["paths"].get("/pulp/api/v3/tasks/{id}/").is_some());
+    assert_eq!(concrete["paths"].as_object().unwrap().len(), doc["paths"].as_object().unwrap().len());
     let page = reqwest::get(s.url("docs/")).await.unwrap().text().await.unwrap();
     assert!(page.contains("/pulp/api/v3/docs/swagger-ui-bundle.js"));
     let js = reqwest::get(s.url("docs/swagger-ui-bundle.js")).await.unwrap();

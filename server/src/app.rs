@@ -10,7 +10,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_actix_web::{scope, AppExt};
 
-use crate::api::{self, artifacts, auth, content, distributions, docs, remotes, repositories, status, tasks as task_api};
+use crate::api::{self, artifacts, auth, content, distributions, docs, remotes, repositories, status, tasks as task_api, workers};
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::models::admin;
@@ -73,6 +73,14 @@ fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(repositories::list_versions)
             .service(repositories::read_version)
             .service(repositories::sync)
+            .service(repositories::delete_version)
+            .service(api::actions::tag_image)
+            .service(api::actions::untag_image)
+            .service(api::actions::add_content)
+            .service(api::actions::remove_content)
+            .service(api::actions::copy_tags)
+            .service(api::actions::copy_manifests)
+            .service(api::orphans::cleanup)
             .service(distributions::list)
             .service(distributions::create)
             .service(distributions::read)
@@ -89,7 +97,11 @@ fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(artifacts::read)
             .service(task_api::list)
             .service(task_api::read)
-            .service(task_api::cancel),
+            .service(task_api::purge)
+            .service(task_api::cancel)
+            .service(task_api::remove)
+            .service(workers::list)
+            .service(workers::read),
     );
 }
 
@@ -98,7 +110,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(register).split_for_parts().1
 }
 
+/// The served document: Pulp's shape (href-keyed detail paths, Pulp's schema names and
+/// `x-pulp-app-versions`), which pulp-cli and Pulp's bindings read.
 pub fn openapi_json() -> String {
+    let concrete = serde_json::to_value(openapi()).expect("the OpenAPI document serialises");
+    serde_json::to_string_pretty(&crate::api::docs::pulp_document(concrete)).expect("JSON serialises")
+}
+
+/// The document with the routes' own paths (`/pulp/api/v3/tasks/{id}/`), for tools that generate
+/// requests from URL templates (the schemathesis test).
+pub fn openapi_concrete_json() -> String {
     openapi().to_pretty_json().expect("the OpenAPI document serialises")
 }
 
@@ -261,7 +282,8 @@ pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServ
             .into_utoipa_app()
             .configure(register)
             .split_for_parts();
-        app
+        // Outside /v2 and the API too, an unknown path is Pulp's JSON 404, not an empty body.
+        app.default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(crate::error::ApiError::not_found()) }))
     })
     .workers(2)
     // Each worker's blocking pool runs the database calls; a small pool keeps memory flat

@@ -16,7 +16,7 @@ pub mod sync;
 pub mod tasks;
 pub mod upstream;
 
-pub use app::{openapi_json, prepare, start, AppState, RunningServer};
+pub use app::{openapi_concrete_json, openapi_json, prepare, start, AppState, RunningServer};
 pub use config::Config;
 
 /// Sets up logging once (`text` or `json`), honouring `RUST_LOG`.

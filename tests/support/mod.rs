@@ -4,6 +4,7 @@
 
 pub mod fault;
 pub mod garage;
+pub mod images;
 pub mod nginx;
 pub mod postgres;
 pub mod registry;

@@ -2,12 +2,13 @@
 
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::pagination::{PageParams, Paginated};
+use super::filters::{self, DetailQuery, Kind, ListQuery};
+use super::pagination::Paginated;
 use super::responses::{BadRequest, NotFound, Unauthorized};
-use super::{hrefs, timestamp, Query};
+use super::{hrefs, timestamp};
 use crate::app::AppState;
 use crate::db::DbError;
 use crate::error::ApiError;
@@ -35,37 +36,40 @@ impl From<Artifact> for ArtifactResponse {
     }
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ArtifactParams {
-    /// Filter by sha256 (hex).
-    pub sha256: Option<String>,
-}
+crate::listing!(
+    ArtifactListing,
+    ArtifactResponse,
+    [
+        filters::filter("sha256", Kind::Text, filters::EXACT_OR_IN, "Filter by sha256 (hex)."),
+        filters::filter("pulp_href", Kind::Id(hrefs::parse_artifact), filters::IN, "Only these artifacts (hrefs)."),
+    ],
+    ["pulp_created", "size"]
+);
 
 /// List artifacts.
 #[utoipa::path(
     tag = "Artifacts",
     operation_id = "artifacts_list",
-    params(PageParams, ArtifactParams),
+    params(ArtifactListing),
     responses((status = 200, body = Paginated<ArtifactResponse>), BadRequest, Unauthorized)
 )]
 #[get("/artifacts/")]
-pub async fn list(state: web::Data<AppState>, req: HttpRequest, page: Query<PageParams>, params: Query<ArtifactParams>) -> Result<HttpResponse, ApiError> {
-    let window = page.window()?;
-    let sha = params.into_inner().sha256;
-    let rows = state.db.run(move |c| artifact::list(c, sha.as_deref(), window).map_err(DbError::from)).await?;
-    Ok(HttpResponse::Ok().json(Paginated::new(&req, window, rows, ArtifactResponse::from)))
+pub async fn list(state: web::Data<AppState>, req: HttpRequest, query: ListQuery<ArtifactListing>) -> Result<HttpResponse, ApiError> {
+    let (criteria, window) = (query.criteria.clone(), query.window);
+    let rows = state.db.run(move |c| artifact::list(c, &criteria, window).map_err(DbError::from)).await?;
+    Ok(query.respond(&req, rows, ArtifactResponse::from))
 }
 
 /// Inspect an artifact.
 #[utoipa::path(
     tag = "Artifacts",
     operation_id = "artifacts_read",
-    responses((status = 200, body = ArtifactResponse), Unauthorized, NotFound)
+    params(filters::DetailParams),
+    responses((status = 200, body = ArtifactResponse), BadRequest, Unauthorized, NotFound)
 )]
 #[get("/artifacts/{id}/")]
-pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, query: DetailQuery<ArtifactResponse>) -> Result<HttpResponse, ApiError> {
     let id = id.to_string();
     let row = state.db.run(move |c| artifact::find(c, &id).map_err(DbError::from)).await?.ok_or_else(ApiError::not_found)?;
-    Ok(HttpResponse::Ok().json(ArtifactResponse::from(row)))
+    Ok(query.respond(ArtifactResponse::from(row)))
 }

@@ -10,20 +10,26 @@ use utoipa::PartialSchema;
 use super::NUL_MESSAGE;
 use crate::error::ApiError;
 
-/// Parses a body of type `T`. Fields that `T`'s schema does not list are ignored, as Pulp
-/// ignores them, NUL characters in them included.
+/// Parses a body of type `T`. A field that `T`'s schema does not list is refused by name, as
+/// Pulp refuses it ("Unexpected field"), so a misspelt or unsupported field never goes unnoticed.
 pub fn parse<T: DeserializeOwned + PartialSchema>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("JSON parse error - {e}")))?;
     let Value::Object(fields) = &value else {
         return Err(ApiError::field("non_field_errors", "Invalid data. Expected a dictionary."));
     };
-    let known = match T::schema() {
-        RefOr::T(Schema::Object(object)) => object.properties.into_keys().collect(),
-        _ => Vec::new(),
-    };
+    if let Some(known) = properties(&T::schema()) {
+        let unexpected: crate::error::FieldErrors = fields
+            .keys()
+            .filter(|name| !known.contains(*name))
+            .map(|name| (name.clone(), vec![UNEXPECTED.to_string()]))
+            .collect();
+        if !unexpected.is_empty() {
+            return Err(ApiError::Invalid(unexpected));
+        }
+    }
     for (name, field) in fields {
-        if known.contains(name) && holds_nul(field) {
+        if holds_nul(field) {
             return Err(ApiError::field(name, NUL_MESSAGE));
         }
     }
@@ -32,6 +38,25 @@ pub fn parse<T: DeserializeOwned + PartialSchema>(bytes: &[u8]) -> Result<T, Api
         let field = if path == "." { "non_field_errors".to_string() } else { path };
         ApiError::field(&field, e.into_inner().to_string())
     })
+}
+
+/// Pulp's message for a field its serializer does not have.
+pub const UNEXPECTED: &str = "Unexpected field";
+
+/// The field names an object schema lists (an `allOf` of objects lists all of theirs); `None`
+/// when the schema is no object, so nothing can be said about its fields.
+fn properties(schema: &RefOr<Schema>) -> Option<Vec<String>> {
+    match schema {
+        RefOr::T(Schema::Object(object)) => Some(object.properties.keys().cloned().collect()),
+        RefOr::T(Schema::AllOf(all)) => {
+            let mut names = Vec::new();
+            for item in &all.items {
+                names.extend(properties(item)?);
+            }
+            Some(names)
+        }
+        _ => None,
+    }
 }
 
 /// An integer field that, like DRF's `IntegerField`, also takes an integral number written
@@ -113,8 +138,19 @@ mod tests {
         assert_eq!(error_field(r#"{"name": "a\u0000b"}"#), "name");
         assert_eq!(error_field(r#"{"tags": ["ok", "\u0000"]}"#), "tags");
         assert!(parse::<Body>(br#"{"name": "a\\u0000b"}"#).is_ok(), "an escaped backslash is no NUL");
-        // Unknown fields are ignored, whatever they hold.
-        assert!(parse::<Body>(br#"{"unknown": {"x": "\u0000"}, "\u0000": 1}"#).is_ok());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        let refused = |body: &str| match parse::<Body>(body.as_bytes()) {
+            Err(ApiError::Invalid(fields)) => fields,
+            other => panic!("{body}: {other:?}"),
+        };
+        let fields = refused(r#"{"name": "n", "colour": "red", "size": {"x": "\u0000"}}"#);
+        assert_eq!(fields.keys().collect::<Vec<_>>(), ["colour", "size"]);
+        assert_eq!(fields["colour"], [UNEXPECTED]);
+        assert!(refused(r#"{"\u0000": 1}"#).contains_key("\0"));
+        assert!(parse::<Body>(br#"{"name": "n", "tags": null}"#).is_ok());
     }
 
     #[test]

@@ -2,44 +2,78 @@
 
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::pagination::{PageParams, Paginated};
+use super::filters::{self, DetailQuery, Filter, Kind, ListQuery};
+use super::pagination::Paginated;
 use super::responses::{BadRequest, NotFound, Unauthorized};
-use super::{hrefs, timestamp, Query};
+use super::{hrefs, timestamp};
 use crate::app::AppState;
 use crate::db::DbError;
 use crate::error::ApiError;
 use crate::models::content::{self, BlobRow, ContentFilter, ManifestRow, TagRow};
+use crate::models::filter::Criteria;
 use crate::models::repository;
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ContentParams {
-    /// Only content in this repository version (href).
-    pub repository_version: Option<String>,
-    /// Only content this repository version added (href).
-    pub repository_version_added: Option<String>,
-    /// Only content this repository version removed (href).
-    pub repository_version_removed: Option<String>,
-    /// Filter by digest (blobs, manifests).
-    pub digest: Option<String>,
-    /// Filter by tag name (tags).
-    pub name: Option<String>,
-}
+const IN_VERSION: Filter =
+    filters::filter("repository_version", Kind::Text, filters::EXACT, "Only content in this repository version (href).");
+const ADDED_IN: Filter =
+    filters::filter("repository_version_added", Kind::Text, filters::EXACT, "Only content this repository version added (href).");
+const REMOVED_IN: Filter =
+    filters::filter("repository_version_removed", Kind::Text, filters::EXACT, "Only content this repository version removed (href).");
 
-impl ContentParams {
-    /// Resolves the version hrefs; an href that names nothing is a 400 on that field.
-    async fn filter(self, state: &AppState) -> Result<ContentFilter, ApiError> {
-        Ok(ContentFilter {
-            version: resolve(state, "repository_version", self.repository_version).await?,
-            added_in: resolve(state, "repository_version_added", self.repository_version_added).await?,
-            removed_in: resolve(state, "repository_version_removed", self.repository_version_removed).await?,
-            digest: self.digest,
-            name: self.name,
-        })
-    }
+crate::listing!(
+    BlobListing,
+    BlobResponse,
+    [
+        IN_VERSION,
+        ADDED_IN,
+        REMOVED_IN,
+        filters::filter("pulp_href", Kind::Id(hrefs::parse_blob), filters::IN, "Only these blobs (hrefs)."),
+        filters::filter("digest", Kind::Text, filters::EXACT_OR_IN, "Filter by digest (`sha256:...`)."),
+    ],
+    ["pulp_created", "digest"]
+);
+
+crate::listing!(
+    ManifestListing,
+    ManifestResponse,
+    [
+        IN_VERSION,
+        ADDED_IN,
+        REMOVED_IN,
+        filters::filter("pulp_href", Kind::Id(hrefs::parse_manifest), filters::IN, "Only these manifests (hrefs)."),
+        filters::filter("digest", Kind::Text, filters::EXACT_OR_IN, "Filter by digest (`sha256:...`)."),
+        filters::filter("media_type", Kind::TextList, filters::EXACT, "Only manifests of these media types."),
+    ],
+    ["pulp_created", "digest"]
+);
+
+crate::listing!(
+    TagListing,
+    TagResponse,
+    [
+        IN_VERSION,
+        ADDED_IN,
+        REMOVED_IN,
+        filters::filter("pulp_href", Kind::Id(hrefs::parse_tag), filters::IN, "Only these tags (hrefs)."),
+        filters::text("name", "Filter by tag name."),
+        filters::filter("digest", Kind::TextList, filters::EXACT, "Only tags of manifests with these digests."),
+        filters::filter("media_type", Kind::TextList, filters::EXACT, "Only tags of manifests of these media types."),
+    ],
+    ["pulp_created", "name"]
+);
+
+/// The query's content filter, its version hrefs resolved; an href that names no version is a
+/// 400 on that field.
+async fn content_filter(state: &AppState, criteria: &Criteria) -> Result<ContentFilter, ApiError> {
+    Ok(ContentFilter {
+        version: resolve(state, "repository_version", criteria.text("repository_version")).await?,
+        added_in: resolve(state, "repository_version_added", criteria.text("repository_version_added")).await?,
+        removed_in: resolve(state, "repository_version_removed", criteria.text("repository_version_removed")).await?,
+        criteria: criteria.clone(),
+    })
 }
 
 async fn resolve(state: &AppState, field: &str, href: Option<String>) -> Result<Option<(String, i64)>, ApiError> {
@@ -128,41 +162,42 @@ fn manifest_view(conn: &mut crate::db::DbConnection, m: ManifestRow) -> Result<M
 #[utoipa::path(
     tag = "Content: Blobs",
     operation_id = "content_container_blobs_list",
-    params(PageParams, ContentParams),
+    params(BlobListing),
     responses((status = 200, body = Paginated<BlobResponse>), BadRequest, Unauthorized)
 )]
 #[get("/content/container/blobs/")]
-pub async fn list_blobs(state: web::Data<AppState>, req: HttpRequest, page: Query<PageParams>, params: Query<ContentParams>) -> Result<HttpResponse, ApiError> {
-    let window = page.window()?;
-    let filter = params.into_inner().filter(&state).await?;
+pub async fn list_blobs(state: web::Data<AppState>, req: HttpRequest, query: ListQuery<BlobListing>) -> Result<HttpResponse, ApiError> {
+    let filter = content_filter(&state, &query.criteria).await?;
+    let window = query.window;
     let rows = state.db.run(move |c| content::list_blobs(c, &filter, window).map_err(DbError::from)).await?;
-    Ok(HttpResponse::Ok().json(Paginated::new(&req, window, rows, BlobResponse::from)))
+    Ok(query.respond(&req, rows, BlobResponse::from))
 }
 
 /// Inspect a blob.
 #[utoipa::path(
     tag = "Content: Blobs",
     operation_id = "content_container_blobs_read",
-    responses((status = 200, body = BlobResponse), Unauthorized, NotFound)
+    params(filters::DetailParams),
+    responses((status = 200, body = BlobResponse), BadRequest, Unauthorized, NotFound)
 )]
 #[get("/content/container/blobs/{id}/")]
-pub async fn read_blob(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn read_blob(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, query: DetailQuery<BlobResponse>) -> Result<HttpResponse, ApiError> {
     let id = id.to_string();
     let row = state.db.run(move |c| content::find_blob(c, &id).map_err(DbError::from)).await?.ok_or_else(ApiError::not_found)?;
-    Ok(HttpResponse::Ok().json(BlobResponse::from(row)))
+    Ok(query.respond(BlobResponse::from(row)))
 }
 
 /// List manifests and manifest lists.
 #[utoipa::path(
     tag = "Content: Manifests",
     operation_id = "content_container_manifests_list",
-    params(PageParams, ContentParams),
+    params(ManifestListing),
     responses((status = 200, body = Paginated<ManifestResponse>), BadRequest, Unauthorized)
 )]
 #[get("/content/container/manifests/")]
-pub async fn list_manifests(state: web::Data<AppState>, req: HttpRequest, page: Query<PageParams>, params: Query<ContentParams>) -> Result<HttpResponse, ApiError> {
-    let window = page.window()?;
-    let filter = params.into_inner().filter(&state).await?;
+pub async fn list_manifests(state: web::Data<AppState>, req: HttpRequest, query: ListQuery<ManifestListing>) -> Result<HttpResponse, ApiError> {
+    let filter = content_filter(&state, &query.criteria).await?;
+    let window = query.window;
     let rows = state
         .db
         .run(move |c| {
@@ -174,17 +209,18 @@ pub async fn list_manifests(state: web::Data<AppState>, req: HttpRequest, page: 
             Ok::<_, DbError>(crate::models::Page { count: page.count, rows: views })
         })
         .await?;
-    Ok(HttpResponse::Ok().json(Paginated::new(&req, window, rows, |v| v)))
+    Ok(query.respond(&req, rows, |v| v))
 }
 
 /// Inspect a manifest.
 #[utoipa::path(
     tag = "Content: Manifests",
     operation_id = "content_container_manifests_read",
-    responses((status = 200, body = ManifestResponse), Unauthorized, NotFound)
+    params(filters::DetailParams),
+    responses((status = 200, body = ManifestResponse), BadRequest, Unauthorized, NotFound)
 )]
 #[get("/content/container/manifests/{id}/")]
-pub async fn read_manifest(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn read_manifest(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, query: DetailQuery<ManifestResponse>) -> Result<HttpResponse, ApiError> {
     let id = id.to_string();
     let view = state
         .db
@@ -194,33 +230,34 @@ pub async fn read_manifest(state: web::Data<AppState>, id: web::Path<uuid::Uuid>
         })
         .await?
         .ok_or_else(ApiError::not_found)?;
-    Ok(HttpResponse::Ok().json(view))
+    Ok(query.respond(view))
 }
 
 /// List tags.
 #[utoipa::path(
     tag = "Content: Tags",
     operation_id = "content_container_tags_list",
-    params(PageParams, ContentParams),
+    params(TagListing),
     responses((status = 200, body = Paginated<TagResponse>), BadRequest, Unauthorized)
 )]
 #[get("/content/container/tags/")]
-pub async fn list_tags(state: web::Data<AppState>, req: HttpRequest, page: Query<PageParams>, params: Query<ContentParams>) -> Result<HttpResponse, ApiError> {
-    let window = page.window()?;
-    let filter = params.into_inner().filter(&state).await?;
+pub async fn list_tags(state: web::Data<AppState>, req: HttpRequest, query: ListQuery<TagListing>) -> Result<HttpResponse, ApiError> {
+    let filter = content_filter(&state, &query.criteria).await?;
+    let window = query.window;
     let rows = state.db.run(move |c| content::list_tags(c, &filter, window).map_err(DbError::from)).await?;
-    Ok(HttpResponse::Ok().json(Paginated::new(&req, window, rows, TagResponse::from)))
+    Ok(query.respond(&req, rows, TagResponse::from))
 }
 
 /// Inspect a tag.
 #[utoipa::path(
     tag = "Content: Tags",
     operation_id = "content_container_tags_read",
-    responses((status = 200, body = TagResponse), Unauthorized, NotFound)
+    params(filters::DetailParams),
+    responses((status = 200, body = TagResponse), BadRequest, Unauthorized, NotFound)
 )]
 #[get("/content/container/tags/{id}/")]
-pub async fn read_tag(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn read_tag(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, query: DetailQuery<TagResponse>) -> Result<HttpResponse, ApiError> {
     let id = id.to_string();
     let row = state.db.run(move |c| content::find_tag(c, &id).map_err(DbError::from)).await?.ok_or_else(ApiError::not_found)?;
-    Ok(HttpResponse::Ok().json(TagResponse::from(row)))
+    Ok(query.respond(TagResponse::from(row)))
 }

@@ -3,13 +3,14 @@
 use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::body::{self, double_option};
-use super::pagination::{PageParams, Paginated};
+use super::filters::{self, DetailQuery, Kind, ListQuery};
+use super::pagination::Paginated;
 use super::responses::{BadRequest, NotFound, Unauthorized};
 use super::validate::{self, Checks};
-use super::{accepted, hrefs, timestamp, NameParams, Query, AsyncOperationResponse};
+use super::{accepted, hrefs, timestamp, AsyncOperationResponse};
 use crate::app::AppState;
 use crate::db::{DbConnection, DbError};
 use crate::error::ApiError;
@@ -45,6 +46,12 @@ pub struct DistributionRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
+    /// Hidden distributions are served but left out of the registry's `/v2/_catalog`.
+    pub hidden: Option<bool>,
+    /// Labels: string keys and values.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = std::collections::HashMap<String, String>, required = false)]
+    pub pulp_labels: Option<Option<serde_json::Value>>,
 }
 
 super::responses::patched_schema!(
@@ -56,6 +63,8 @@ super::responses::patched_schema!(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DistributionResponse {
     pub pulp_href: String,
+    /// Pulp's resource name: `prn:container.containerdistribution:<id>`.
+    pub prn: String,
     pub pulp_created: DateTime<Utc>,
     pub pulp_last_updated: DateTime<Utc>,
     pub name: String,
@@ -66,11 +75,17 @@ pub struct DistributionResponse {
     pub description: Option<String>,
     /// What to give `docker pull`: `host:port/base_path`.
     pub registry_path: String,
+    pub hidden: bool,
+    #[schema(value_type = std::collections::HashMap<String, String>)]
+    pub pulp_labels: serde_json::Value,
 }
 
 fn view(d: Distribution, version_number: Option<(String, i64)>, host: &str) -> DistributionResponse {
     DistributionResponse {
         pulp_href: hrefs::distribution(&d.id),
+        prn: format!("prn:container.containerdistribution:{}", d.id),
+        hidden: d.hidden,
+        pulp_labels: validate::stored_labels(&d.pulp_labels),
         pulp_created: timestamp(d.pulp_created),
         pulp_last_updated: timestamp(d.pulp_last_updated),
         registry_path: format!("{host}/{}", d.base_path),
@@ -122,6 +137,13 @@ fn apply(conn: &mut DbConnection, existing: Distribution, req: DistributionReque
     if let Some(v) = req.base_path { row.base_path = v; }
     if let Some(v) = req.private { row.private = v; }
     if let Some(v) = req.description { row.description = v; }
+    if let Some(v) = req.hidden { row.hidden = v; }
+    if let Some(v) = req.pulp_labels {
+        match validate::labels(&v.unwrap_or_default()) {
+            Ok(json) => row.pulp_labels = json,
+            Err(m) => checks.add("pulp_labels", m),
+        }
+    }
     if let Some(v) = &req.repository {
         row.repository_id = match v {
             None => None,
@@ -204,36 +226,34 @@ fn host(req: &HttpRequest) -> String {
     req.connection_info().host().to_string()
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct BasePathParams {
-    /// Exact base path.
-    pub base_path: Option<String>,
-}
+crate::listing!(
+    DistributionListing,
+    DistributionResponse,
+    [
+        filters::text("name", "Filter by name."),
+        filters::LABELS,
+        filters::text("base_path", "Filter by base path."),
+        filters::filter("pulp_href", Kind::Id(hrefs::parse_distribution), filters::IN, "Only these distributions (hrefs)."),
+        filters::filter("repository", Kind::Id(hrefs::parse_repository), filters::EXACT, "Only distributions serving this repository (href)."),
+    ],
+    ["name", "base_path", "pulp_created"]
+);
 
 /// List container distributions.
 #[utoipa::path(
     tag = "Distributions: Container",
     operation_id = "distributions_container_container_list",
-    params(PageParams, NameParams, BasePathParams),
+    params(DistributionListing),
     responses((status = 200, body = Paginated<DistributionResponse>), BadRequest, Unauthorized)
 )]
 #[get("/distributions/container/container/")]
-pub async fn list(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    page: Query<PageParams>,
-    names: Query<NameParams>,
-    base_path: Query<BasePathParams>,
-) -> Result<HttpResponse, ApiError> {
-    let window = page.window()?;
-    let filter = names.into_inner().into();
+pub async fn list(state: web::Data<AppState>, req: HttpRequest, query: ListQuery<DistributionListing>) -> Result<HttpResponse, ApiError> {
+    let (criteria, window) = (query.criteria.clone(), query.window);
     let host = host(&req);
-    let bp = base_path.into_inner().base_path;
     let rows = state
         .db
         .run(move |c| {
-            let page = distribution::list(c, &filter, bp.as_deref(), window)?;
+            let page = distribution::list(c, &criteria, window)?;
             let mut views = Vec::with_capacity(page.rows.len());
             for d in page.rows {
                 views.push(load_view(c, d, &host)?);
@@ -241,7 +261,7 @@ pub async fn list(
             Ok::<_, DbError>(crate::models::Page { count: page.count, rows: views })
         })
         .await?;
-    Ok(HttpResponse::Ok().json(Paginated::new(&req, window, rows, |v| v)))
+    Ok(query.respond(&req, rows, |v| v))
 }
 
 /// Create a container distribution (a task; its href lands in `created_resources`).
@@ -266,14 +286,20 @@ pub async fn create(state: web::Data<AppState>, bytes: web::Bytes) -> Result<Htt
 #[utoipa::path(
     tag = "Distributions: Container",
     operation_id = "distributions_container_container_read",
-    responses((status = 200, body = DistributionResponse), Unauthorized, NotFound)
+    params(filters::DetailParams),
+    responses((status = 200, body = DistributionResponse), BadRequest, Unauthorized, NotFound)
 )]
 #[get("/distributions/container/container/{id}/")]
-pub async fn read(state: web::Data<AppState>, req: HttpRequest, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn read(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<uuid::Uuid>,
+    query: DetailQuery<DistributionResponse>,
+) -> Result<HttpResponse, ApiError> {
     let row = find_or_404(&state, id.to_string()).await?;
     let host = host(&req);
     let v = state.db.run(move |c| load_view(c, row, &host)).await?;
-    Ok(HttpResponse::Ok().json(v))
+    Ok(query.respond(v))
 }
 
 async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> Result<HttpResponse, ApiError> {

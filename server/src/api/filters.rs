@@ -36,6 +36,8 @@ pub enum Kind {
     /// One value or several (comma-separated or repeated), matching any: what Pulp declares as
     /// an array and pulp-cli sends as a single string (`digest` on tags, `media_type`).
     TextList,
+    /// Pulp's `pulp_label_select` syntax (`models::filter::LabelTerm`).
+    LabelSelect,
 }
 
 /// One filtered field and the lookups it takes: `""` is the exact match, the others become
@@ -99,6 +101,14 @@ pub const fn text(field: &'static str, description: &'static str) -> Filter {
     Filter { field, kind: Kind::Text, lookups: TEXT_LOOKUPS, description }
 }
 
+/// `pulp_label_select`, on resources with labels.
+pub const LABELS: Filter = Filter {
+    field: "pulp_label_select",
+    kind: Kind::LabelSelect,
+    lookups: EXACT,
+    description: "Filter by labels: comma-separated `key=value`, `key!=value`, `key~text`, `key` or `!key`, all of which must hold.",
+};
+
 pub const fn filter(field: &'static str, kind: Kind, lookups: &'static [&'static str], description: &'static str) -> Filter {
     Filter { field, kind, lookups, description }
 }
@@ -109,7 +119,7 @@ fn string_schema() -> ObjectBuilder {
 
 fn value_schema(kind: Kind) -> Schema {
     let object = match kind {
-        Kind::Text | Kind::Id(_) => string_schema(),
+        Kind::Text | Kind::Id(_) | Kind::LabelSelect => string_schema(),
         Kind::TextList => {
             let one = Schema::Object(string_schema().build());
             let schema = utoipa::openapi::schema::OneOfBuilder::new().item(one.clone()).item(array_of(one)).build();
@@ -142,10 +152,10 @@ fn query_parameter(name: &str, description: &str, schema: Schema, comma_list: bo
 
 /// The document's parameters of a list endpoint: paging, ordering, field selection and filters.
 pub fn list_parameters<L: Listed>() -> Vec<Parameter> {
-    let integer = |min: i64| Schema::Object(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(min)).build());
+    let integer = |min: i64, max: Option<i64>| Schema::Object(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(min)).maximum(max).build());
     let mut out = vec![
-        query_parameter("limit", "Number of results to return per page (default 100, at most 1000).", integer(1), false),
-        query_parameter("offset", "The initial index from which to return the results.", integer(0), false),
+        query_parameter("limit", "Number of results to return per page (default 100, at most 1000).", integer(1, Some(pagination::MAX_LIMIT)), false),
+        query_parameter("offset", "The initial index from which to return the results.", integer(0, None), false),
     ];
     if !L::ORDERING.is_empty() {
         let choices: Vec<String> = L::ORDERING.iter().flat_map(|f| [f.to_string(), format!("-{f}")]).collect();
@@ -271,7 +281,7 @@ fn unknown(name: &str) -> ApiError {
     ApiError::field(name, format!("Unknown query parameter '{name}': it is not a filter of this endpoint (see the API document)."))
 }
 
-fn parse_time(text: &str) -> Option<NaiveDateTime> {
+pub fn parse_time(text: &str) -> Option<NaiveDateTime> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc).naive_utc());
     }
@@ -288,6 +298,10 @@ fn parse_value(name: &str, kind: Kind, text: &str) -> Result<Value, ApiError> {
     Ok(match kind {
         Kind::Text => Value::Text(text.to_string()),
         Kind::TextList => Value::List(items(&[text.to_string()])),
+        Kind::LabelSelect => {
+            crate::models::filter::LabelTerm::parse_all(text).map_err(bad)?;
+            Value::Text(text.to_string())
+        }
         Kind::Choice(choices) => {
             if !choices.contains(&text) {
                 return Err(bad(format!("Select a valid choice. {text} is not one of the available choices: {}.", choices.join(", "))));

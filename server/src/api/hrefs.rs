@@ -9,6 +9,7 @@ pub const MANIFESTS: &str = "/pulp/api/v3/content/container/manifests/";
 pub const TAGS: &str = "/pulp/api/v3/content/container/tags/";
 pub const ARTIFACTS: &str = "/pulp/api/v3/artifacts/";
 pub const TASKS: &str = "/pulp/api/v3/tasks/";
+pub const WORKERS: &str = "/pulp/api/v3/workers/";
 
 pub fn remote(id: &str) -> String {
     format!("{REMOTES}{id}/")
@@ -40,6 +41,16 @@ pub fn artifact(id: &str) -> String {
 pub fn task(id: &str) -> String {
     format!("{TASKS}{id}/")
 }
+/// Worker names (`0@host:pid:instance`) are path-safe except for unusual host names.
+pub fn worker(name: &str) -> String {
+    let segment: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+    format!("{WORKERS}{}/", segment.replace("%40", "@").replace("%3A", ":"))
+}
+pub fn parse_worker(href: &str) -> Option<String> {
+    let segment = href.strip_prefix(WORKERS)?.strip_suffix('/')?;
+    let name: String = url::form_urlencoded::parse(format!("n={}", segment.replace('+', "%2B")).as_bytes()).next()?.1.into_owned();
+    (!name.is_empty() && !name.contains('/')).then_some(name)
+}
 
 /// The id in `{prefix}{id}/`, if `href` has that shape and the id is a UUID.
 fn id_under(href: &str, prefix: &str) -> Option<String> {
@@ -60,4 +71,27 @@ pub fn parse_repository_version(href: &str) -> Option<(String, i64)> {
     let (id, number) = rest.split_once("/versions/")?;
     let id = uuid::Uuid::parse_str(id).ok()?.to_string();
     Some((id, number.parse().ok().filter(|n: &i64| *n >= 0)?))
+}
+
+pub fn parse_distribution(href: &str) -> Option<String> {
+    id_under(href, DISTRIBUTIONS)
+}
+pub fn parse_blob(href: &str) -> Option<String> {
+    id_under(href, BLOBS)
+}
+pub fn parse_manifest(href: &str) -> Option<String> {
+    id_under(href, MANIFESTS)
+}
+pub fn parse_tag(href: &str) -> Option<String> {
+    id_under(href, TAGS)
+}
+/// The content id of a blob's, manifest's or tag's href.
+pub fn parse_content(href: &str) -> Option<String> {
+    parse_blob(href).or_else(|| parse_manifest(href)).or_else(|| parse_tag(href))
+}
+pub fn parse_artifact(href: &str) -> Option<String> {
+    id_under(href, ARTIFACTS)
+}
+pub fn parse_task(href: &str) -> Option<String> {
+    id_under(href, TASKS)
 }

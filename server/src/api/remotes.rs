@@ -42,10 +42,18 @@ pub struct RemoteRequest {
     /// Tags to sync (`*` and `?` wildcards); null syncs every tag.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Vec<String>>)]
-    pub include_tags: Option<Option<Vec<String>>>,
+    pub includes: Option<Option<Vec<String>>>,
     /// Tags to leave out (`*` and `?` wildcards).
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Vec<String>>)]
+    pub excludes: Option<Option<Vec<String>>>,
+    /// The former name of `includes` (the same setting).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>, deprecated)]
+    pub include_tags: Option<Option<Vec<String>>>,
+    /// The former name of `excludes` (the same setting).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>, deprecated)]
     pub exclude_tags: Option<Option<Vec<String>>>,
     /// Upstream username (write-only).
     #[serde(default, deserialize_with = "double_option")]
@@ -64,6 +72,34 @@ pub struct RemoteRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub proxy_url: Option<Option<String>>,
+    /// The proxy's user name (write-only); a user name inside `proxy_url` sets it too.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub proxy_username: Option<Option<String>>,
+    /// The proxy's password (write-only; needs `proxy_username`).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub proxy_password: Option<Option<String>>,
+    /// PEM client certificate presented to the upstream (with `client_key`).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub client_cert: Option<Option<String>>,
+    /// PEM private key of `client_cert` (write-only).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub client_key: Option<Option<String>>,
+    /// Headers sent with every request to the upstream: `[{"X-Name": "value"}, ...]`.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<std::collections::HashMap<String, String>>>)]
+    pub headers: Option<Option<serde_json::Value>>,
+    /// Requests per second to the upstream; 0 or null is unlimited.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 2147483647)]
+    pub rate_limit: Option<Option<Integer>>,
+    /// Labels: string keys and values.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = std::collections::HashMap<String, String>, required = false)]
+    pub pulp_labels: Option<Option<serde_json::Value>>,
     /// Downloads run at once during an immediate sync (1 to 100).
     // Bounds: validate::MAX_DOWNLOAD_CONCURRENCY, MAX_RETRIES, MAX_TIMEOUT.
     #[serde(default, deserialize_with = "double_option")]
@@ -77,6 +113,15 @@ pub struct RemoteRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<f64>, exclusive_minimum = 0, maximum = 86400)]
     pub total_timeout: Option<Option<f64>>,
+    /// Seconds to wait for a TCP connection (more than 0, at most 86400); with
+    /// `connect_timeout` too, the smaller wins.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0, maximum = 86400)]
+    pub sock_connect_timeout: Option<Option<f64>>,
+    /// Seconds to wait for each read from the upstream (more than 0, at most 86400).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0, maximum = 86400)]
+    pub sock_read_timeout: Option<Option<f64>>,
     /// Retries of a failed request (0 to 100).
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 100)]
@@ -107,22 +152,38 @@ pub struct HiddenField {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RemoteResponse {
     pub pulp_href: String,
+    /// Pulp's resource name: `prn:container.containerremote:<id>`.
+    pub prn: String,
     pub pulp_created: DateTime<Utc>,
     pub pulp_last_updated: DateTime<Utc>,
     pub name: String,
     pub url: String,
     pub upstream_name: String,
     pub policy: String,
+    pub includes: Option<Vec<String>>,
+    pub excludes: Option<Vec<String>>,
+    /// The same as `includes` (its former name).
+    #[schema(deprecated)]
     pub include_tags: Option<Vec<String>>,
+    /// The same as `excludes` (its former name).
+    #[schema(deprecated)]
     pub exclude_tags: Option<Vec<String>>,
     pub tls_validation: bool,
     pub ca_cert: Option<String>,
+    pub client_cert: Option<String>,
     /// The proxy's URL without its credentials (they are write-only: see `hidden_fields`).
     pub proxy_url: Option<String>,
     pub download_concurrency: Option<i32>,
     pub connect_timeout: Option<f64>,
     pub total_timeout: Option<f64>,
+    pub sock_connect_timeout: Option<f64>,
+    pub sock_read_timeout: Option<f64>,
     pub max_retries: Option<i32>,
+    #[schema(value_type = Option<Vec<std::collections::HashMap<String, String>>>)]
+    pub headers: Option<serde_json::Value>,
+    pub rate_limit: Option<i32>,
+    #[schema(value_type = std::collections::HashMap<String, String>)]
+    pub pulp_labels: serde_json::Value,
     /// Write-only fields and whether each is set.
     pub hidden_fields: Vec<HiddenField>,
 }
@@ -135,13 +196,19 @@ impl From<Remote> for RemoteResponse {
             HiddenField { name: "password".into(), is_set: r.password.is_some() },
             HiddenField { name: "proxy_username".into(), is_set: proxy_credentials.0 },
             HiddenField { name: "proxy_password".into(), is_set: proxy_credentials.1 },
+            HiddenField { name: "client_key".into(), is_set: r.client_key.is_some() },
         ];
         RemoteResponse {
             pulp_href: hrefs::remote(&r.id),
+            prn: format!("prn:container.containerremote:{}", r.id),
             pulp_created: timestamp(r.pulp_created),
             pulp_last_updated: timestamp(r.pulp_last_updated),
+            includes: r.include_tags(),
+            excludes: r.exclude_tags(),
             include_tags: r.include_tags(),
             exclude_tags: r.exclude_tags(),
+            headers: r.headers.as_deref().and_then(|h| serde_json::from_str(h).ok()),
+            pulp_labels: validate::stored_labels(&r.pulp_labels),
             name: r.name,
             url: r.url,
             upstream_name: r.upstream_name,
@@ -152,7 +219,11 @@ impl From<Remote> for RemoteResponse {
             download_concurrency: r.download_concurrency,
             connect_timeout: r.connect_timeout,
             total_timeout: r.total_timeout,
+            sock_connect_timeout: r.sock_connect_timeout,
+            sock_read_timeout: r.sock_read_timeout,
             max_retries: r.max_retries,
+            rate_limit: r.rate_limit,
+            client_cert: r.client_cert,
             hidden_fields,
         }
     }
@@ -206,15 +277,43 @@ fn apply(conn: &mut DbConnection, existing: Remote, req: RemoteRequest, full: bo
     if let Some(v) = req.url { row.url = v; }
     if let Some(v) = req.upstream_name { row.upstream_name = v; }
     if let Some(v) = req.policy { row.policy = v; }
-    if let Some(v) = req.include_tags { row.include_tags = tags(v); }
-    if let Some(v) = req.exclude_tags { row.exclude_tags = tags(v); }
+    if let Some(v) = alias(&mut checks, ("includes", req.includes), ("include_tags", req.include_tags)) { row.include_tags = tags(v); }
+    if let Some(v) = alias(&mut checks, ("excludes", req.excludes), ("exclude_tags", req.exclude_tags)) { row.exclude_tags = tags(v); }
     if let Some(v) = req.username { row.username = v; }
     if let Some(v) = req.password { row.password = v; }
     if let Some(v) = req.tls_validation { row.tls_validation = v; }
     if let Some(v) = req.ca_cert { row.ca_cert = v; }
-    if let Some(v) = req.proxy_url { row.proxy_url = v; }
+    if let Some(v) = req.client_cert { row.client_cert = v; }
+    if let Some(v) = req.client_key { row.client_key = v; }
+    apply_proxy(&mut checks, &mut row, req.proxy_url, req.proxy_username, req.proxy_password);
     if let Some(v) = req.connect_timeout { row.connect_timeout = v; }
     if let Some(v) = req.total_timeout { row.total_timeout = v; }
+    if let Some(v) = req.sock_connect_timeout { row.sock_connect_timeout = v; }
+    if let Some(v) = req.sock_read_timeout { row.sock_read_timeout = v; }
+    if let Some(v) = req.headers {
+        row.headers = match v {
+            None => None,
+            Some(h) => match validate::headers(&h) {
+                Ok(json) => Some(json),
+                Err(m) => {
+                    checks.add("headers", m);
+                    None
+                }
+            },
+        };
+    }
+    if let Some(v) = req.pulp_labels {
+        match validate::labels(&v.unwrap_or_default()) {
+            Ok(json) => row.pulp_labels = json,
+            Err(m) => checks.add("pulp_labels", m),
+        }
+    }
+    if let Some(v) = req.rate_limit.map(|v| v.map(|n| n.0)) {
+        if let Some(n) = v {
+            checks.check("rate_limit", validate::int_range(n, 0, i64::from(i32::MAX)));
+        }
+        row.rate_limit = v.map(|n| n.clamp(0, i64::from(i32::MAX)) as i32);
+    }
     if let Some(v) = req.download_concurrency.map(|v| v.map(|n| n.0)) {
         if let Some(n) = v {
             checks.check("download_concurrency", validate::int_range(n, 1, validate::MAX_DOWNLOAD_CONCURRENCY));
@@ -243,10 +342,25 @@ fn apply(conn: &mut DbConnection, existing: Remote, req: RemoteRequest, full: bo
         checks.check("proxy_url", validate::http_url(p));
     }
     // Checked on the row, so that a PATCH cannot keep an out-of-range value stored earlier.
-    for (field, v) in [("connect_timeout", row.connect_timeout), ("total_timeout", row.total_timeout)] {
+    for (field, v) in [
+        ("connect_timeout", row.connect_timeout),
+        ("total_timeout", row.total_timeout),
+        ("sock_connect_timeout", row.sock_connect_timeout),
+        ("sock_read_timeout", row.sock_read_timeout),
+    ] {
         if let Some(v) = v {
             checks.check(field, validate::timeout(v));
         }
+    }
+    match (&row.client_cert, &row.client_key) {
+        (Some(cert), Some(key)) => {
+            if let Err((field, m)) = crate::upstream::client_identity(cert, key) {
+                checks.add(field, m);
+            }
+        }
+        (Some(_), None) => checks.add("client_key", "A client_key is needed with a client_cert."),
+        (None, Some(_)) => checks.add("client_cert", "A client_cert is needed with a client_key."),
+        (None, None) => {}
     }
     if !checks.has("name") {
         if let Some(other) = remote::find_by_name(conn, &row.name)? {
@@ -257,6 +371,66 @@ fn apply(conn: &mut DbConnection, existing: Remote, req: RemoteRequest, full: bo
     }
     checks.finish()?;
     Ok(row)
+}
+
+/// A field sent under its name, its former name, or both (then with the same value).
+fn alias<T: PartialEq>(checks: &mut Checks, (name, value): (&str, Option<T>), (old_name, old_value): (&str, Option<T>)) -> Option<T> {
+    match (value, old_value) {
+        (Some(a), Some(b)) if a != b => {
+            checks.add(name, format!("'{name}' and '{old_name}' (its former name) disagree; send one of them."));
+            None
+        }
+        (a, b) => a.or(b),
+    }
+}
+
+/// The proxy URL and its credentials, which live in the URL's user info (stored as a secret,
+/// never shown). A new `proxy_url` without credentials keeps the ones set before, as Pulp keeps
+/// its separate `proxy_username`/`proxy_password`; `proxy_username`/`proxy_password` (null
+/// clears) win over credentials inside the URL.
+fn apply_proxy(
+    checks: &mut Checks,
+    row: &mut Remote,
+    url: Option<Option<String>>,
+    username: Option<Option<String>>,
+    password: Option<Option<String>>,
+) {
+    let stored = row.proxy_url.as_deref().and_then(|u| url::Url::parse(u).ok());
+    let (mut user, mut pass) = stored.map(|u| (u.username().to_string(), u.password().map(str::to_string))).unwrap_or_default();
+    if let Some(v) = url {
+        row.proxy_url = v;
+        if let Some(u) = row.proxy_url.as_deref().and_then(|u| url::Url::parse(u).ok()) {
+            if !u.username().is_empty() || u.password().is_some() {
+                (user, pass) = (u.username().to_string(), u.password().map(str::to_string));
+            }
+        }
+    }
+    let named = username.is_some() || password.is_some();
+    // Kept percent-encoded, as a URL holds them: `set_username` encodes all but `%`.
+    if let Some(v) = username {
+        user = v.map(|u| u.replace('%', "%25")).unwrap_or_default();
+    }
+    if let Some(v) = password {
+        pass = v.map(|p| p.replace('%', "%25"));
+    }
+    let Some(proxy) = row.proxy_url.as_deref() else {
+        if named && (!user.is_empty() || pass.is_some()) {
+            checks.add("proxy_url", "A proxy_url is needed with proxy credentials.");
+        }
+        return;
+    };
+    if pass.is_some() && user.is_empty() {
+        checks.add("proxy_username", "A proxy_username is needed with a proxy_password.");
+        return;
+    }
+    let Ok(mut u) = url::Url::parse(proxy) else {
+        return; // refused as an invalid URL below
+    };
+    if u.set_username(&user).is_err() || u.set_password(pass.as_deref()).is_err() {
+        checks.add("proxy_url", "This URL cannot carry proxy credentials.");
+        return;
+    }
+    row.proxy_url = Some(u.to_string());
 }
 
 async fn find_or_404(state: &AppState, id: String) -> Result<Remote, ApiError> {
@@ -272,6 +446,7 @@ crate::listing!(
     RemoteResponse,
     [
         filters::text("name", "Filter by name."),
+        filters::LABELS,
         filters::filter("pulp_href", Kind::Id(hrefs::parse_remote), filters::IN, "Only these remotes (hrefs)."),
         filters::filter("pulp_last_updated", Kind::Time, filters::RANGE_LOOKUPS, "Filter by last update time."),
     ],

@@ -9,10 +9,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::body::{self, double_option};
-use super::pagination::{PageParams, Paginated};
+use super::filters::{self, DetailQuery, Kind, ListQuery};
+use super::pagination::Paginated;
 use super::responses::{BadRequest, NotFound, Unauthorized};
 use super::validate::{self, Checks};
-use super::{accepted, hrefs, timestamp, NameParams, Query, AsyncOperationResponse};
+use super::{accepted, hrefs, timestamp, AsyncOperationResponse};
 use crate::app::AppState;
 use crate::db::{is_unique_violation, DbConnection, DbError};
 use crate::error::ApiError;
@@ -33,6 +34,14 @@ pub struct RepositoryRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub remote: Option<Option<String>>,
+    /// Labels: string keys and values.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = std::collections::HashMap<String, String>, required = false)]
+    pub pulp_labels: Option<Option<serde_json::Value>>,
+    /// Keep only this many of the newest versions (at least 1); null keeps every version.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>, minimum = 1)]
+    pub retain_repo_versions: Option<Option<body::Integer>>,
 }
 
 super::responses::patched_schema!(
@@ -44,6 +53,8 @@ super::responses::patched_schema!(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RepositoryResponse {
     pub pulp_href: String,
+    /// Pulp's resource name: `prn:container.containerrepository:<id>`.
+    pub prn: String,
     pub pulp_created: DateTime<Utc>,
     pub pulp_last_updated: DateTime<Utc>,
     pub versions_href: String,
@@ -51,12 +62,18 @@ pub struct RepositoryResponse {
     pub name: String,
     pub description: Option<String>,
     pub remote: Option<String>,
+    #[schema(value_type = std::collections::HashMap<String, String>)]
+    pub pulp_labels: serde_json::Value,
+    pub retain_repo_versions: Option<i64>,
 }
 
 impl From<Repository> for RepositoryResponse {
     fn from(r: Repository) -> Self {
         RepositoryResponse {
             pulp_href: hrefs::repository(&r.id),
+            prn: format!("prn:container.containerrepository:{}", r.id),
+            pulp_labels: validate::stored_labels(&r.pulp_labels),
+            retain_repo_versions: r.retain_repo_versions,
             pulp_created: timestamp(r.pulp_created),
             pulp_last_updated: timestamp(r.pulp_last_updated),
             versions_href: hrefs::repository_versions(&r.id),
@@ -145,12 +162,24 @@ fn apply(conn: &mut DbConnection, existing: Repository, req: RepositoryRequest, 
     let mut checks = Checks::default();
     let mut row = if full {
         checks.required("name", &req.name);
-        Repository { name: String::new(), description: None, remote_id: None, ..existing }
+        Repository { name: String::new(), description: None, remote_id: None, pulp_labels: "{}".into(), retain_repo_versions: None, ..existing }
     } else {
         existing
     };
     if let Some(v) = req.name { row.name = v; }
     if let Some(v) = req.description { row.description = v; }
+    if let Some(v) = req.pulp_labels {
+        match validate::labels(&v.unwrap_or_default()) {
+            Ok(json) => row.pulp_labels = json,
+            Err(m) => checks.add("pulp_labels", m),
+        }
+    }
+    if let Some(v) = req.retain_repo_versions {
+        if let Some(n) = v {
+            checks.check("retain_repo_versions", validate::int_range(n.0, 1, i64::MAX));
+        }
+        row.retain_repo_versions = v.map(|n| n.0);
+    }
     if let Some(v) = req.remote {
         row.remote_id = match v {
             None => None,
@@ -186,24 +215,30 @@ pub(super) async fn find_or_404(state: &AppState, id: String) -> Result<Reposito
         .ok_or_else(ApiError::not_found)
 }
 
+crate::listing!(
+    RepositoryListing,
+    RepositoryResponse,
+    [
+        filters::text("name", "Filter by name."),
+        filters::LABELS,
+        filters::filter("pulp_href", Kind::Id(hrefs::parse_repository), filters::IN, "Only these repositories (hrefs)."),
+        filters::filter("pulp_last_updated", Kind::Time, filters::RANGE_LOOKUPS, "Filter by last update time."),
+    ],
+    ["name", "pulp_created", "pulp_last_updated"]
+);
+
 /// List container repositories.
 #[utoipa::path(
     tag = "Repositories: Container",
     operation_id = "repositories_container_container_list",
-    params(PageParams, NameParams),
+    params(RepositoryListing),
     responses((status = 200, body = Paginated<RepositoryResponse>), BadRequest, Unauthorized)
 )]
 #[get("/repositories/container/container/")]
-pub async fn list(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    page: Query<PageParams>,
-    names: Query<NameParams>,
-) -> Result<HttpResponse, ApiError> {
-    let window = page.window()?;
-    let filter = names.into_inner().into();
-    let rows = state.db.run(move |c| repository::list(c, &filter, window).map_err(DbError::from)).await?;
-    Ok(HttpResponse::Ok().json(Paginated::new(&req, window, rows, RepositoryResponse::from)))
+pub async fn list(state: web::Data<AppState>, req: HttpRequest, query: ListQuery<RepositoryListing>) -> Result<HttpResponse, ApiError> {
+    let (criteria, window) = (query.criteria.clone(), query.window);
+    let rows = state.db.run(move |c| repository::list(c, &criteria, window).map_err(DbError::from)).await?;
+    Ok(query.respond(&req, rows, RepositoryResponse::from))
 }
 
 /// Create a container repository (with its empty version 0).
@@ -237,12 +272,13 @@ pub async fn create(state: web::Data<AppState>, bytes: web::Bytes) -> Result<Htt
 #[utoipa::path(
     tag = "Repositories: Container",
     operation_id = "repositories_container_container_read",
-    responses((status = 200, body = RepositoryResponse), Unauthorized, NotFound)
+    params(filters::DetailParams),
+    responses((status = 200, body = RepositoryResponse), BadRequest, Unauthorized, NotFound)
 )]
 #[get("/repositories/container/container/{id}/")]
-pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, query: DetailQuery<RepositoryResponse>) -> Result<HttpResponse, ApiError> {
     let row = find_or_404(&state, id.to_string()).await?;
-    Ok(HttpResponse::Ok().json(RepositoryResponse::from(row)))
+    Ok(query.respond(RepositoryResponse::from(row)))
 }
 
 async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> Result<HttpResponse, ApiError> {
@@ -312,11 +348,42 @@ async fn version_response(state: &AppState, v: RepositoryVersion) -> Result<Repo
     Ok(version_view(v, base, summary))
 }
 
+crate::listing!(
+    RepositoryVersionListing,
+    RepositoryVersionResponse,
+    [
+        filters::filter("number", Kind::Integer, filters::RANGE_LOOKUPS, "Filter by version number."),
+        filters::filter(
+            "content",
+            Kind::Id(hrefs::parse_content),
+            filters::EXACT_OR_IN,
+            "Only versions holding this content unit (a blob's, manifest's or tag's href)."
+        ),
+        filters::filter("pulp_created", Kind::Time, filters::RANGE_LOOKUPS, "Filter by creation time."),
+    ],
+    ["number", "pulp_created"]
+);
+
+/// A 400 naming `content` / `content__in` when an href among them names no content unit.
+async fn check_content_exists(state: &AppState, criteria: &crate::models::filter::Criteria) -> Result<(), ApiError> {
+    for name in ["content", "content__in"] {
+        let ids = criteria.text(name).map(|id| vec![id]).or_else(|| criteria.list(name)).unwrap_or_default();
+        if ids.is_empty() {
+            continue;
+        }
+        let missing = state.db.run(move |c| repository::missing_content(c, &ids).map_err(DbError::from)).await?;
+        if let Some(id) = missing.first() {
+            return Err(ApiError::field(name, format!("Invalid hyperlink - Object does not exist: content unit {id}")));
+        }
+    }
+    Ok(())
+}
+
 /// List a repository's versions, newest first.
 #[utoipa::path(
     tag = "Repositories: Container Versions",
     operation_id = "repositories_container_container_versions_list",
-    params(PageParams),
+    params(RepositoryVersionListing),
     responses((status = 200, body = Paginated<RepositoryVersionResponse>), BadRequest, Unauthorized, NotFound)
 )]
 #[get("/repositories/container/container/{id}/versions/")]
@@ -324,28 +391,33 @@ pub async fn list_versions(
     state: web::Data<AppState>,
     req: HttpRequest,
     id: web::Path<uuid::Uuid>,
-    page: Query<PageParams>,
+    query: ListQuery<RepositoryVersionListing>,
 ) -> Result<HttpResponse, ApiError> {
-    let window = page.window()?;
     let repo = find_or_404(&state, id.to_string()).await?;
-    let rows = state.db.run(move |c| repository::list_versions(c, &repo.id, window).map_err(DbError::from)).await?;
+    check_content_exists(&state, &query.criteria).await?;
+    let (criteria, window) = (query.criteria.clone(), query.window);
+    let rows = state.db.run(move |c| repository::list_versions(c, &repo.id, &criteria, window).map_err(DbError::from)).await?;
     let count = rows.count;
     let mut views = Vec::with_capacity(rows.rows.len());
     for v in rows.rows {
         views.push(version_response(&state, v).await?);
     }
-    let page = crate::models::Page { count, rows: views };
-    Ok(HttpResponse::Ok().json(Paginated::new(&req, window, page, |v| v)))
+    Ok(query.respond(&req, crate::models::Page { count, rows: views }, |v| v))
 }
 
 /// Inspect one repository version.
 #[utoipa::path(
     tag = "Repositories: Container Versions",
     operation_id = "repositories_container_container_versions_read",
-    responses((status = 200, body = RepositoryVersionResponse), Unauthorized, NotFound)
+    params(filters::DetailParams),
+    responses((status = 200, body = RepositoryVersionResponse), BadRequest, Unauthorized, NotFound)
 )]
 #[get("/repositories/container/container/{id}/versions/{number}/")]
-pub async fn read_version(state: web::Data<AppState>, path: web::Path<(uuid::Uuid, i64)>) -> Result<HttpResponse, ApiError> {
+pub async fn read_version(
+    state: web::Data<AppState>,
+    path: web::Path<(uuid::Uuid, i64)>,
+    query: DetailQuery<RepositoryVersionResponse>,
+) -> Result<HttpResponse, ApiError> {
     let (id, number) = path.into_inner();
     let id = id.to_string();
     let v = state
@@ -353,7 +425,7 @@ pub async fn read_version(state: web::Data<AppState>, path: web::Path<(uuid::Uui
         .run(move |c| repository::find_version(c, &id, number).map_err(DbError::from))
         .await?
         .ok_or_else(ApiError::not_found)?;
-    Ok(HttpResponse::Ok().json(version_response(&state, v).await?))
+    Ok(query.respond(version_response(&state, v).await?))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -395,6 +467,37 @@ pub async fn sync(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: 
     let task = state
         .tasks
         .enqueue(&state, crate::sync::TASK_NAME, serde_json::to_value(&args).expect("serialisable"), vec![hrefs::repository(&repo.id)])
+        .await?;
+    Ok(accepted(&task))
+}
+
+/// Delete a repository version (a task): its changes fold into the next version, so the
+/// others keep their content. The latest version stays.
+#[utoipa::path(
+    tag = "Repositories: Container Versions",
+    operation_id = "repositories_container_container_versions_delete",
+    responses((status = 202, body = AsyncOperationResponse), BadRequest, Unauthorized, NotFound)
+)]
+#[delete("/repositories/container/container/{id}/versions/{number}/")]
+pub async fn delete_version(state: web::Data<AppState>, path: web::Path<(uuid::Uuid, i64)>) -> Result<HttpResponse, ApiError> {
+    let (id, number) = path.into_inner();
+    let repo = find_or_404(&state, id.to_string()).await?;
+    let r = repo.id.clone();
+    let (exists, first) = state
+        .db
+        .run(move |c| Ok::<_, DbError>((repository::find_version(c, &r, number)?.is_some(), repository::next_version_number(c, &r, -1)?)))
+        .await?;
+    if !exists {
+        return Err(ApiError::not_found());
+    }
+    if number == repo.latest_version_number {
+        let only = first == Some(number);
+        return Err(ApiError::BadRequest(if only { tasks::versions::ONLY_VERSION } else { tasks::versions::LATEST_VERSION }.into()));
+    }
+    let args = tasks::versions::DeleteVersionArgs { repository_id: repo.id.clone(), number };
+    let task = state
+        .tasks
+        .enqueue(&state, tasks::versions::DELETE_VERSION, serde_json::to_value(&args).expect("serialisable"), vec![hrefs::repository(&repo.id)])
         .await?;
     Ok(accepted(&task))
 }

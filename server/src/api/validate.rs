@@ -144,6 +144,61 @@ pub fn timeout(value: f64) -> Result<(), String> {
     }
 }
 
+/// `pulp_labels`: an object of string values whose keys hold letters, digits, `_`, `-` and
+/// spaces and whose values hold no `,`, `(` or `)` (Pulp's label selector syntax uses those).
+/// Returns the labels as the JSON text stored.
+pub fn labels(value: &serde_json::Value) -> Result<String, String> {
+    let serde_json::Value::Object(map) = value else {
+        return Err(if value.is_null() { "This field may not be null.".into() } else { "Expected a dictionary of items.".into() });
+    };
+    for (key, v) in map {
+        if key.is_empty() || key.chars().count() > 255 || !key.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | ' ')) {
+            return Err(format!("Key '{key}' contains non-alphanumerics."));
+        }
+        let Some(text) = v.as_str() else {
+            return Err(format!("The value of label '{key}' must be a string."));
+        };
+        if text.contains([',', '(', ')']) {
+            return Err(format!("Key '{key}' contains value with comma or parenthesis."));
+        }
+    }
+    Ok(value.to_string())
+}
+
+/// Stored labels as a JSON object for a response (`{}` for anything unreadable).
+pub fn stored_labels(json: &str) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Value>(json).ok().filter(serde_json::Value::is_object).unwrap_or_else(|| serde_json::json!({}))
+}
+
+/// Headers a remote may not set: the client sets these itself, and `Authorization` belongs in
+/// the write-only `username`/`password` (a header's value is shown to anyone who reads the remote).
+const RESERVED_HEADERS: [&str; 6] = ["authorization", "host", "content-length", "transfer-encoding", "connection", "proxy-authorization"];
+
+/// A remote's `headers`, Pulp's list of one-entry objects (`[{"X-Name": "value"}]`): valid HTTP
+/// header names and values. Returns the JSON text stored.
+pub fn headers(value: &serde_json::Value) -> Result<String, String> {
+    let serde_json::Value::Array(items) = value else {
+        return Err("Expected a list of items.".into());
+    };
+    for item in items {
+        let serde_json::Value::Object(map) = item else {
+            return Err("Each header must be an object such as {\"X-Name\": \"value\"}.".into());
+        };
+        if map.is_empty() {
+            return Err("A header object may not be empty.".into());
+        }
+        for (name, v) in map {
+            let header = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("'{name}' is not a valid HTTP header name."))?;
+            if RESERVED_HEADERS.contains(&header.as_str()) {
+                return Err(format!("The header '{name}' cannot be set on a remote."));
+            }
+            let text = v.as_str().ok_or_else(|| format!("The value of header '{name}' must be a string."))?;
+            http::HeaderValue::from_str(text).map_err(|_| format!("The value of header '{name}' is not a valid HTTP header value."))?;
+        }
+    }
+    Ok(value.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +213,19 @@ mod tests {
         }
         assert!(int_range(0, 0, 100).is_ok() && int_range(100, 0, 100).is_ok());
         assert!(int_range(-1, 0, 100).is_err() && int_range(101, 0, 100).is_err() && int_range(i64::MAX, 1, 100).is_err());
+    }
+
+    #[test]
+    fn labels_and_headers() {
+        use serde_json::json;
+        assert_eq!(labels(&json!({"env": "prod", "team name_1-x": ""})).unwrap(), r#"{"env":"prod","team name_1-x":""}"#);
+        for bad in [json!(null), json!([]), json!({"a": 1}), json!({"a": null}), json!({"a/b": "x"}), json!({"": "x"}), json!({"a": "x,y"})] {
+            assert!(labels(&bad).is_err(), "{bad}");
+        }
+        assert!(headers(&json!([{"X-A": "1"}, {"X-B": "2", "X-C": ""}])).is_ok());
+        for bad in [json!({"X-A": "1"}), json!(["X-A"]), json!([{}]), json!([{"X A": "1"}]), json!([{"X-A": 1}]), json!([{"X-A": "a\nb"}]), json!([{"Authorization": "Bearer x"}]), json!([{"host": "x"}])] {
+            assert!(headers(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::filter::Criteria;
 use super::{Page, Window};
 use crate::db::schema::{blob, content, content_artifact, manifest, manifest_blob, manifest_list_entry, repository_content, tag};
 use crate::db::DbConnection;
@@ -47,15 +48,14 @@ pub struct TagRow {
     pub tagged_manifest_id: String,
 }
 
-/// Which units a content list covers: all, or those in one repository version.
+/// Which units a content list covers: all, or those in / added by / removed by a repository
+/// version (repository id, number); the other filters and the order are in `criteria`.
 #[derive(Debug, Clone, Default)]
 pub struct ContentFilter {
     pub version: Option<(String, i64)>,
-    /// Only units that version (repository id, number) added / removed.
     pub added_in: Option<(String, i64)>,
     pub removed_in: Option<(String, i64)>,
-    pub digest: Option<String>,
-    pub name: Option<String>,
+    pub criteria: Criteria,
 }
 
 /// Content ids in version `number` of a repository (a subquery).
@@ -109,14 +109,16 @@ pub fn list_blobs(conn: &mut DbConnection, filter: &ContentFilter, window: Windo
             blob::content_id,
             filter
         );
-        if let Some(d) = &filter.digest {
-            q = q.filter(blob::digest.eq(d.clone()));
+        if let Some(ids) = filter.criteria.list("pulp_href__in") {
+            q = q.filter(blob::content_id.eq_any(ids));
         }
-        q
+        crate::filter_text!(q, blob::digest, filter.criteria.text_match("digest"))
     };
     let count = boxed().count().get_result(conn)?;
-    let rows = boxed()
-        .order((content::pulp_created, blob::content_id))
+    let rows = crate::sort_by!(boxed(), filter.criteria, [content::pulp_created, blob::content_id], {
+        "pulp_created" => content::pulp_created,
+        "digest" => blob::digest,
+    })
         .limit(window.limit)
         .offset(window.offset)
         .select((blob::content_id, content::pulp_created, blob::digest, content_artifact::artifact_id.nullable()))
@@ -158,14 +160,19 @@ const MANIFEST_COLUMNS: ManifestColumns = (
 pub fn list_manifests(conn: &mut DbConnection, filter: &ContentFilter, window: Window) -> QueryResult<Page<ManifestRow>> {
     let boxed = || {
         let mut q = in_version!(manifest::table.inner_join(content::table).into_boxed(), manifest::content_id, filter);
-        if let Some(d) = &filter.digest {
-            q = q.filter(manifest::digest.eq(d.clone()));
+        if let Some(ids) = filter.criteria.list("pulp_href__in") {
+            q = q.filter(manifest::content_id.eq_any(ids));
         }
-        q
+        if let Some(types) = filter.criteria.list("media_type") {
+            q = q.filter(manifest::media_type.eq_any(types));
+        }
+        crate::filter_text!(q, manifest::digest, filter.criteria.text_match("digest"))
     };
     let count = boxed().count().get_result(conn)?;
-    let rows = boxed()
-        .order((content::pulp_created, manifest::content_id))
+    let rows = crate::sort_by!(boxed(), filter.criteria, [content::pulp_created, manifest::content_id], {
+        "pulp_created" => content::pulp_created,
+        "digest" => manifest::digest,
+    })
         .limit(window.limit)
         .offset(window.offset)
         .select(MANIFEST_COLUMNS)
@@ -198,14 +205,23 @@ pub fn manifest_links(conn: &mut DbConnection, id: &str) -> QueryResult<(Vec<Str
 pub fn list_tags(conn: &mut DbConnection, filter: &ContentFilter, window: Window) -> QueryResult<Page<TagRow>> {
     let boxed = || {
         let mut q = in_version!(tag::table.inner_join(content::table).into_boxed(), tag::content_id, filter);
-        if let Some(n) = &filter.name {
-            q = q.filter(tag::name.eq(n.clone()));
+        if let Some(ids) = filter.criteria.list("pulp_href__in") {
+            q = q.filter(tag::content_id.eq_any(ids));
         }
-        q
+        // `digest` and `media_type` are the tagged manifest's.
+        if let Some(digests) = filter.criteria.list("digest") {
+            q = q.filter(tag::tagged_manifest_id.eq_any(manifest::table.filter(manifest::digest.eq_any(digests)).select(manifest::content_id)));
+        }
+        if let Some(types) = filter.criteria.list("media_type") {
+            q = q.filter(tag::tagged_manifest_id.eq_any(manifest::table.filter(manifest::media_type.eq_any(types)).select(manifest::content_id)));
+        }
+        crate::filter_text!(q, tag::name, filter.criteria.text_match("name"))
     };
     let count = boxed().count().get_result(conn)?;
-    let rows = boxed()
-        .order((tag::name, tag::content_id))
+    let rows = crate::sort_by!(boxed(), filter.criteria, [tag::name, tag::content_id], {
+        "pulp_created" => content::pulp_created,
+        "name" => tag::name,
+    })
         .limit(window.limit)
         .offset(window.offset)
         .select((tag::content_id, content::pulp_created, tag::name, tag::tagged_manifest_id))
@@ -563,4 +579,217 @@ pub fn manifest_in_version(conn: &mut DbConnection, repository_id: &str, number:
         .select(manifest::content_id)
         .first(conn)
         .optional()
+}
+
+/// The type (`container.tag`, ...) of each of `ids` that names a content unit.
+pub fn types_of(conn: &mut DbConnection, ids: &[String]) -> QueryResult<std::collections::HashMap<String, String>> {
+    let mut out = std::collections::HashMap::new();
+    for chunk in ids.chunks(500) {
+        out.extend(content::table.filter(content::id.eq_any(chunk)).select((content::id, content::pulp_type)).load::<(String, String)>(conn)?);
+    }
+    Ok(out)
+}
+
+/// `(referrer, referenced)` pairs: a tag and its manifest, a list and a manifest it lists, a
+/// manifest and its config or a layer. `from` selects by referrer, else `to` by referenced.
+fn reference_pairs(conn: &mut DbConnection, ids: &[String], from: bool) -> QueryResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(500) {
+        let pairs: [Vec<(String, String)>; 4] = if from {
+            [
+                tag::table.filter(tag::content_id.eq_any(chunk)).select((tag::content_id, tag::tagged_manifest_id)).load(conn)?,
+                manifest_list_entry::table.filter(manifest_list_entry::list_id.eq_any(chunk)).select((manifest_list_entry::list_id, manifest_list_entry::manifest_id)).load(conn)?,
+                manifest_blob::table.filter(manifest_blob::manifest_id.eq_any(chunk)).select((manifest_blob::manifest_id, manifest_blob::blob_id)).load(conn)?,
+                manifest::table
+                    .filter(manifest::content_id.eq_any(chunk))
+                    .filter(manifest::config_blob_id.is_not_null())
+                    .select((manifest::content_id, manifest::config_blob_id.assume_not_null()))
+                    .load(conn)?,
+            ]
+        } else {
+            [
+                tag::table.filter(tag::tagged_manifest_id.eq_any(chunk)).select((tag::content_id, tag::tagged_manifest_id)).load(conn)?,
+                manifest_list_entry::table.filter(manifest_list_entry::manifest_id.eq_any(chunk)).select((manifest_list_entry::list_id, manifest_list_entry::manifest_id)).load(conn)?,
+                manifest_blob::table.filter(manifest_blob::blob_id.eq_any(chunk)).select((manifest_blob::manifest_id, manifest_blob::blob_id)).load(conn)?,
+                manifest::table
+                    .filter(manifest::config_blob_id.eq_any(chunk))
+                    .select((manifest::content_id, manifest::config_blob_id.assume_not_null()))
+                    .load(conn)?,
+            ]
+        };
+        out.extend(pairs.into_iter().flatten());
+    }
+    Ok(out)
+}
+
+/// `ids` plus everything they reference, down to blobs: a tag's manifest, the manifests a list
+/// names, a manifest's config and layers (what Pulp's recursive add adds).
+pub fn with_references(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<String>> {
+    let mut all: std::collections::HashSet<String> = ids.iter().cloned().collect();
+    let mut frontier: Vec<String> = all.iter().cloned().collect();
+    while !frontier.is_empty() {
+        let referenced = reference_pairs(conn, &frontier, true)?;
+        frontier = referenced.into_iter().map(|(_, to)| to).filter(|to| all.insert(to.clone())).collect();
+    }
+    Ok(all.into_iter().collect())
+}
+
+/// Takes out of `set`, until nothing changes, every unit that a unit outside `set` references:
+/// what remains can go without leaving anything that stays pointing at a unit that went.
+/// `pairs` must hold every reference to the units of `set` that counts.
+fn keep_referenced(set: &mut std::collections::HashSet<String>, pairs: &[(String, String)]) {
+    loop {
+        let kept: Vec<String> = pairs.iter().filter(|(from, to)| set.contains(to) && !set.contains(from)).map(|(_, to)| to.clone()).collect();
+        if kept.is_empty() {
+            return;
+        }
+        for id in kept {
+            set.remove(&id);
+        }
+    }
+}
+
+/// What removing `named` (all content when `None`) from version `number` takes out of it, as
+/// Pulp's recursive remove does: the named units with what they reference (a tag's manifest, a
+/// list's manifests, a manifest's blobs) unless a unit that stays in the version still needs
+/// it. A named manifest that goes takes its tags with it, so no tag is left pointing at nothing.
+pub fn removal(conn: &mut DbConnection, repository_id: &str, number: i64, named: Option<&[String]>) -> QueryResult<Vec<String>> {
+    use std::collections::HashSet;
+    let present: HashSet<String> = super::repository::version_content(conn, repository_id, number)?.into_iter().map(|(id, _)| id).collect();
+    let Some(named) = named else { return Ok(present.into_iter().collect()) };
+    let seeds: Vec<String> = named.iter().filter(|id| present.contains(*id)).cloned().collect();
+    let mut following: Vec<(String, String)> = Vec::new();
+    for chunk in seeds.chunks(500) {
+        following.extend(tag::table.filter(tag::tagged_manifest_id.eq_any(chunk)).select((tag::content_id, tag::tagged_manifest_id)).load::<(String, String)>(conn)?);
+    }
+    following.retain(|(tag, _)| present.contains(tag));
+    let followers: HashSet<&String> = following.iter().map(|(tag, _)| tag).collect();
+    let mut going: HashSet<String> = with_references(conn, &seeds)?.into_iter().filter(|id| present.contains(id)).collect();
+    let candidates: Vec<String> = going.iter().cloned().collect();
+    let pairs: Vec<(String, String)> = reference_pairs(conn, &candidates, false)?
+        .into_iter()
+        .filter(|(from, _)| present.contains(from) && !followers.contains(from))
+        .collect();
+    keep_referenced(&mut going, &pairs);
+    let tags: Vec<String> = following.iter().filter(|(_, manifest)| going.contains(manifest)).map(|(tag, _)| tag.clone()).collect();
+    going.extend(tags);
+    Ok(going.into_iter().collect())
+}
+
+/// `(id, name)` of the tags among `ids`.
+pub fn tag_names_of(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(500) {
+        out.extend(tag::table.filter(tag::content_id.eq_any(chunk)).select((tag::content_id, tag::name)).load::<(String, String)>(conn)?);
+    }
+    Ok(out)
+}
+
+/// Tag ids in a version, only those named `names` when given.
+pub fn tags_in_version(conn: &mut DbConnection, repository_id: &str, number: i64, names: Option<&[String]>) -> QueryResult<Vec<String>> {
+    let mut q = tag::table.filter(tag::content_id.eq_any(version_members!(repository_id, number))).select(tag::content_id).into_boxed();
+    if let Some(names) = names {
+        q = q.filter(tag::name.eq_any(names));
+    }
+    q.load(conn)
+}
+
+/// Manifest ids in a version, only those with one of `digests` / `media_types` when given.
+pub fn manifests_in_version(
+    conn: &mut DbConnection,
+    repository_id: &str,
+    number: i64,
+    digests: Option<&[String]>,
+    media_types: Option<&[String]>,
+) -> QueryResult<Vec<String>> {
+    let mut q = manifest::table.filter(manifest::content_id.eq_any(version_members!(repository_id, number))).select(manifest::content_id).into_boxed();
+    if let Some(digests) = digests {
+        q = q.filter(manifest::digest.eq_any(digests));
+    }
+    if let Some(types) = media_types {
+        q = q.filter(manifest::media_type.eq_any(types));
+    }
+    q.load(conn)
+}
+
+/// Content that no repository version holds or held (it has no membership row at all), created
+/// before `before`, and that is no blob pushed to a repository ahead of its manifest; among
+/// `only` when given. These are the candidates of an orphan cleanup.
+pub fn unused(conn: &mut DbConnection, before: NaiveDateTime, only: Option<&[String]>) -> QueryResult<Vec<String>> {
+    use crate::db::schema::pushed_blob;
+    use diesel::dsl::{exists, not};
+    let query = || {
+        content::table
+            .filter(content::pulp_created.lt(before))
+            .filter(not(exists(repository_content::table.filter(repository_content::content_id.eq(content::id)))))
+            .filter(not(exists(pushed_blob::table.filter(pushed_blob::blob_id.eq(content::id)))))
+            .select(content::id)
+            .into_boxed()
+    };
+    match only {
+        None => query().load(conn),
+        Some(ids) => {
+            let mut out = Vec::new();
+            for chunk in ids.chunks(500) {
+                out.extend(query().filter(content::id.eq_any(chunk)).load::<String>(conn)?);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// On PostgreSQL, locks these units' rows until the transaction ends, so that a concurrent
+/// write that would make one of them used again (a version, a pushed blob, a tag) either
+/// finished before, and the queries after this see it, or waits and then finds it gone.
+/// SQLite's write transaction already keeps every other writer out.
+pub fn lock(conn: &mut DbConnection, ids: &[String]) -> QueryResult<()> {
+    let DbConnection::Pg(pg) = conn else { return Ok(()) };
+    for chunk in ids.chunks(500) {
+        content::table.filter(content::id.eq_any(chunk)).select(content::id).for_update().load::<String>(pg)?;
+        blob::table.filter(blob::content_id.eq_any(chunk)).select(blob::content_id).for_update().load::<String>(pg)?;
+        manifest::table.filter(manifest::content_id.eq_any(chunk)).select(manifest::content_id).for_update().load::<String>(pg)?;
+    }
+    Ok(())
+}
+
+/// Of `candidates`, those that can be deleted: any that content outside the set references
+/// (a manifest a kept tag points at, a blob a kept manifest uses) stays, with what it references.
+pub fn deletable(conn: &mut DbConnection, candidates: Vec<String>) -> QueryResult<Vec<String>> {
+    let pairs = reference_pairs(conn, &candidates, false)?;
+    let mut set: std::collections::HashSet<String> = candidates.into_iter().collect();
+    keep_referenced(&mut set, &pairs);
+    Ok(set.into_iter().collect())
+}
+
+/// Deletes these units (with their typed rows and where their bytes were recorded), referrers
+/// before what they reference; nothing outside the set may reference them (see `deletable`).
+/// Returns the artifact ids they used.
+pub fn delete_units(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<String>> {
+    let mut artifacts = Vec::new();
+    for chunk in ids.chunks(500) {
+        artifacts.extend(
+            content_artifact::table
+                .filter(content_artifact::content_id.eq_any(chunk))
+                .filter(content_artifact::artifact_id.is_not_null())
+                .select(content_artifact::artifact_id.assume_not_null())
+                .load::<String>(conn)?,
+        );
+    }
+    let pairs = reference_pairs(conn, ids, true)?;
+    let mut left: std::collections::HashSet<String> = ids.iter().cloned().collect();
+    while !left.is_empty() {
+        let referenced: std::collections::HashSet<&String> = pairs.iter().filter(|(from, _)| left.contains(from)).map(|(_, to)| to).collect();
+        let layer: Vec<String> = left.iter().filter(|id| !referenced.contains(id)).cloned().collect();
+        if layer.is_empty() {
+            // A cycle cannot be built from digests; refuse rather than loop.
+            return Err(diesel::result::Error::RollbackTransaction);
+        }
+        for chunk in layer.chunks(500) {
+            diesel::delete(content::table.filter(content::id.eq_any(chunk))).execute(conn)?;
+        }
+        for id in &layer {
+            left.remove(id);
+        }
+    }
+    Ok(artifacts)
 }

@@ -1,7 +1,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::{NameFilter, Page, Window};
+use super::filter::Criteria;
+use super::{Page, Window};
 use crate::db::schema::distribution;
 use crate::db::DbConnection;
 
@@ -55,33 +56,42 @@ pub fn find_by_base_path(conn: &mut DbConnection, base_path: &str) -> QueryResul
         .optional()
 }
 
-pub fn list(
-    conn: &mut DbConnection,
-    filter: &NameFilter,
-    base_path: Option<&str>,
-    window: Window,
-) -> QueryResult<Page<Distribution>> {
-    let boxed = || {
-        let mut q = crate::filter_by_name!(distribution::table.into_boxed(), distribution::name, filter);
-        if let Some(bp) = base_path {
-            q = q.filter(distribution::base_path.eq(bp.to_string()));
+pub fn list(conn: &mut DbConnection, criteria: &Criteria, window: Window) -> QueryResult<Page<Distribution>> {
+    let postgres = matches!(conn, DbConnection::Pg(_));
+    let filtered = || {
+        let mut q = crate::filter_text!(distribution::table.into_boxed(), distribution::name, criteria.text_match("name"));
+        q = crate::filter_labels!(q, criteria, postgres);
+        q = crate::filter_text!(q, distribution::base_path, criteria.text_match("base_path"));
+        if let Some(ids) = criteria.list("pulp_href__in") {
+            q = q.filter(distribution::id.eq_any(ids));
+        }
+        if let Some(repository_id) = criteria.text("repository") {
+            q = q.filter(distribution::repository_id.eq(repository_id));
         }
         q
     };
-    let count = boxed().count().get_result(conn)?;
-    let rows = boxed()
-        .order((distribution::pulp_created, distribution::id))
-        .limit(window.limit)
-        .offset(window.offset)
-        .select(Distribution::as_select())
-        .load(conn)?;
+    let count = filtered().count().get_result(conn)?;
+    let rows = crate::sort_by!(filtered(), criteria, [distribution::pulp_created, distribution::id], {
+        "name" => distribution::name,
+        "base_path" => distribution::base_path,
+        "pulp_created" => distribution::pulp_created,
+    })
+    .limit(window.limit)
+    .offset(window.offset)
+    .select(Distribution::as_select())
+    .load(conn)?;
     Ok(Page { count, rows })
 }
 
 /// Base paths, sorted, after `last`, at most `limit` (for `/v2/_catalog`).
-/// Base paths in order, after `last`; private ones only when `with_private`.
+/// Base paths in order, after `last`; private ones only when `with_private`; hidden ones never.
 pub fn base_paths(conn: &mut DbConnection, last: Option<&str>, limit: i64, with_private: bool) -> QueryResult<Vec<String>> {
-    let mut q = distribution::table.select(distribution::base_path).order(distribution::base_path).limit(limit).into_boxed();
+    let mut q = distribution::table
+        .select(distribution::base_path)
+        .filter(distribution::hidden.eq(false))
+        .order(distribution::base_path)
+        .limit(limit)
+        .into_boxed();
     if !with_private {
         q = q.filter(distribution::private.eq(false));
     }

@@ -202,3 +202,111 @@ macro_rules! sort_by {
         q
     }};
 }
+
+/// One term of Pulp's `pulp_label_select`: `key=value`, `key!=value`, `key~text` (contains,
+/// any case), `key` (has the label), `!key` (has not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelTerm {
+    Equals(String, String),
+    NotEquals(String, String),
+    Contains(String, String),
+    Has(String),
+    HasNot(String),
+}
+
+impl LabelTerm {
+    /// Parses a comma-separated selection. Keys and values follow the rules labels are stored
+    /// under (`api::validate::labels`), so neither can hold a quote or a comma.
+    pub fn parse_all(text: &str) -> Result<Vec<LabelTerm>, String> {
+        let key_ok = |k: &str| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | ' '));
+        let value_ok = |v: &str| !v.contains(['(', ')', '\'', '"', '\\']);
+        let mut terms = Vec::new();
+        for raw in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let term = if let Some((k, v)) = raw.split_once("!=") {
+                LabelTerm::NotEquals(k.trim().into(), v.trim().into())
+            } else if let Some((k, v)) = raw.split_once('=') {
+                LabelTerm::Equals(k.trim().into(), v.trim().into())
+            } else if let Some((k, v)) = raw.split_once('~') {
+                LabelTerm::Contains(k.trim().into(), v.trim().into())
+            } else if let Some(k) = raw.strip_prefix('!') {
+                LabelTerm::HasNot(k.trim().into())
+            } else {
+                LabelTerm::Has(raw.into())
+            };
+            let (key, value) = match &term {
+                LabelTerm::Equals(k, v) | LabelTerm::NotEquals(k, v) | LabelTerm::Contains(k, v) => (k, Some(v)),
+                LabelTerm::Has(k) | LabelTerm::HasNot(k) => (k, None),
+            };
+            if !key_ok(key) || !value.is_none_or(|v| value_ok(v)) {
+                return Err(format!("'{raw}' is not a label selection: use key=value, key!=value, key~text, key or !key (keys of letters, digits, '_', '-', ' ')."));
+            }
+            terms.push(term);
+        }
+        Ok(terms)
+    }
+
+    /// The term as SQL over a JSON-text `pulp_labels` column. The key and value are spliced in
+    /// as literals: `parse_all` admits no quote or backslash, so they cannot end the literal.
+    pub fn sql(&self, postgres: bool) -> String {
+        let value_of = |k: &str| {
+            if postgres {
+                format!("(pulp_labels::jsonb ->> '{k}')")
+            } else {
+                format!("json_extract(pulp_labels, '$.\"{k}\"')")
+            }
+        };
+        match self {
+            LabelTerm::Equals(k, v) => format!("{} = '{v}'", value_of(k)),
+            LabelTerm::NotEquals(k, v) => format!("({0} IS NULL OR {0} <> '{v}')", value_of(k)),
+            LabelTerm::Contains(k, v) => format!("lower({}) LIKE '%{}%' ESCAPE '\\'", value_of(k), like_escape(&v.to_lowercase())),
+            LabelTerm::Has(k) => format!("{} IS NOT NULL", value_of(k)),
+            LabelTerm::HasNot(k) => format!("{} IS NULL", value_of(k)),
+        }
+    }
+}
+
+impl Criteria {
+    /// `pulp_label_select` as one SQL condition (None: not asked).
+    pub fn label_condition(&self, postgres: bool) -> Option<String> {
+        let text = self.text("pulp_label_select")?;
+        let terms = LabelTerm::parse_all(&text).ok()?;
+        (!terms.is_empty()).then(|| terms.iter().map(|t| t.sql(postgres)).collect::<Vec<_>>().join(" AND "))
+    }
+}
+
+/// Applies `pulp_label_select` to a boxed query over a table with a `pulp_labels` column.
+#[macro_export]
+macro_rules! filter_labels {
+    ($query:expr, $criteria:expr, $postgres:expr) => {{
+        let mut q = $query;
+        if let Some(condition) = $criteria.label_condition($postgres) {
+            q = q.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(&condition));
+        }
+        q
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_selections() {
+        let terms = LabelTerm::parse_all("env=prod, team!=a b,tier~Gold,owner,!legacy").unwrap();
+        assert_eq!(
+            terms,
+            [
+                LabelTerm::Equals("env".into(), "prod".into()),
+                LabelTerm::NotEquals("team".into(), "a b".into()),
+                LabelTerm::Contains("tier".into(), "Gold".into()),
+                LabelTerm::Has("owner".into()),
+                LabelTerm::HasNot("legacy".into()),
+            ]
+        );
+        for bad in ["a'b=1", "env=it's", "=x", "k=v\\", "a\"b"] {
+            assert!(LabelTerm::parse_all(bad).is_err(), "{bad}");
+        }
+        assert_eq!(terms[0].sql(true), "(pulp_labels::jsonb ->> 'env') = 'prod'");
+        assert_eq!(terms[4].sql(false), "json_extract(pulp_labels, '$.\"legacy\"') IS NULL");
+    }
+}

@@ -32,13 +32,6 @@ pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Filters shared by every named resource's list endpoint.
-#[derive(Debug, Clone, Default)]
-pub struct NameFilter {
-    pub name: Option<String>,
-    pub name_contains: Option<String>,
-}
-
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
     pub limit: i64,
@@ -56,25 +49,4 @@ impl<T> Page<T> {
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
         Page { count: self.count, rows: self.rows.into_iter().map(f).collect() }
     }
-}
-
-/// `%`/`_` are wildcards in LIKE; a user's `name__contains=a_b` means the literal text.
-pub fn like_contains(needle: &str) -> String {
-    let escaped = needle.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-    format!("%{escaped}%")
-}
-
-/// Applies `NameFilter` to a boxed query over a table with a `name` column.
-#[macro_export]
-macro_rules! filter_by_name {
-    ($query:expr, $column:expr, $filter:expr) => {{
-        let mut q = $query;
-        if let Some(name) = &$filter.name {
-            q = q.filter($column.eq(name.clone()));
-        }
-        if let Some(needle) = &$filter.name_contains {
-            q = q.filter($column.like($crate::models::like_contains(needle)).escape('\\'));
-        }
-        q
-    }};
 }

@@ -37,11 +37,18 @@ pub struct Remote {
     /// PEM client certificate and key for upstreams that require one (the key is write-only).
     pub client_cert: Option<String>,
     pub client_key: Option<String>,
-    /// JSON map of labels.
+    /// JSON map of labels. (Defaulted so that task arguments written before labels existed
+    /// still read.)
+    #[serde(default = "no_labels")]
     pub pulp_labels: String,
 }
 
-/// Secrets stay out of logs: the password, and the proxy URL (it may carry credentials).
+fn no_labels() -> String {
+    "{}".into()
+}
+
+/// Secrets stay out of logs: the password, the client key, and the proxy URL (it may carry
+/// credentials).
 impl std::fmt::Debug for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Remote")
@@ -53,6 +60,7 @@ impl std::fmt::Debug for Remote {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
             .field("proxy_url", &self.proxy_url.as_deref().map(without_credentials))
+            .field("client_key", &self.client_key.as_ref().map(|_| "<hidden>"))
             .finish_non_exhaustive()
     }
 }
@@ -86,6 +94,9 @@ impl Remote {
         if let Some(p) = self.proxy_url.take() {
             staged.insert("proxy_url".into(), super::secret::stage(conn, &p)?.into());
         }
+        if let Some(k) = self.client_key.take() {
+            staged.insert("client_key".into(), super::secret::stage(conn, &k)?.into());
+        }
         Ok(serde_json::json!({ "remote": self, "secrets": staged }))
     }
 
@@ -103,6 +114,7 @@ impl Remote {
         };
         row.password = take(conn, "password")?;
         row.proxy_url = take(conn, "proxy_url")?;
+        row.client_key = take(conn, "client_key")?;
         Ok(row)
     }
 
@@ -136,8 +148,10 @@ pub fn find_by_name(conn: &mut DbConnection, name: &str) -> QueryResult<Option<R
 }
 
 pub fn list(conn: &mut DbConnection, criteria: &Criteria, window: Window) -> QueryResult<Page<Remote>> {
+    let postgres = matches!(conn, DbConnection::Pg(_));
     let filtered = || {
         let mut q = crate::filter_text!(remote::table.into_boxed(), remote::name, criteria.text_match("name"));
+        q = crate::filter_labels!(q, criteria, postgres);
         if let Some(ids) = criteria.list("pulp_href__in") {
             q = q.filter(remote::id.eq_any(ids));
         }

@@ -60,7 +60,7 @@ pub fn enqueue(conn: &mut DbConnection, name: &str, args: &serde_json::Value, re
         pulp_created: super::now(),
         started_at: None,
         finished_at: None,
-        logging_cid: String::new(),
+        logging_cid: uuid::Uuid::new_v4().simple().to_string(),
         unblocked_at: None,
     };
     diesel::insert_into(task::table).values(&row).execute(conn)?;
@@ -75,20 +75,75 @@ pub fn state_of(conn: &mut DbConnection, id: &str) -> QueryResult<String> {
     task::table.find(id).select(task::state).first(conn)
 }
 
-pub fn list(conn: &mut DbConnection, state: Option<&str>, name: Option<&str>, window: Window) -> QueryResult<Page<Task>> {
-    let boxed = || {
-        let mut q = task::table.into_boxed();
-        if let Some(s) = state {
-            q = q.filter(task::state.eq(s.to_string()));
+type Db = <DbConnection as diesel::Connection>::Backend;
+type TaskCondition = Box<dyn BoxableExpression<task::table, Db, SqlType = diesel::sql_types::Bool>>;
+
+/// Rows whose JSON list of strings in `$column` has any of `$values` as an element: a LIKE on
+/// the JSON-quoted element, so `"a"` never matches inside `"ab"`.
+macro_rules! json_list_has_any {
+    ($column:expr, $values:expr) => {{
+        use diesel::IntoSql;
+        let mut condition: TaskCondition = Box::new(false.into_sql::<diesel::sql_types::Bool>());
+        for value in $values {
+            let quoted = serde_json::to_string(value).expect("strings serialise");
+            let pattern = format!("%{}%", super::filter::like_escape(&quoted));
+            condition = Box::new(condition.or($column.like(pattern).escape('\\')));
         }
-        if let Some(n) = name {
-            q = q.filter(task::name.eq(n.to_string()));
+        condition
+    }};
+}
+
+/// Tasks, newest first unless `ordering` says otherwise. `worker` is a worker's name.
+pub fn list(conn: &mut DbConnection, criteria: &super::filter::Criteria, window: Window) -> QueryResult<Page<Task>> {
+    let filtered = || {
+        let mut q = crate::filter_text!(task::table.into_boxed(), task::name, criteria.text_match("name"));
+        q = crate::filter_text!(q, task::logging_cid, criteria.text_match("logging_cid"));
+        if let Some(states) = criteria.one_of("state") {
+            q = q.filter(task::state.eq_any(states));
         }
-        q
+        if let Some(w) = criteria.text("worker") {
+            q = q.filter(task::worker.eq(w));
+        }
+        if let Some(ids) = criteria.list("pulp_href__in") {
+            q = q.filter(task::id.eq_any(ids));
+        }
+        // Every reservation is exclusive: `exclusive_resources` reads the same record, and
+        // `shared_resources` matches no task.
+        let given = |field: &str| criteria.text(field).map(|v| vec![v]).into_iter().chain(criteria.list(&format!("{field}__in")));
+        for any_of in given("reserved_resources").chain(given("exclusive_resources")) {
+            q = q.filter(json_list_has_any!(task::reserved_resources, &any_of));
+        }
+        if given("shared_resources").next().is_some() {
+            q = q.filter(json_list_has_any!(task::reserved_resources, &[] as &[String]));
+        }
+        if let Some(href) = criteria.text("created_resources") {
+            q = q.filter(json_list_has_any!(task::created_resources, [&href]));
+        }
+        q = crate::filter_range!(q, task::started_at, criteria.time_range("started_at"));
+        crate::filter_range!(q, task::finished_at, criteria.time_range("finished_at"))
     };
-    let count = boxed().count().get_result(conn)?;
-    let rows = boxed()
-        .order((task::pulp_created.desc(), task::id))
+    let count = filtered().count().get_result(conn)?;
+    let mut q = filtered();
+    // Unset times sort as PostgreSQL sorts NULL (after the rest ascending, before descending)
+    // on both backends.
+    for (field, descending) in &criteria.sort {
+        q = match (field.as_str(), *descending) {
+            ("pulp_created", false) => q.then_order_by(task::pulp_created.asc()),
+            ("pulp_created", true) => q.then_order_by(task::pulp_created.desc()),
+            ("name", false) => q.then_order_by(task::name.asc()),
+            ("name", true) => q.then_order_by(task::name.desc()),
+            ("state", false) => q.then_order_by(task::state.asc()),
+            ("state", true) => q.then_order_by(task::state.desc()),
+            ("started_at", false) => q.then_order_by(task::started_at.is_null().asc()).then_order_by(task::started_at.asc()),
+            ("started_at", true) => q.then_order_by(task::started_at.is_null().desc()).then_order_by(task::started_at.desc()),
+            ("finished_at", false) => q.then_order_by(task::finished_at.is_null().asc()).then_order_by(task::finished_at.asc()),
+            ("finished_at", true) => q.then_order_by(task::finished_at.is_null().desc()).then_order_by(task::finished_at.desc()),
+            _ => q,
+        };
+    }
+    let rows = q
+        .then_order_by(task::pulp_created.desc())
+        .then_order_by(task::id)
         .limit(window.limit)
         .offset(window.offset)
         .select(Task::as_select())
@@ -138,12 +193,13 @@ pub fn claim_next(conn: &mut DbConnection, worker_name: &str) -> QueryResult<Opt
             }
             let started = super::now();
             diesel::update(task::table.find(&candidate.id))
-                .set((task::state.eq(RUNNING), task::worker.eq(worker_name), task::started_at.eq(started)))
+                .set((task::state.eq(RUNNING), task::worker.eq(worker_name), task::started_at.eq(started), task::unblocked_at.eq(started)))
                 .execute(conn)?;
             return Ok(Some(Task {
                 state: RUNNING.into(),
                 worker: Some(worker_name.into()),
                 started_at: Some(started),
+                unblocked_at: Some(started),
                 ..candidate
             }));
         }
@@ -275,4 +331,73 @@ pub fn fail_orphans(
         }
         Ok(failed)
     })
+}
+
+/// A worker that heartbeated within this long is online (heartbeats come every 5 s).
+pub const ONLINE_WITHIN: chrono::Duration = chrono::Duration::seconds(30);
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = worker)]
+pub struct Worker {
+    pub name: String,
+    pub hostname: String,
+    pub pid: i64,
+    pub last_heartbeat: NaiveDateTime,
+}
+
+pub fn list_workers(conn: &mut DbConnection, criteria: &super::filter::Criteria, window: Window) -> QueryResult<Page<Worker>> {
+    let filtered = || {
+        let mut q = crate::filter_text!(worker::table.into_boxed(), worker::name, criteria.text_match("name"));
+        q = crate::filter_range!(q, worker::last_heartbeat, criteria.time_range("last_heartbeat"));
+        let cutoff = super::now() - ONLINE_WITHIN;
+        match criteria.boolean("online") {
+            Some(true) => q.filter(worker::last_heartbeat.ge(cutoff)),
+            Some(false) => q.filter(worker::last_heartbeat.lt(cutoff)),
+            None => q,
+        }
+    };
+    let count = filtered().count().get_result(conn)?;
+    let rows = crate::sort_by!(filtered(), criteria, [worker::name], {
+        "name" => worker::name,
+        "last_heartbeat" => worker::last_heartbeat,
+    })
+    .limit(window.limit)
+    .offset(window.offset)
+    .select(Worker::as_select())
+    .load(conn)?;
+    Ok(Page { count, rows })
+}
+
+pub fn find_worker(conn: &mut DbConnection, name: &str) -> QueryResult<Option<Worker>> {
+    worker::table.find(name).select(Worker::as_select()).first(conn).optional()
+}
+
+/// The task a worker is running, if any.
+pub fn current_task(conn: &mut DbConnection, worker_name: &str) -> QueryResult<Option<String>> {
+    task::table
+        .filter(task::worker.eq(worker_name))
+        .filter(task::state.eq_any([RUNNING, CANCELING]))
+        .select(task::id)
+        .first(conn)
+        .optional()
+}
+
+/// The states a task ends in.
+pub const FINAL_STATES: [&str; 4] = [COMPLETED, "skipped", FAILED, CANCELED];
+
+/// Deletes a task that has finished: `None` when there is no such task, `Some(Err(state))`
+/// when it has not finished (it stays).
+pub fn delete_finished(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Result<(), String>>> {
+    let deleted = diesel::delete(task::table.find(id).filter(task::state.eq_any(FINAL_STATES))).execute(conn)?;
+    if deleted > 0 {
+        return Ok(Some(Ok(())));
+    }
+    Ok(task::table.find(id).select(task::state).first::<String>(conn).optional()?.map(Err))
+}
+
+/// Deletes the tasks in one of `states` (final ones only) that finished before `before`;
+/// returns how many.
+pub fn purge(conn: &mut DbConnection, before: NaiveDateTime, states: &[String]) -> QueryResult<usize> {
+    let states: Vec<&str> = states.iter().map(String::as_str).filter(|s| FINAL_STATES.contains(s)).collect();
+    diesel::delete(task::table.filter(task::state.eq_any(states)).filter(task::finished_at.lt(before))).execute(conn)
 }

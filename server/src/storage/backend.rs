@@ -64,8 +64,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// A URL that lets anyone GET the object until it expires, where the backend has them.
     async fn presign(&self, key: &str, expires: Duration) -> std::io::Result<Option<String>>;
 
-    /// Bytes free where objects are stored, where that is known.
-    fn free_bytes(&self) -> Option<u64>;
+    /// `(total, free)` bytes where objects are stored; unknown for an object store.
+    fn space(&self) -> Option<(u64, u64)>;
 }
 
 #[async_trait]

@@ -202,14 +202,14 @@ impl Backend for Filesystem {
     }
 
     #[expect(unsafe_code, reason = "statvfs has no safe wrapper in std")]
-    fn free_bytes(&self) -> Option<u64> {
+    fn space(&self) -> Option<(u64, u64)> {
         use std::os::unix::ffi::OsStrExt;
         let path = std::ffi::CString::new(self.root.as_os_str().as_bytes()).ok()?;
         let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
         // SAFETY: `path` is a valid NUL-terminated string and `stat` is a valid out-pointer.
         let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
         #[allow(clippy::useless_conversion, reason = "the field types differ between libc targets")]
-        (rc == 0).then(|| u64::from(stat.f_bavail) * u64::from(stat.f_frsize))
+        (rc == 0).then(|| (u64::from(stat.f_blocks) * u64::from(stat.f_frsize), u64::from(stat.f_bavail) * u64::from(stat.f_frsize)))
     }
 }
 

@@ -77,8 +77,9 @@ impl Storage {
     }
 
     /// Bytes free where artifacts are stored, where that is known.
-    pub fn free_bytes(&self) -> Option<u64> {
-        self.backend.free_bytes()
+    /// `(total, free)` bytes where artifacts are stored, when the backend can tell.
+    pub fn space(&self) -> Option<(u64, u64)> {
+        self.backend.space()
     }
 
     /// A stored object's bytes (or `range` of them), streamed.
@@ -89,6 +90,12 @@ impl Storage {
     /// A URL that serves the object without us, valid for `expires`, if the backend has them.
     pub async fn presign(&self, key: &str, expires: Duration) -> std::io::Result<Option<String>> {
         self.backend.presign(key, expires).await
+    }
+
+    /// Removes an artifact's stored object (orphan cleanup, once no row names it); a key
+    /// that holds nothing is no error.
+    pub async fn remove_artifact(&self, key: &str) -> std::io::Result<()> {
+        self.backend.delete(key).await
     }
 
     /// Stores a verified scratch file under its content address; returns the key.

@@ -322,7 +322,7 @@ impl Backend for S3 {
         Ok(Some(url.to_string()))
     }
 
-    fn free_bytes(&self) -> Option<u64> {
+    fn space(&self) -> Option<(u64, u64)> {
         None
     }
 }

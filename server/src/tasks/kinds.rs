@@ -51,7 +51,14 @@ pub(super) async fn run(ctx: TaskContext, name: String, args: Value) -> TaskResu
         }
         REPOSITORY_UPDATE => {
             let row: repository::Repository = parse(&args["repository"])?;
-            write(&ctx, move |c| repository::update(c, &row), "a repository with this name already exists").await?;
+            // A lowered retain_repo_versions applies at once, as the next version would apply it.
+            let prune = move |c: &mut crate::db::DbConnection| {
+                crate::db::write_transaction(c, |c| {
+                    repository::update(c, &row)?;
+                    repository::prune_versions(c, &row.id).map(|_| ())
+                })
+            };
+            write(&ctx, prune, "a repository with this name already exists").await?;
             Ok(vec![])
         }
         REPOSITORY_DELETE => {
@@ -76,6 +83,12 @@ pub(super) async fn run(ctx: TaskContext, name: String, args: Value) -> TaskResu
             Ok(vec![])
         }
         crate::sync::TASK_NAME => crate::sync::run(ctx, parse(&args)?).await,
+        super::versions::TAG | super::versions::UNTAG | super::versions::ADD | super::versions::REMOVE => {
+            super::versions::change(ctx, parse(&args)?).await
+        }
+        super::versions::DELETE_VERSION => super::versions::delete_version(ctx, parse(&args)?).await,
+        super::housekeeping::ORPHAN_CLEANUP => super::housekeeping::orphan_cleanup(ctx, parse(&args)?).await,
+        super::housekeeping::PURGE => super::housekeeping::purge(ctx, parse(&args)?).await,
         DEBUG_SLEEP => {
             let seconds = args["seconds"].as_f64().unwrap_or(1.0);
             let steps = (seconds * 10.0).ceil().max(1.0) as u64;

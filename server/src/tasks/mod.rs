@@ -1,7 +1,9 @@
 //! The task queue's workers: claim a waiting task, run it, record progress and outcome, stop it
 //! when canceled, and fail the tasks of workers that died.
 
+pub mod housekeeping;
 mod kinds;
+pub mod versions;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -84,6 +84,79 @@ pub struct Upstream {
     scheme: Mutex<Scheme>,
     retries: usize,
     total_timeout: Option<Duration>,
+    /// The remote's `rate_limit`, shared with every other client of the remote in this process.
+    pace: Option<std::sync::Arc<Pace>>,
+    /// The remote's timeouts, named in a timeout's message (empty when it set none).
+    limits: String,
+}
+
+/// Spaces requests `interval` apart: a request waits for the slot after the last one taken.
+struct Pace {
+    interval: Duration,
+    next: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Pace {
+    async fn wait(&self) {
+        let slot = {
+            let mut next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let slot = (*next).max(tokio::time::Instant::now());
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+/// The pace of a remote with a `rate_limit` (requests per second; 0 or none is unlimited). One
+/// per remote and rate in this process, so a sync and on-demand fetches share it.
+fn pace_for(remote: &Remote) -> Option<std::sync::Arc<Pace>> {
+    type Paces = std::sync::Mutex<std::collections::HashMap<(String, i32), std::sync::Arc<Pace>>>;
+    static PACES: std::sync::LazyLock<Paces> = std::sync::LazyLock::new(Default::default);
+    let rate = remote.rate_limit.filter(|r| *r > 0)?;
+    let mut paces = PACES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let pace = paces.entry((remote.id.clone(), rate)).or_insert_with(|| {
+        std::sync::Arc::new(Pace { interval: Duration::from_secs(1) / rate as u32, next: std::sync::Mutex::new(tokio::time::Instant::now()) })
+    });
+    Some(pace.clone())
+}
+
+/// The TLS client identity made of a remote's PEM certificate (chain) and private key, checked by
+/// building a client with it (so a key that does not fit the certificate is refused too). The
+/// error names the field at fault and says why.
+pub fn client_identity(cert: &str, key: &str) -> Result<reqwest::Identity, (&'static str, String)> {
+    match reqwest::Certificate::from_pem_bundle(cert.as_bytes()) {
+        Ok(certs) if !certs.is_empty() => {}
+        _ => return Err(("client_cert", "Not a valid PEM certificate.".into())),
+    }
+    let unusable = |e: reqwest::Error| ("client_key", format!("Not a valid PEM private key for client_cert: {}", error_chain(&e)));
+    let identity = reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes()).map_err(unusable)?;
+    reqwest::Client::builder().identity(identity.clone()).build().map_err(unusable)?;
+    Ok(identity)
+}
+
+/// A remote's stored `headers` (`[{"X-Name": "value"}, ...]`) as a header map.
+fn header_map(json: &str) -> Result<HeaderMap, UpstreamError> {
+    let invalid = |what: String| UpstreamError::Invalid(format!("the remote's headers are not usable: {what}"));
+    let items: Vec<std::collections::BTreeMap<String, String>> = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
+    let mut map = HeaderMap::new();
+    for (name, value) in items.into_iter().flatten() {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(e.to_string()))?;
+        let value = reqwest::header::HeaderValue::from_str(&value).map_err(|e| invalid(e.to_string()))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// An error with its sources, `a: b: c`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    msg
 }
 
 /// A timeout of the remote as a `Duration`; rows written before validation existed may hold
@@ -107,8 +180,30 @@ impl Upstream {
             .no_gzip()
             .no_brotli()
             .no_deflate();
-        if let Some(t) = remote.connect_timeout {
-            builder = builder.connect_timeout(seconds(t, "connect_timeout")?);
+        // Pulp's sock_connect_timeout is the TCP connect, which is all that connect_timeout
+        // bounds here too: with both, the smaller wins.
+        let connect = [("connect_timeout", remote.connect_timeout), ("sock_connect_timeout", remote.sock_connect_timeout)]
+            .into_iter()
+            .filter_map(|(field, v)| v.map(|v| seconds(v, field)))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .min();
+        if let Some(t) = connect {
+            builder = builder.connect_timeout(t);
+        }
+        if let Some(t) = remote.sock_read_timeout {
+            builder = builder.read_timeout(seconds(t, "sock_read_timeout")?);
+        }
+        if let Some(h) = &remote.headers {
+            builder = builder.default_headers(header_map(h)?);
+        }
+        match (&remote.client_cert, &remote.client_key) {
+            (Some(cert), Some(key)) => {
+                let identity = client_identity(cert, key).map_err(|(field, e)| UpstreamError::Invalid(format!("the remote's {field}: {e}")))?;
+                builder = builder.identity(identity);
+            }
+            (None, None) => {}
+            _ => return Err(UpstreamError::Invalid("the remote has only one of client_cert and client_key".into())),
         }
         if let Some(pem) = &remote.ca_cert {
             for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())
@@ -141,6 +236,17 @@ impl Upstream {
             scheme: Mutex::new(Scheme::Anonymous),
             retries: remote.max_retries.map(|n| n.clamp(0, MAX_RETRIES) as usize).unwrap_or(DEFAULT_RETRIES),
             total_timeout: remote.total_timeout.map(|t| seconds(t, "total_timeout")).transpose()?,
+            pace: pace_for(remote),
+            limits: [
+                ("connect_timeout", remote.connect_timeout),
+                ("sock_connect_timeout", remote.sock_connect_timeout),
+                ("sock_read_timeout", remote.sock_read_timeout),
+                ("total_timeout", remote.total_timeout),
+            ]
+            .into_iter()
+            .filter_map(|(field, v)| v.map(|v| format!("{field} {v} s")))
+            .collect::<Vec<_>>()
+            .join(", "),
         })
     }
 
@@ -176,6 +282,7 @@ impl Upstream {
     async fn send_once(&self, method: &Method, url: &str, accept: Option<&str>, stream: bool) -> Result<Response, UpstreamError> {
         let auth = self.auth_header().await;
         let attempt = || async {
+            self.pace().await;
             let mut req = self.http.request(method.clone(), url);
             if let Some(a) = &auth {
                 req = req.header(AUTHORIZATION, a);
@@ -200,17 +307,20 @@ impl Upstream {
             .await
     }
 
+    /// Waits for this remote's next request slot under its `rate_limit`.
+    async fn pace(&self) {
+        if let Some(p) = &self.pace {
+            p.wait().await;
+        }
+    }
+
     fn transport_error(&self, url: &str, e: &reqwest::Error) -> UpstreamError {
-        if e.is_timeout() {
+        if e.is_timeout() && self.limits.is_empty() {
             UpstreamError::Timeout(url.to_string())
+        } else if e.is_timeout() {
+            UpstreamError::Timeout(format!("{url} (limits: {})", self.limits))
         } else {
-            let mut msg = format!("{url}: {e}");
-            let mut source = std::error::Error::source(e);
-            while let Some(s) = source {
-                msg.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            UpstreamError::Unreachable(msg)
+            UpstreamError::Unreachable(format!("{url}: {}", error_chain(e)))
         }
     }
 
@@ -250,6 +360,7 @@ impl Upstream {
             let fallback = format!("repository:{}:pull", self.name);
             q.append_pair("scope", scope.unwrap_or(&fallback));
         }
+        self.pace().await;
         let mut req = self.http.get(url.as_str());
         if let Some((u, p)) = &self.credentials {
             req = req.basic_auth(u, Some(p));
