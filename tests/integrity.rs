@@ -630,7 +630,7 @@ async fn remote_secrets_stay_out_of_responses_and_task_rows(backend: Backend) {
     .unwrap();
     assert!(args.iter().all(|a| !a.contains("s3cret")), "task rows: {args:?}");
     assert_eq!(stored.password.as_deref(), Some("second-s3cret"), "the update applied the staged password");
-    assert_eq!(stored.proxy_url.as_deref(), Some("http://puser:other-s3cret@127.0.0.1:3128"));
+    assert_eq!(stored.proxy_url.as_deref(), Some("http://puser:other-s3cret@127.0.0.1:3128/"), "stored normalised, credentials kept");
     assert!(!format!("{stored:?}").contains("s3cret"), "Debug hides secrets");
 }
 

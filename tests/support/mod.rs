@@ -37,14 +37,7 @@ macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         $(
             mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(crate::support::Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(crate::support::Backend::Postgres).await
-                }
+                $crate::database_tests!($name);
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn s3() {
                     if crate::support::garage::available() {
@@ -61,18 +54,22 @@ macro_rules! on_both_backends {
 #[macro_export]
 macro_rules! on_databases {
     ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(crate::support::Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(crate::support::Backend::Postgres).await
-                }
-            }
-        )*
+        $( mod $name { $crate::database_tests!($name); } )*
+    };
+}
+
+/// The SQLite and PostgreSQL runs of one test, inside its module.
+#[macro_export]
+macro_rules! database_tests {
+    ($name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn sqlite() {
+            super::$name(crate::support::Backend::Sqlite).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn postgres() {
+            super::$name(crate::support::Backend::Postgres).await
+        }
     };
 }
 

@@ -17,6 +17,8 @@ use crate::models::artifact::{self, Artifact};
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ArtifactResponse {
     pub pulp_href: String,
+    /// Pulp's resource name (`prn:<app>.<model>:<id>`).
+    pub prn: String,
     pub pulp_created: DateTime<Utc>,
     /// Where the file lives, relative to the data directory.
     pub file: String,
@@ -28,6 +30,7 @@ impl From<Artifact> for ArtifactResponse {
     fn from(a: Artifact) -> Self {
         ArtifactResponse {
             pulp_href: hrefs::artifact(&a.id),
+            prn: format!("prn:core.artifact:{}", a.id),
             pulp_created: timestamp(a.pulp_created),
             file: a.storage_key,
             size: a.size,

@@ -96,6 +96,8 @@ async fn resolve(state: &AppState, field: &str, href: Option<String>) -> Result<
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BlobResponse {
     pub pulp_href: String,
+    /// Pulp's resource name (`prn:<app>.<model>:<id>`).
+    pub prn: String,
     pub pulp_created: DateTime<Utc>,
     pub digest: String,
     /// The stored artifact; null while the bytes have not been downloaded (on_demand).
@@ -106,6 +108,7 @@ impl From<BlobRow> for BlobResponse {
     fn from(b: BlobRow) -> Self {
         BlobResponse {
             pulp_href: hrefs::blob(&b.id),
+            prn: format!("prn:container.blob:{}", b.id),
             pulp_created: timestamp(b.pulp_created),
             digest: b.digest,
             artifact: b.artifact_id.as_deref().map(hrefs::artifact),
@@ -116,6 +119,8 @@ impl From<BlobRow> for BlobResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ManifestResponse {
     pub pulp_href: String,
+    /// Pulp's resource name (`prn:<app>.<model>:<id>`).
+    pub prn: String,
     pub pulp_created: DateTime<Utc>,
     pub digest: String,
     pub media_type: String,
@@ -128,6 +133,8 @@ pub struct ManifestResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TagResponse {
     pub pulp_href: String,
+    /// Pulp's resource name (`prn:<app>.<model>:<id>`).
+    pub prn: String,
     pub pulp_created: DateTime<Utc>,
     pub name: String,
     pub tagged_manifest: String,
@@ -137,6 +144,7 @@ impl From<TagRow> for TagResponse {
     fn from(t: TagRow) -> Self {
         TagResponse {
             pulp_href: hrefs::tag(&t.id),
+            prn: format!("prn:container.tag:{}", t.id),
             pulp_created: timestamp(t.pulp_created),
             name: t.name,
             tagged_manifest: hrefs::manifest(&t.tagged_manifest_id),
@@ -148,6 +156,7 @@ fn manifest_view(conn: &mut crate::db::DbConnection, m: ManifestRow) -> Result<M
     let (blobs, listed) = content::manifest_links(conn, &m.id)?;
     Ok(ManifestResponse {
         pulp_href: hrefs::manifest(&m.id),
+        prn: format!("prn:container.manifest:{}", m.id),
         pulp_created: timestamp(m.pulp_created),
         digest: m.digest,
         media_type: m.media_type,

@@ -103,6 +103,8 @@ pub struct ContentSummaryResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RepositoryVersionResponse {
     pub pulp_href: String,
+    /// Pulp's resource name (`prn:<app>.<model>:<id>`).
+    pub prn: String,
     pub pulp_created: DateTime<Utc>,
     pub number: i64,
     pub repository: String,
@@ -130,6 +132,7 @@ fn version_view(v: RepositoryVersion, base: Option<i64>, summary: ContentSummary
             .collect()
     };
     RepositoryVersionResponse {
+        prn: format!("prn:core.repositoryversion:{}", v.id),
         pulp_created: timestamp(v.pulp_created),
         number: v.number,
         repository: hrefs::repository(&v.repository_id),

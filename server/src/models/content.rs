@@ -728,13 +728,7 @@ pub fn unused(conn: &mut DbConnection, before: NaiveDateTime, only: Option<&[Str
     };
     match only {
         None => query().load(conn),
-        Some(ids) => {
-            let mut out = Vec::new();
-            for chunk in ids.chunks(500) {
-                out.extend(query().filter(content::id.eq_any(chunk)).load::<String>(conn)?);
-            }
-            Ok(out)
-        }
+        Some(ids) => super::in_chunks(ids, |chunk| query().filter(content::id.eq_any(chunk)).load::<String>(conn)),
     }
 }
 

@@ -50,3 +50,13 @@ impl<T> Page<T> {
         Page { count: self.count, rows: self.rows.into_iter().map(f).collect() }
     }
 }
+
+/// `load` over `ids` 500 at a time, results concatenated: a list of ids can be longer than one
+/// statement may bind.
+pub fn in_chunks<T>(ids: &[String], mut load: impl FnMut(&[String]) -> diesel::QueryResult<Vec<T>>) -> diesel::QueryResult<Vec<T>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(500) {
+        out.extend(load(chunk)?);
+    }
+    Ok(out)
+}
