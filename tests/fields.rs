@@ -695,7 +695,46 @@ async fn the_document_declares_the_new_fields_as_optional() {
     }
 }
 
+/// `set_label/` and `unset_label/` change one label at once on each labelled resource, and
+/// two label changes at the same moment both land.
+async fn labels_are_set_and_unset_one_at_a_time(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, remote) = s.post(REMOTES, json!({"name": "r", "url": "http://127.0.0.1:1", "upstream_name": "x", "pulp_labels": {"keep": "1"}})).await;
+    let (_, repo) = s.post(REPOS, json!({"name": "r", "pulp_labels": {"keep": "1"}})).await;
+    let task = s.completed(s.post("distributions/container/container/", json!({"name": "r", "base_path": "r", "pulp_labels": {"keep": "1"}})).await).await;
+    let dist = task["created_resources"][0].as_str().unwrap().to_string();
+    for href in [remote["pulp_href"].as_str().unwrap(), repo["pulp_href"].as_str().unwrap(), &dist] {
+        let (status, body) = s.post(&format!("{href}set_label/"), json!({"key": "env", "value": "prod"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{href}: {body}");
+        assert_eq!(body, json!({"key": "env", "value": "prod"}));
+        assert_eq!(s.get(href).await.1["pulp_labels"], json!({"keep": "1", "env": "prod"}), "{href}");
+        // Two at once: neither overwrites the other.
+        let set_label = format!("{href}set_label/");
+        let (a, b) = tokio::join!(s.post(&set_label, json!({"key": "a", "value": "1"})), s.post(&set_label, json!({"key": "b", "value": "2"})));
+        assert_eq!((a.0, b.0), (StatusCode::CREATED, StatusCode::CREATED));
+        assert_eq!(s.get(href).await.1["pulp_labels"], json!({"keep": "1", "env": "prod", "a": "1", "b": "2"}), "{href}");
+        let (status, body) = s.post(&format!("{href}unset_label/"), json!({"key": "env"})).await;
+        assert_eq!((status, body), (StatusCode::CREATED, json!({"key": "env", "value": "prod"})));
+        assert_eq!(s.get(href).await.1["pulp_labels"], json!({"keep": "1", "a": "1", "b": "2"}));
+        for (path, bad, field) in [
+            ("unset_label/", json!({"key": "env"}), "key"),
+            ("set_label/", json!({"key": "a/b", "value": "x"}), "key"),
+            ("set_label/", json!({"key": "k", "value": "x,y"}), "value"),
+            ("set_label/", json!({"key": "k"}), "value"),
+            ("set_label/", json!({"key": "k", "value": "v", "color": "red"}), "color"),
+        ] {
+            let (status, body) = s.post(&format!("{href}{path}"), bad.clone()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{href}{path} {bad}: {body}");
+            assert!(body.get(field).is_some(), "{href}{path} {bad}: {body}");
+        }
+        assert_eq!(s.get(href).await.1["pulp_labels"], json!({"keep": "1", "a": "1", "b": "2"}), "refused changes wrote nothing");
+    }
+    let missing = format!("{REPOS}00000000-0000-0000-0000-000000000000/set_label/");
+    assert_eq!(s.post(&missing, json!({"key": "k", "value": "v"})).await.0, StatusCode::NOT_FOUND);
+}
+
 on_databases!(
+    labels_are_set_and_unset_one_at_a_time,
     unknown_fields_are_refused_by_name,
     remote_fields_round_trip_and_secrets_stay_hidden,
     bad_values_are_refused_naming_the_field,

@@ -169,6 +169,14 @@ async fn pulp_cli_drives_the_container_workflow(backend: Backend) {
         .collect();
     assert_eq!(numbers, [3, 1, 0]);
 
+    // Labels, and lists selected by them.
+    cli.run(&["container", "repository", "label", "set", "--repository", "index", "--key", "env", "--value", "prod"]);
+    assert_eq!(s.get(&repo_href).await.1["pulp_labels"], serde_json::json!({"env": "prod"}));
+    assert_eq!(names(&cli.json(&["container", "repository", "list", "--label-select", "env=prod"])), ["index"]);
+    assert_eq!(names(&cli.json(&["container", "repository", "list", "--label-select", "env=dev"])), Vec::<String>::new());
+    cli.run(&["container", "repository", "label", "unset", "--repository", "index", "--key", "env"]);
+    assert_eq!(s.get(&repo_href).await.1["pulp_labels"], serde_json::json!({}));
+
     // Distributions.
     let dist = cli.json(&["container", "distribution", "create", "--name", "index", "--base-path", "cli/index", "--repository", "index"]);
     assert_eq!(dist["base_path"], "cli/index");

@@ -10,7 +10,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_actix_web::{scope, AppExt};
 
-use crate::api::{self, artifacts, auth, content, distributions, docs, remotes, repositories, status, tasks as task_api, workers};
+use crate::api::{self, artifacts, auth, content, distributions, docs, remotes, repositories, status, tasks as task_api, workers, labels};
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::models::admin;
@@ -100,6 +100,12 @@ fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(task_api::purge)
             .service(task_api::cancel)
             .service(task_api::remove)
+            .service(labels::remote_set)
+            .service(labels::remote_unset)
+            .service(labels::repository_set)
+            .service(labels::repository_unset)
+            .service(labels::distribution_set)
+            .service(labels::distribution_unset)
             .service(workers::list)
             .service(workers::read),
     );

@@ -35,8 +35,14 @@ pub fn parse<T: DeserializeOwned + PartialSchema>(bytes: &[u8]) -> Result<T, Api
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        // serde names a missing required field only in its message; Pulp keys the error by it.
+        if let Some(missing) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+            let field = if path == "." { missing.to_string() } else { format!("{path}.{missing}") };
+            return ApiError::field(&field, "This field is required.");
+        }
         let field = if path == "." { "non_field_errors".to_string() } else { path };
-        ApiError::field(&field, e.into_inner().to_string())
+        ApiError::field(&field, message)
     })
 }
 
@@ -151,6 +157,19 @@ mod tests {
         assert_eq!(fields["colour"], [UNEXPECTED]);
         assert!(refused(r#"{"\u0000": 1}"#).contains_key("\0"));
         assert!(parse::<Body>(br#"{"name": "n", "tags": null}"#).is_ok());
+    }
+
+    #[test]
+    fn a_missing_required_field_is_named() {
+        #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+        struct Required {
+            #[allow(dead_code)]
+            key: String,
+        }
+        match parse::<Required>(b"{}") {
+            Err(ApiError::Invalid(fields)) => assert_eq!(fields["key"], ["This field is required."]),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

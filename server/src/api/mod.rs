@@ -10,6 +10,7 @@ pub mod distributions;
 pub mod docs;
 pub mod filters;
 pub mod hrefs;
+pub mod labels;
 pub mod orphans;
 pub mod pagination;
 pub mod remotes;

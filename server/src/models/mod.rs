@@ -5,6 +5,7 @@ pub mod artifact;
 pub mod content;
 pub mod distribution;
 pub mod filter;
+pub mod labels;
 pub mod lease;
 pub mod remote;
 pub mod secret;
