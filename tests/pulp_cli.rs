@@ -140,6 +140,10 @@ async fn pulp_cli_drives_the_container_workflow(backend: Backend) {
     let by_digest = cli.json(&["container", "content", "-t", "manifest", "list", "--digest", &index_digest]);
     assert_eq!(by_digest.as_array().unwrap().len(), 1, "{by_digest}");
     assert_eq!(by_digest[0]["pulp_href"], index_manifest["pulp_href"]);
+    assert_eq!(cli.json(&["container", "content", "-t", "tag", "list", "--name", "latest"]).as_array().unwrap().len(), 1);
+    assert!(cli.json(&["container", "content", "-t", "tag", "list", "--name", "nope"]).as_array().unwrap().is_empty());
+    let indexes = cli.json(&["container", "content", "-t", "manifest", "list", "--media-type", field(&index_manifest, "media_type")]);
+    assert_eq!(indexes.as_array().unwrap().len(), 1, "only the index has the index media type: {indexes}");
     let shown = cli.json(&["container", "content", "-t", "tag", "show", "--name", "latest", "--digest", &index_digest]);
     assert_eq!(shown["pulp_href"], index_tag["pulp_href"]);
     let blobs = cli.json(&["container", "content", "-t", "blob", "list", "--repository-version", &v1_href]);

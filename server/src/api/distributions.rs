@@ -304,12 +304,14 @@ pub async fn read(
 
 async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> Result<HttpResponse, ApiError> {
     let req: DistributionRequest = body::parse(bytes)?;
+    let keep_labels = !full && req.pulp_labels.is_none();
     let existing = find_or_404(state, id).await?;
     let row = state.db.run(move |c| apply(c, existing, req, full)).await?;
     let resources = vec![hrefs::distribution(&row.id)];
+    let args = serde_json::json!({ "distribution": row, tasks::KEEP_LABELS: keep_labels });
     let task = state
         .tasks
-        .enqueue(state, tasks::DISTRIBUTION_UPDATE, serde_json::json!({ "distribution": row }), resources)
+        .enqueue(state, tasks::DISTRIBUTION_UPDATE, args, resources)
         .await?;
     Ok(accepted(&task))
 }

@@ -509,11 +509,13 @@ pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, query: 
 
 async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> Result<HttpResponse, ApiError> {
     let req: RemoteRequest = body::parse(bytes)?;
+    let keep_labels = !full && req.pulp_labels.is_none();
     let existing = find_or_404(state, id).await?;
     let row = state.db.run(move |c| apply(c, existing, req, full)).await?;
     let resources = vec![hrefs::remote(&row.id)];
     // The task's arguments name the secrets staged for it; task rows are readable by API users.
-    let args = state.db.run(move |c| row.into_task_args(c).map_err(DbError::from)).await?;
+    let mut args = state.db.run(move |c| row.into_task_args(c).map_err(DbError::from)).await?;
+    args[tasks::KEEP_LABELS] = keep_labels.into();
     let task = state.tasks.enqueue(state, tasks::REMOTE_UPDATE, args, resources).await?;
     Ok(accepted(&task))
 }

@@ -286,12 +286,14 @@ pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, query: 
 
 async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> Result<HttpResponse, ApiError> {
     let req: RepositoryRequest = body::parse(bytes)?;
+    let keep_labels = !full && req.pulp_labels.is_none();
     let existing = find_or_404(state, id).await?;
     let row = state.db.run(move |c| apply(c, existing, req, full)).await?;
     let resources = vec![hrefs::repository(&row.id)];
+    let args = serde_json::json!({ "repository": row, tasks::KEEP_LABELS: keep_labels });
     let task = state
         .tasks
-        .enqueue(state, tasks::REPOSITORY_UPDATE, serde_json::json!({ "repository": row }), resources)
+        .enqueue(state, tasks::REPOSITORY_UPDATE, args, resources)
         .await?;
     Ok(accepted(&task))
 }

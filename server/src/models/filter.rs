@@ -221,6 +221,9 @@ impl LabelTerm {
         let key_ok = |k: &str| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | ' '));
         let value_ok = |v: &str| !v.contains(['(', ')', '\'', '"', '\\']);
         let mut terms = Vec::new();
+        if text.split(',').count() > 50 {
+            return Err("Select by at most 50 labels at once.".into());
+        }
         for raw in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             let term = if let Some((k, v)) = raw.split_once("!=") {
                 LabelTerm::NotEquals(k.trim().into(), v.trim().into())

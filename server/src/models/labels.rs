@@ -56,3 +56,12 @@ where
         Ok(Some(out))
     })
 }
+
+/// The labels stored now (JSON text), if the row exists.
+pub fn current(conn: &mut DbConnection, kind: Labelled, id: &str) -> QueryResult<Option<String>> {
+    match kind {
+        Labelled::Remote => remote::table.find(id).select(remote::pulp_labels).first(conn).optional(),
+        Labelled::Repository => repository::table.find(id).select(repository::pulp_labels).first(conn).optional(),
+        Labelled::Distribution => distribution::table.find(id).select(distribution::pulp_labels).first(conn).optional(),
+    }
+}

@@ -215,10 +215,21 @@ pub fn version_content(conn: &mut DbConnection, repository_id: &str, number: i64
         .load(conn)
 }
 
+/// On PostgreSQL, holds the repository's row until the transaction ends, so that its version
+/// writers (a push, a sync, a version delete, pruning) take turns; SQLite's write transactions
+/// already do.
+fn lock(conn: &mut DbConnection, repository_id: &str) -> QueryResult<()> {
+    if let DbConnection::Pg(pg) = conn {
+        repository::table.find(repository_id).select(repository::id).for_update().first::<String>(pg).optional()?;
+    }
+    Ok(())
+}
+
 /// Makes the next version of a repository from the latest one plus `add` minus `remove`.
 /// Returns the new version's number, or None when nothing would change (no empty versions).
 pub fn new_version(conn: &mut DbConnection, repository_id: &str, add: &[String], remove: &[String]) -> QueryResult<Option<i64>> {
     use std::collections::HashSet;
+    lock(conn, repository_id)?;
     let repo: Repository = repository::table.find(repository_id).select(Repository::as_select()).first(conn)?;
     let latest = repo.latest_version_number;
     let present: HashSet<String> = version_content(conn, repository_id, latest)?.into_iter().map(|(id, _)| id).collect();
@@ -272,6 +283,7 @@ pub fn new_version(conn: &mut DbConnection, repository_id: &str, add: &[String],
 /// deleted.
 pub fn prune_versions(conn: &mut DbConnection, repository_id: &str) -> QueryResult<Vec<i64>> {
     use crate::db::schema::distribution;
+    lock(conn, repository_id)?;
     let Some(keep) = find(conn, repository_id)?.and_then(|r| r.retain_repo_versions) else {
         return Ok(Vec::new());
     };
@@ -280,6 +292,15 @@ pub fn prune_versions(conn: &mut DbConnection, repository_id: &str) -> QueryResu
         .order(repository_version::number.desc())
         .select((repository_version::id, repository_version::number))
         .load(conn)?;
+    // Locked before the pins are read: a distribution pinning one of them meanwhile waits for
+    // this transaction (its reference needs the row), so pruning never unpins a distribution.
+    if let DbConnection::Pg(pg) = conn {
+        repository_version::table
+            .filter(repository_version::repository_id.eq(repository_id))
+            .select(repository_version::id)
+            .for_update()
+            .load::<String>(pg)?;
+    }
     let ids: Vec<&String> = versions.iter().map(|(id, _)| id).collect();
     let pinned: Vec<Option<String>> = distribution::table
         .filter(distribution::repository_version_id.eq_any(ids))
@@ -313,6 +334,7 @@ pub fn next_version_number(conn: &mut DbConnection, repository_id: &str, number:
 /// Versions based on it lose their base; a distribution serving it serves nothing.
 pub fn delete_version(conn: &mut DbConnection, repository_id: &str, number: i64) -> QueryResult<()> {
     use crate::db::schema::distribution;
+    lock(conn, repository_id)?;
     let version = find_version(conn, repository_id, number)?.ok_or(diesel::result::Error::NotFound)?;
     let next = next_version_number(conn, repository_id, number)?.ok_or(diesel::result::Error::NotFound)?;
     let rows = || repository_content::table.filter(repository_content::repository_id.eq(repository_id));

@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::{TaskContext, TaskError, TaskResult};
 use crate::api::hrefs;
 use crate::db::{is_unique_violation, DbError};
+use crate::models::labels::Labelled;
 use crate::models::{distribution, remote, repository};
 
 pub const REMOTE_UPDATE: &str = "pulpish.remote.update";
@@ -27,10 +28,13 @@ pub(super) async fn run(ctx: TaskContext, name: String, args: Value) -> TaskResu
                 .db
                 .run(move |c| {
                     crate::db::write_transaction(c, |c| {
-                        let row = match remote::Remote::from_task_args(c, &args) {
+                        let mut row = match remote::Remote::from_task_args(c, &args) {
                             Ok(row) => row,
                             Err(message) => return Ok(Err(message)),
                         };
+                        if let Some(current) = labels_to_keep(c, &args, Labelled::Remote, &row.id)? {
+                            row.pulp_labels = current;
+                        }
                         remote::update(c, &row)?;
                         Ok::<_, diesel::result::Error>(Ok(()))
                     })
@@ -50,10 +54,13 @@ pub(super) async fn run(ctx: TaskContext, name: String, args: Value) -> TaskResu
             Ok(vec![])
         }
         REPOSITORY_UPDATE => {
-            let row: repository::Repository = parse(&args["repository"])?;
+            let mut row: repository::Repository = parse(&args["repository"])?;
             // A lowered retain_repo_versions applies at once, as the next version would apply it.
             let prune = move |c: &mut crate::db::DbConnection| {
                 crate::db::write_transaction(c, |c| {
+                    if let Some(current) = labels_to_keep(c, &args, Labelled::Repository, &row.id)? {
+                        row.pulp_labels = current;
+                    }
                     repository::update(c, &row)?;
                     repository::prune_versions(c, &row.id).map(|_| ())
                 })
@@ -73,8 +80,16 @@ pub(super) async fn run(ctx: TaskContext, name: String, args: Value) -> TaskResu
             Ok(vec![href])
         }
         DISTRIBUTION_UPDATE => {
-            let row: distribution::Distribution = parse(&args["distribution"])?;
-            write(&ctx, move |c| distribution::update(c, &row), "a distribution with this name or base_path already exists").await?;
+            let mut row: distribution::Distribution = parse(&args["distribution"])?;
+            let update = move |c: &mut crate::db::DbConnection| {
+                crate::db::write_transaction(c, |c| {
+                    if let Some(current) = labels_to_keep(c, &args, Labelled::Distribution, &row.id)? {
+                        row.pulp_labels = current;
+                    }
+                    distribution::update(c, &row)
+                })
+            };
+            write(&ctx, update, "a distribution with this name or base_path already exists").await?;
             Ok(vec![])
         }
         DISTRIBUTION_DELETE => {
@@ -101,6 +116,15 @@ pub(super) async fn run(ctx: TaskContext, name: String, args: Value) -> TaskResu
         }
         other => Err(TaskError::Failed(format!("unknown task kind '{other}'"))),
     }
+}
+
+/// An update whose request did not name `pulp_labels` keeps the labels stored when it runs:
+/// a `set_label/` since the request was made must not be undone by the request's older copy.
+fn labels_to_keep(c: &mut crate::db::DbConnection, args: &Value, kind: Labelled, id: &str) -> diesel::QueryResult<Option<String>> {
+    if args[super::KEEP_LABELS] != true {
+        return Ok(None);
+    }
+    crate::models::labels::current(c, kind, id)
 }
 
 fn parse<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, TaskError> {

@@ -15,6 +15,10 @@ use crate::app::AppState;
 use crate::db::DbError;
 use crate::models::task::{self, Task};
 
+/// Task argument of the remote, repository and distribution updates: the request did not name
+/// `pulp_labels`, so the labels stored when the task runs stay.
+pub const KEEP_LABELS: &str = "keep_labels";
+
 pub use kinds::{DEBUG_SLEEP, DISTRIBUTION_CREATE, DISTRIBUTION_DELETE, DISTRIBUTION_UPDATE, REMOTE_DELETE,
     REMOTE_UPDATE, REPOSITORY_DELETE, REPOSITORY_UPDATE};
 
