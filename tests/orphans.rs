@@ -215,5 +215,48 @@ async fn finished_tasks_can_be_deleted_and_purged(backend: Backend) {
     }
 }
 
-on_both_backends!(orphan_cleanup_removes_only_what_nothing_uses);
+/// Orphan cleanup against a writer of the same bytes (models::claim): an object a writer has
+/// claimed is not deleted, and a writer waits while cleanup deletes the object, then stores it
+/// again. Either way what the writer records has its bytes.
+async fn cleanup_never_deletes_an_object_a_writer_keeps(backend: Backend) {
+    use pulpish_server::models::claim;
+    const BYTES: &[u8] = b"a layer someone pushes again";
+    let s = TestServer::start(backend).await;
+    push_image(&s, "gone/app", "v1", "gone", &[BYTES]).await;
+    let layer = digest_of(BYTES);
+    let hex = layer.strip_prefix("sha256:").unwrap().to_string();
+    s.completed(s.delete(&repository_at(&s, "gone/app").await).await).await;
+
+    // A writer holds a claim (say it found the object stored and keeps it): cleanup removes the
+    // orphan rows but not the object.
+    let held = claim::WriteClaim::take(&s.state.db, &hex).await.unwrap();
+    let (_, artifacts) = cleanup(&s, json!({"orphan_protection_time": 0})).await;
+    assert!(artifacts >= 1, "the orphan artifacts' rows went");
+    assert_eq!(artifacts_of(&s, &layer).await, 0);
+    assert!(stored_object(&s, &key_of(&layer)).is_some(), "a claimed object stays");
+    held.release().await;
+
+    // Cleanup is deleting the object: a push of the same bytes waits, then stores them again.
+    let h = hex.clone();
+    s.state.db.run(move |c| claim::mark_deleting(c, &h)).await.unwrap();
+    let push = tokio::spawn({
+        let (client, base, digest) = (s.client.clone(), s.base.clone(), layer.clone());
+        async move {
+            let url = format!("{base}/v2/late/app/blobs/uploads/?digest={digest}");
+            client.post(url).basic_auth("admin", Some(PASSWORD)).body(BYTES.to_vec()).send().await.unwrap().status()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!push.is_finished(), "the push waits while the object is being deleted");
+    s.state.storage.remove_artifact(&key_of(&layer)).await.unwrap();
+    let h = hex.clone();
+    s.state.db.run(move |c| claim::unmark(c, &h)).await.unwrap();
+    assert_eq!(push.await.unwrap(), StatusCode::CREATED);
+    assert_eq!(digest_of(&stored_object(&s, &key_of(&layer)).expect("stored again")), layer);
+    assert_eq!(blob_pulled(&s, "late/app", &layer).await, BYTES);
+    assert_eq!(artifacts_of(&s, &layer).await, 1);
+    support::assert_store_intact(&s).await;
+}
+
+on_both_backends!(orphan_cleanup_removes_only_what_nothing_uses, cleanup_never_deletes_an_object_a_writer_keeps);
 on_databases!(finished_tasks_can_be_deleted_and_purged);

@@ -244,6 +244,10 @@ pub async fn sweep(state: &AppState, max_age: std::time::Duration) {
     if let Err(e) = state.db.run(move |c| crate::models::secret::drop_stale(c, day_ago).map_err(DbError::from)).await {
         tracing::warn!(error = %e, "staged secret sweep failed");
     }
+    // Artifact claims and deletion markers of writers and cleanups that died.
+    if let Err(e) = state.db.run(|c| { let now = crate::models::database_now(c)?; crate::models::claim::drop_stale(c, now) }).await {
+        tracing::warn!(error = %e, "stale artifact claim sweep failed");
+    }
     // Download leases lapsed for a day: their replica died and nobody asked for the blob since.
     if let Err(e) = state.db.run(move |c| crate::models::lease::drop_lapsed(c, day_ago).map_err(DbError::from)).await {
         tracing::warn!(error = %e, "lapsed lease sweep failed");

@@ -204,6 +204,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    artifact_claim (id) {
+        id -> Text,
+        sha256 -> Text,
+        created -> Timestamp,
+    }
+}
+
+diesel::table! {
+    artifact_deletion (sha256) {
+        sha256 -> Text,
+        created -> Timestamp,
+    }
+}
+
 diesel::joinable!(repository_version -> repository (repository_id));
 diesel::joinable!(blob -> content (content_id));
 diesel::joinable!(manifest -> content (content_id));
@@ -217,7 +232,7 @@ diesel::joinable!(reserved_resource -> task (task_id));
 diesel::allow_tables_to_appear_in_same_query!(
     admin_user, remote, repository, repository_version, content, blob, manifest, manifest_blob,
     manifest_list_entry, tag, artifact, content_artifact, remote_artifact, repository_content,
-    distribution, task, reserved_resource, worker, upload, pushed_blob, setting, upload_part, staged_secret, blob_lease,
+    distribution, task, reserved_resource, worker, upload, pushed_blob, setting, upload_part, staged_secret, blob_lease, artifact_claim, artifact_deletion,
 );
 
 diesel::table! {

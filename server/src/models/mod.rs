@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod artifact;
+pub mod claim;
 pub mod content;
 pub mod distribution;
 pub mod filter;

@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use crate::app::AppState;
 use crate::db::DbError;
 use crate::models::artifact::{self, Artifact};
+use crate::models::claim::WriteClaim;
 use crate::models::content::{self, BlobSource};
 use crate::models::remote::Remote;
 use crate::storage::ScratchFile;
@@ -483,9 +484,11 @@ async fn finish(state: &AppState, source: &BlobSource, temp: &std::path::Path, s
         .await
         .map_err(|_| FetchError::Io("sync task failed".into()))?
         .map_err(|e| FetchError::Io(e.to_string()))?;
+    // Held until the row is recorded: orphan cleanup must not delete an object kept here.
+    let claim = WriteClaim::take(&state.db, sha256_hex).await.map_err(|e| FetchError::Io(format!("claiming the artifact failed: {e}")))?;
     let key = state.storage.commit(temp, sha256_hex, size).await.map_err(|e| FetchError::Io(e.to_string()))?;
     let (hex, blob_id, digest) = (sha256_hex.to_string(), source.blob_id.clone(), source.digest.clone());
-    state
+    let recorded = state
         .db
         .run(move |c| {
             crate::db::write_transaction(c, |c| {
@@ -495,7 +498,9 @@ async fn finish(state: &AppState, source: &BlobSource, temp: &std::path::Path, s
             })
         })
         .await
-        .map_err(|e| FetchError::Io(format!("recording the artifact failed: {e}")))
+        .map_err(|e| FetchError::Io(format!("recording the artifact failed: {e}")));
+    claim.release().await;
+    recorded
 }
 
 impl Reader {

@@ -14,6 +14,7 @@ use super::{valid_digest, valid_tag, RegistryError, API_VERSION};
 use crate::api::validate;
 use crate::app::AppState;
 use crate::db::{is_unique_violation, write_transaction, DbConnection, DbError};
+use crate::models::claim::WriteClaim;
 use crate::models::content::{self, NewManifest};
 use crate::models::distribution::{self, Distribution};
 use crate::models::repository::{self, Repository};
@@ -129,6 +130,22 @@ fn blob_created(name: &str, digest: &str) -> HttpResponse {
         .finish()
 }
 
+/// Claims a pushed sha256 digest's artifact until it is recorded, so that orphan cleanup does not
+/// delete an object this push keeps. (A sha512 digest names no artifact before its bytes are read;
+/// such a push is not claimed.)
+async fn claim_digest(state: &AppState, digest: &str) -> Result<Option<WriteClaim>, RegistryError> {
+    match digest.strip_prefix("sha256:") {
+        Some(hex) => Ok(Some(WriteClaim::take(&state.db, hex).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn release(claim: Option<WriteClaim>) {
+    if let Some(c) = claim {
+        c.release().await;
+    }
+}
+
 /// Records stored bytes as a blob pushed to the repository.
 async fn record_blob(state: &AppState, repository_id: &str, digest: &str, sha256_hex: &str, size: i64, key: &str) -> Result<(), RegistryError> {
     let (repo, digest, hex, key) = (repository_id.to_string(), digest.to_string(), sha256_hex.to_string(), key.to_string());
@@ -185,9 +202,11 @@ pub async fn start_upload(
         if !valid_digest(digest) {
             return Err(RegistryError::DigestInvalid(digest.clone()));
         }
+        let claim = claim_digest(&state, digest).await?;
         let stored = ingest_pushed(&state, body, digest).await?;
         let repo = push_target(&state, &name).await?;
         record_blob(&state, &repo, digest, &stored.sha256, stored.size, &stored.key).await?;
+        release(claim).await;
         return Ok(blob_created(&name, digest));
     }
 
@@ -308,6 +327,7 @@ pub async fn finish_upload(
         // Another request finished, cancelled or extended the upload meanwhile.
         None => return Err(RegistryError::UploadUnknown(id)),
     };
+    let claim = claim_digest(&state, &digest).await?;
     let stored = state.storage.ingest(state.storage.read_parts(parts), &digest, Some(size)).await;
     remove_upload(&state, &id).await?;
     let stored = stored.map_err(|e| match e {
@@ -317,6 +337,7 @@ pub async fn finish_upload(
     })?;
     let repo = push_target(&state, &name).await?;
     record_blob(&state, &repo, &digest, &stored.sha256, stored.size, &stored.key).await?;
+    release(claim).await;
     Ok(blob_created(&name, &digest))
 }
 

@@ -19,6 +19,7 @@ pub use manifest::{references, References};
 
 use crate::api::hrefs;
 use crate::db::{write_transaction, DbError};
+use crate::models::claim::WriteClaim;
 use crate::models::content::{self, NewManifest};
 use crate::models::remote::Remote;
 use crate::models::repository::Repository;
@@ -238,6 +239,8 @@ async fn download_blobs(
                 if !digest.starts_with("sha256:") {
                     return Err(format!("blob {digest}: only sha256 digests can be downloaded"));
                 }
+                // Held until the row is recorded: orphan cleanup must not delete an object kept here.
+                let claim = WriteClaim::take(&state.db, &digest["sha256:".len()..]).await.map_err(|e| e.to_string())?;
                 let resp = upstream.get_blob(&digest).await.map_err(|e| e.to_string())?;
                 let body = resp.bytes_stream();
                 let download = state.storage.ingest(body, &digest, Some(size));
@@ -251,6 +254,7 @@ async fn download_blobs(
                     .run(move |c| artifact::ensure(c, &file.sha256, file.size, &file.key).map_err(DbError::from))
                     .await
                     .map_err(|e| e.to_string())?;
+                claim.release().await;
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 let _ = ctx.advance("sync.downloading_artifacts", n, false).await;
                 Ok::<_, String>((digest, a.id))

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{TaskContext, TaskError, TaskResult};
 use crate::db::{write_transaction, DbConnection, DbError};
 use crate::models::artifact::{self, Artifact};
-use crate::models::{content, task};
+use crate::models::{claim, content, task};
 
 pub const ORPHAN_CLEANUP: &str = "pulpish.orphans.cleanup";
 pub const PURGE: &str = "pulpish.tasks.purge";
@@ -48,19 +48,28 @@ pub async fn orphan_cleanup(ctx: TaskContext, args: CleanupArgs) -> TaskResult {
     ctx.progress(CLEANUP_CODE, "Clean up orphan Content", Some(content_removed as u64)).await?;
     ctx.advance(CLEANUP_CODE, content_removed as u64, true).await?;
 
-    // The rows are gone; now their bytes. Bytes that a push recorded again since keep theirs.
+    // The rows are gone; now their bytes, each unless a writer claims them (models::claim).
     let total = artifacts.len() as u64;
     ctx.progress(CLEANUP_CODE, "Clean up orphan Artifacts", Some(total)).await?;
-    let hashes: Vec<String> = artifacts.iter().map(|a| a.sha256.clone()).collect();
-    let recorded_again = ctx.state.db.run(move |c| artifact::existing_sha256(c, &hashes).map_err(DbError::from)).await?;
     let mut failures = Vec::new();
     for (done, a) in artifacts.iter().enumerate() {
-        if !recorded_again.contains(&a.sha256) {
+        let hex = a.sha256.clone();
+        let free = ctx
+            .state
+            .db
+            .run(move |c| {
+                claim::mark_deleting(c, &hex)?;
+                Ok::<_, DbError>(!claim::claimed(c, &hex)? && artifact::existing_sha256(c, std::slice::from_ref(&hex))?.is_empty())
+            })
+            .await?;
+        if free {
             if let Err(e) = ctx.state.storage.remove_artifact(&a.storage_key).await {
                 tracing::warn!(key = %a.storage_key, error = %e, "could not remove an orphan artifact's stored object");
                 failures.push(a.storage_key.clone());
             }
         }
+        let hex = a.sha256.clone();
+        ctx.state.db.run(move |c| claim::unmark(c, &hex)).await?;
         if (done + 1) % 100 == 0 {
             ctx.advance(CLEANUP_CODE, done as u64 + 1, false).await?;
         }

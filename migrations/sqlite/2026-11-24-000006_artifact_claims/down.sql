@@ -1,0 +1,2 @@
+DROP TABLE artifact_deletion;
+DROP TABLE artifact_claim;
