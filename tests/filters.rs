@@ -450,7 +450,7 @@ async fn tasks_filter_and_order(backend: Backend) {
 /// `pulp_label_select` on the three labelled resources: each term kind changes the answer.
 async fn labels_select(backend: Backend) {
     let s = TestServer::start(backend).await;
-    let labelled = [("a", json!({"env": "prod", "tier": "Gold plus"})), ("b", json!({"env": "dev"})), ("c", json!({}))];
+    let labelled = [("a", json!({"env": "prod", "tier": "Gold plus été"})), ("b", json!({"env": "dev"})), ("c", json!({}))];
     for (name, labels) in &labelled {
         let (status, body) = s.post(REPOS, json!({"name": name, "pulp_labels": labels})).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -465,9 +465,13 @@ async fn labels_select(backend: Backend) {
         assert_eq!(column(&s, &names("env"), "name").await, ["a", "b"], "{list}");
         assert_eq!(column(&s, &names("!env"), "name").await, ["c"], "{list}");
         assert_eq!(column(&s, &names("tier~gold"), "name").await, ["a"], "{list}");
+        assert_eq!(column(&s, &names("tier~%C3%89T%C3%89"), "name").await, ["a"], "{list}: case folds beyond ASCII");
         assert_eq!(column(&s, &names("env,!tier"), "name").await, ["b"], "{list}");
         rejects(&s, &format!("{list}?pulp_label_select=env='x'"), "pulp_label_select").await;
     }
+    // Case folds beyond ASCII in `__icontains` too (SQLite's own lower() would not).
+    assert_eq!(s.post(REPOS, json!({"name": "Élan"})).await.0, StatusCode::CREATED);
+    assert_eq!(column(&s, &format!("{REPOS}?name__icontains=%C3%A9L"), "name").await, ["Élan"]);
 }
 
 on_databases!(

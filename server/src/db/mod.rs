@@ -80,6 +80,10 @@ impl r2d2::ManageConnection for ConnectionManager {
                 // case_sensitive_like: `__contains` and `__startswith` match case as on PostgreSQL.
                 conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA case_sensitive_like = ON;")
                 .map_err(r2d2::Error::QueryError)?;
+                // SQLite's own lower() folds ASCII only; `__icontains` and label `~` fold all of
+                // Unicode, as PostgreSQL's lower() does.
+                crate::models::filter::unicode_lower_utils::register_impl(&mut conn, |text: Option<String>| text.map(|t| t.to_lowercase()))
+                    .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))
             }
         }

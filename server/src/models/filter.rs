@@ -129,6 +129,13 @@ pub fn like_escape(needle: &str) -> String {
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
+diesel::define_sql_function! {
+    /// `lower` as registered on SQLite connections (db::ConnectionManager), in place of SQLite's
+    /// ASCII-only one; nullable, as a label that is not set reads as NULL.
+    #[sql_name = "lower"]
+    fn unicode_lower(x: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
+}
+
 /// Applies a [`TextMatch`] to a boxed query on a text column. LIKE is case-sensitive on both
 /// backends (SQLite connections set `case_sensitive_like`); `icontains` compares lower-cased.
 #[macro_export]
