@@ -732,11 +732,11 @@ async fn labels_are_set_and_unset_one_at_a_time(backend: Backend) {
     // An update queued before a label change, and run after it, keeps the label it did not name
     // (one that names pulp_labels replaces them).
     for href in [remote["pulp_href"].as_str().unwrap(), repo["pulp_href"].as_str().unwrap(), &dist] {
-        let t = s.state.tasks.enqueue(&s.state, pulpish_server::tasks::DEBUG_SLEEP, json!({"seconds": 1.0}), vec![href.to_string()]).await.unwrap();
+        let sleeping = support::sleep_task(&s, 1.0, &[href]).await;
         let (status, queued) = s.patch(href, json!({"name": "renamed"})).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
         assert_eq!(s.post(&format!("{href}set_label/"), json!({"key": "late", "value": "yes"})).await.0, StatusCode::CREATED);
-        assert_eq!(s.get(&format!("/pulp/api/v3/tasks/{}/", t.id)).await.1["state"], "running", "the update is still queued");
+        assert_eq!(s.get(&sleeping).await.1["state"], "running", "the update is still queued");
         assert_eq!(s.wait_task(queued["task"].as_str().unwrap()).await["state"], "completed");
         let now = s.get(href).await.1;
         assert_eq!((&now["name"], &now["pulp_labels"]["late"]), (&json!("renamed"), &json!("yes")), "{href}: {now}");

@@ -4,11 +4,10 @@
 
 mod support;
 
-use pulpish_server::tasks::DEBUG_SLEEP;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Digest;
-use support::{Backend, TestServer, PASSWORD};
+use support::{sleep_task, Backend, TestServer, PASSWORD};
 
 const REPOS: &str = "repositories/container/container/";
 const DISTS: &str = "distributions/container/container/";
@@ -337,10 +336,6 @@ async fn versions_content_and_artifacts_filter_and_order(backend: Backend) {
     selects_fields(s, "artifacts/", &href(&artifact_b), &["pulp_href", "size"], "file").await;
 }
 
-async fn sleep_task(s: &TestServer, seconds: f64, resource: &str) -> String {
-    let t = s.state.tasks.enqueue(&s.state, DEBUG_SLEEP, json!({ "seconds": seconds }), vec![resource.to_string()]).await.unwrap();
-    format!("/pulp/api/v3/tasks/{}/", t.id)
-}
 
 /// Four real tasks: a completed distribution create, a failed sync, a running and a waiting
 /// sleep on one resource.
@@ -358,8 +353,8 @@ async fn tasks_filter_and_order(backend: Backend) {
     assert_eq!(status, StatusCode::ACCEPTED, "{sync}");
     let t2 = s.wait_task(sync["task"].as_str().unwrap()).await;
     assert_eq!(t2["state"], "failed", "{t2}");
-    let t3 = sleep_task(s, 60.0, "res:x").await;
-    let t4 = sleep_task(s, 1.0, "res:x").await;
+    let t3 = sleep_task(s, 60.0, &["res:x"]).await;
+    let t4 = sleep_task(s, 1.0, &["res:x"]).await;
     let mut running = Value::Null;
     for _ in 0..100 {
         running = ok(s, &t3).await;

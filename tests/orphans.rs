@@ -6,11 +6,10 @@ mod support;
 
 use std::time::Duration;
 
-use pulpish_server::tasks::DEBUG_SLEEP;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::images::{digest_of, latest_version, pulled, push_blob, push_image, put_manifest, repository_at, unit_href, OCI_MANIFEST};
-use support::{stored_object, Backend, TestServer, PASSWORD};
+use support::{sleep_task, stored_object, Backend, TestServer, PASSWORD};
 
 const CLEANUP: &str = "orphans/cleanup/";
 
@@ -118,10 +117,6 @@ async fn orphan_cleanup_removes_only_what_nothing_uses(backend: Backend) {
     }
 }
 
-async fn sleep_task(s: &TestServer, seconds: f64, resources: &[&str]) -> String {
-    let t = s.state.tasks.enqueue(&s.state, DEBUG_SLEEP, json!({ "seconds": seconds }), resources.iter().map(|r| r.to_string()).collect()).await.unwrap();
-    format!("/pulp/api/v3/tasks/{}/", t.id)
-}
 
 /// Makes a finished task look finished long ago.
 async fn backdate(s: &TestServer, href: &str) {

@@ -5,20 +5,10 @@ mod support;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pulpish_server::tasks::DEBUG_SLEEP;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{Backend, TestServer};
+use support::{sleep_task, Backend, TestServer};
 
-async fn sleep_task(s: &TestServer, seconds: f64, resources: &[&str]) -> String {
-    let t = s
-        .state
-        .tasks
-        .enqueue(&s.state, DEBUG_SLEEP, json!({ "seconds": seconds }), resources.iter().map(|r| r.to_string()).collect())
-        .await
-        .unwrap();
-    format!("/pulp/api/v3/tasks/{}/", t.id)
-}
 
 fn time(task: &Value, field: &str) -> DateTime<Utc> {
     task[field].as_str().unwrap_or_else(|| panic!("{field} missing in {task}")).parse().unwrap()

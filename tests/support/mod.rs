@@ -211,6 +211,14 @@ impl TestServer {
     }
 }
 
+/// Enqueues a task that sleeps `seconds` holding `resources`; its href.
+pub async fn sleep_task(s: &TestServer, seconds: f64, resources: &[&str]) -> String {
+    let args = serde_json::json!({ "seconds": seconds });
+    let resources = resources.iter().map(|r| r.to_string()).collect();
+    let t = s.state.tasks.enqueue(&s.state, pulpish_server::tasks::DEBUG_SLEEP, args, resources).await.unwrap();
+    format!("/pulp/api/v3/tasks/{}/", t.id)
+}
+
 pub async fn wait_task(server: &TestServer, task_href: &str, timeout: Duration) -> Value {
     let start = Instant::now();
     loop {

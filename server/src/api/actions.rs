@@ -17,6 +17,7 @@ use crate::error::ApiError;
 use crate::models::content;
 use crate::models::repository::{self, Repository};
 use crate::tasks::versions::{Change, ChangeArgs};
+use crate::upstream;
 
 /// Pulp's message for a tag outside the grammar (the distribution spec's, which also bounds the
 /// length to 128).
@@ -103,10 +104,10 @@ pub enum ManifestMediaType {
 const MEDIA_TYPES: [&str; 6] = [
     "application/vnd.docker.distribution.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
+    upstream::DOCKER_MANIFEST,
+    upstream::DOCKER_MANIFEST_LIST,
+    upstream::OCI_MANIFEST,
+    upstream::OCI_INDEX,
 ];
 
 /// How Pulp names a repository version in messages.

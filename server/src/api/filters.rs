@@ -259,6 +259,15 @@ fn items(values: &[String]) -> Vec<String> {
     values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
 }
 
+/// `items`, at most `MAX_LIST` of them (a 400 on `name` beyond).
+fn bounded_items(name: &str, values: &[String]) -> Result<Vec<String>, ApiError> {
+    let given = items(values);
+    if given.len() > MAX_LIST {
+        return Err(ApiError::field(name, format!("Give at most {MAX_LIST} values (not {}).", given.len())));
+    }
+    Ok(given)
+}
+
 fn single<'a>(name: &str, values: &'a [String]) -> Result<&'a str, ApiError> {
     match values {
         [one] => Ok(one),
@@ -359,11 +368,7 @@ pub fn parse_list<L: Listed>(query: &str) -> Result<(Window, Criteria, FieldSele
         let value = match lookup {
             "in" => {
                 let mut list = Vec::new();
-                let given = items(&values);
-                if given.len() > MAX_LIST {
-                    return Err(ApiError::field(&name, format!("Give at most {MAX_LIST} values (not {}).", given.len())));
-                }
-                for item in given {
+                for item in bounded_items(&name, &values)? {
                     match parse_value(&name, filter.kind, &item)? {
                         Value::Text(s) => list.push(s),
                         Value::Integer(n) => list.push(n.to_string()),
@@ -373,13 +378,7 @@ pub fn parse_list<L: Listed>(query: &str) -> Result<(Window, Criteria, FieldSele
                 Value::List(list)
             }
             "contains" | "icontains" | "startswith" => Value::Text(single(&name, &values)?.to_string()),
-            "" if matches!(filter.kind, Kind::TextList) => {
-                let given = items(&values);
-                if given.len() > MAX_LIST {
-                    return Err(ApiError::field(&name, format!("Give at most {MAX_LIST} values (not {}).", given.len())));
-                }
-                Value::List(given)
-            }
+            "" if matches!(filter.kind, Kind::TextList) => Value::List(bounded_items(&name, &values)?),
             _ => parse_value(&name, filter.kind, single(&name, &values)?)?,
         };
         criteria.insert(&name, value);

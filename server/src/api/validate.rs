@@ -152,7 +152,7 @@ pub fn labels(value: &serde_json::Value) -> Result<String, String> {
         return Err(if value.is_null() { "This field may not be null.".into() } else { "Expected a dictionary of items.".into() });
     };
     for (key, v) in map {
-        if key.is_empty() || key.chars().count() > 255 || !key.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | ' ')) {
+        if key.chars().count() > 255 || !crate::models::labels::is_key(key) {
             return Err(format!("Key '{key}' contains non-alphanumerics."));
         }
         let Some(text) = v.as_str() else {

@@ -225,7 +225,6 @@ impl LabelTerm {
     /// Parses a comma-separated selection. Keys and values follow the rules labels are stored
     /// under (`api::validate::labels`), so neither can hold a quote or a comma.
     pub fn parse_all(text: &str) -> Result<Vec<LabelTerm>, String> {
-        let key_ok = |k: &str| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | ' '));
         let value_ok = |v: &str| !v.contains(['(', ')', '\'', '"', '\\']);
         let mut terms = Vec::new();
         if text.split(',').count() > 50 {
@@ -247,7 +246,7 @@ impl LabelTerm {
                 LabelTerm::Equals(k, v) | LabelTerm::NotEquals(k, v) | LabelTerm::Contains(k, v) => (k, Some(v)),
                 LabelTerm::Has(k) | LabelTerm::HasNot(k) => (k, None),
             };
-            if !key_ok(key) || !value.is_none_or(|v| value_ok(v)) {
+            if !super::labels::is_key(key) || !value.is_none_or(|v| value_ok(v)) {
                 return Err(format!("'{raw}' is not a label selection: use key=value, key!=value, key~text, key or !key (keys of letters, digits, '_', '-', ' ')."));
             }
             terms.push(term);

@@ -6,6 +6,11 @@ use diesel::prelude::*;
 use crate::db::schema::{distribution, remote, repository};
 use crate::db::{write_transaction, DbConnection};
 
+/// A label key: letters, digits, `_`, `-` and spaces (what a label selection can name).
+pub fn is_key(key: &str) -> bool {
+    !key.is_empty() && key.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | ' '))
+}
+
 /// The labelled tables.
 #[derive(Debug, Clone, Copy)]
 pub enum Labelled {
