@@ -135,6 +135,5 @@ pub async fn status(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
 }
 
 fn app_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into());
-    format!("{}@{host}", std::process::id())
+    format!("{}@{}", std::process::id(), crate::tasks::hostname())
 }

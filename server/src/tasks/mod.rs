@@ -122,7 +122,8 @@ impl TaskQueue {
     }
 }
 
-fn hostname() -> String {
+/// This machine's host name, as workers and status/ report it.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
 }
 
