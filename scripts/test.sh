@@ -11,12 +11,13 @@ cd "$(dirname "$0")/.."
 
 # To build: a C toolchain and libpq (diesel's PostgreSQL backend links it). To test: the real
 # programs the tests start (PostgreSQL, Debian's docker-registry, nginx, tinyproxy) and the
-# clients they drive (skopeo, podman, curl, wrk, ab, htpasswd, umoci, busybox for images).
+# clients they drive (skopeo, podman, curl, wrk, ab, htpasswd, umoci, busybox for images), and
+# prometheus_client's text-format parser for /metrics.
 packages=(
     build-essential pkg-config libpq-dev ca-certificates python3 python3-venv
     postgresql docker-registry nginx-light tinyproxy
     skopeo podman runc umoci busybox-static
-    curl jq openssl apache2-utils wrk
+    curl jq openssl apache2-utils wrk python3-prometheus-client
 )
 missing=()
 for pkg in "${packages[@]}"; do

@@ -12,6 +12,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::fault::{fault_image, sha256, BlobBehaviour, FaultUpstream};
+use support::pki::Ca;
 use support::{Backend, TestServer};
 
 const REMOTES: &str = "remotes/container/container/";
@@ -43,31 +44,6 @@ fn refused((status, body): (StatusCode, Value), field: &str, what: &str) {
     let fields: Vec<&String> = body.as_object().map(|o| o.keys().collect()).unwrap_or_default();
     assert_eq!(fields, [field], "{what}: {body}");
     assert!(body[field][0].is_string(), "{what}: {body}");
-}
-
-/// A certificate authority for the tests, and leaf certificates it signs.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, "pulpish test CA");
-        Ca { cert: params.self_signed(&key).unwrap(), key }
-    }
-
-    /// (certificate PEM, private key PEM) for `name` (a DNS name or an IP address).
-    fn leaf(&self, name: &str) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

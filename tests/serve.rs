@@ -138,7 +138,7 @@ async fn killed_mid_task_restarts_and_the_task_reads_failed(backend: Backend) {
     // Queue a long task straight into the database, as another replica could.
     let db = pulpish_server::db::Db::connect(&url).unwrap();
     let mut conn = db.get().unwrap();
-    let task = pulpish_server::models::task::enqueue(&mut conn, pulpish_server::tasks::DEBUG_SLEEP, &json!({"seconds": 60}), &["repo:k".into()]).unwrap();
+    let task = pulpish_server::models::task::enqueue(&mut conn, pulpish_server::tasks::DEBUG_SLEEP, &json!({"seconds": 60}), &["repo:k".into()], "serve-test").unwrap();
     drop(conn);
     let href = format!("{}/pulp/api/v3/tasks/{}/", serve.base, task.id);
     let client = reqwest::Client::new();
@@ -166,7 +166,7 @@ async fn killed_mid_task_restarts_and_the_task_reads_failed(backend: Backend) {
 
     // Its resource was released: a new task on it runs to completion.
     let mut conn = db.get().unwrap();
-    let next = pulpish_server::models::task::enqueue(&mut conn, pulpish_server::tasks::DEBUG_SLEEP, &json!({"seconds": 0.1}), &["repo:k".into()]).unwrap();
+    let next = pulpish_server::models::task::enqueue(&mut conn, pulpish_server::tasks::DEBUG_SLEEP, &json!({"seconds": 0.1}), &["repo:k".into()], "serve-test").unwrap();
     drop(conn);
     let next_href = format!("{}/pulp/api/v3/tasks/{}/", restarted.base, next.id);
     let start = Instant::now();

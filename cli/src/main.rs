@@ -5,7 +5,10 @@ mod commands;
 mod output;
 mod profile;
 
-use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use output::Format;
 
@@ -38,24 +41,73 @@ pub struct Connection {
 }
 
 #[derive(Subcommand)]
+#[expect(clippy::large_enum_variant, reason = "parsed once per process")]
 enum Command {
     /// Run the management API, the /v2 content app and the task workers on one port.
     #[command(after_help = "Example:\n  pulpish serve --bind 0.0.0.0:24817 --data-dir /var/lib/pulpish")]
-    Serve(pulpish_server::Config),
+    Serve(Serve),
     #[command(flatten)]
     Client(commands::Command),
 }
 
+#[derive(Args)]
+struct Serve {
+    /// TOML file with serve's settings, keyed by the long flags with `_` (`data_dir = "/srv"`);
+    /// flags and PULPISH_* variables override it.
+    #[arg(long, env = "PULPISH_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Check the settings, print the effective ones as TOML (secrets redacted) and exit.
+    #[arg(long)]
+    check_config: bool,
+    #[command(flatten)]
+    settings: pulpish_server::Config,
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let (cli, matches) = parse();
     let result = match cli.command {
-        Command::Serve(config) => serve(config).map_err(|e| client::CliError::Other(format!("{e:#}"))),
+        Command::Serve(args) if args.check_config => {
+            let given = matches.subcommand_matches("serve").expect("serve was parsed");
+            print!("{}", pulpish_server::config::effective_settings(given));
+            Ok(())
+        }
+        Command::Serve(args) => serve(args.settings).map_err(|e| client::CliError::Other(format!("{e:#}"))),
         Command::Client(command) => commands::run(command, &cli.conn, cli.format),
     };
     if let Err(e) = result {
         eprintln!("Error: {e}");
         std::process::exit(e.exit_code());
     }
+}
+
+/// The command line; for `serve`, what flags and PULPISH_* variables leave unset comes from the
+/// --config file and the `*_file` secrets, parsed by the same rules.
+fn parse() -> (Cli, ArgMatches) {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let command = Cli::command();
+    let mut layer = pulpish_server::config::FileLayer::default();
+    // A first, lenient pass learns what the command line and the environment set; a wrong
+    // flag is reported by the second one.
+    if let Ok(first) = command.clone().ignore_errors(true).try_get_matches_from(&argv) {
+        if let Some(("serve", given)) = first.subcommand() {
+            let file = given.get_one::<PathBuf>("config").map(PathBuf::as_path);
+            layer = pulpish_server::config::FileLayer::read(given, file).unwrap_or_else(|e| config_error(&e));
+        }
+    }
+    let matches = match command.try_get_matches_from(argv.into_iter().chain(layer.args())) {
+        Ok(matches) => matches,
+        Err(e) => match layer.explain(&e) {
+            Some(refused) => config_error(&refused),
+            None => e.exit(),
+        },
+    };
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    (cli, matches)
+}
+
+fn config_error(e: &pulpish_server::config::ConfigFileError) -> ! {
+    eprintln!("Error: {e}");
+    std::process::exit(2)
 }
 
 #[expect(unsafe_code, reason = "mallopt has no safe wrapper")]
@@ -73,13 +125,17 @@ fn serve(config: pulpish_server::Config) -> anyhow::Result<()> {
     limit_malloc_arenas();
     pulpish_server::init_logging(&config.log_format);
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener = std::net::TcpListener::bind(config.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
         let state = pulpish_server::prepare(config).await?;
         let running = pulpish_server::start(state, listener).await?;
         tracing::info!(addr = %running.addr, "pulpish is serving: API at /pulp/api/v3/, registry at /v2/");
-        running.server.await?;
+        running.run_until_stopped().await?;
         Ok(())
-    })
+    });
+    // Shutdown has waited for what it may; a database call stuck on a dead connection must not
+    // hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served
 }

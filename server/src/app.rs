@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
-use actix_web::middleware::{from_fn, Logger};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
@@ -28,6 +28,9 @@ pub struct AppState {
     pub openapi_json: Arc<str>,
     pub fetcher: Arc<crate::ondemand::BlobFetcher>,
     pub upstreams: Arc<crate::upstream::UpstreamCache>,
+    pub metrics: Arc<crate::observe::Metrics>,
+    /// `/readyz`: the shutdown flag and the last checks.
+    pub readiness: Arc<crate::health::Readiness>,
     /// The /token signing secret, read from the database once (it never changes after creation).
     pub token_secret: Arc<tokio::sync::OnceCell<Vec<u8>>>,
     /// Held while this replica runs on SQLite with an object store (see `sqlite_single_replica`).
@@ -139,6 +142,8 @@ pub enum StartError {
     Listen(std::io::Error),
     #[error("storage: {0}")]
     Storage(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Opens the database (migrating it), the store, and the admin account.
@@ -182,6 +187,8 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         openapi_json: openapi_json().into(),
         fetcher: Arc::default(),
         upstreams: Arc::default(),
+        metrics: Arc::default(),
+        readiness: Arc::default(),
         token_secret: Arc::default(),
         _replica_lock: Arc::new(replica_lock),
     })
@@ -267,14 +274,17 @@ pub struct RunningServer {
     pub server: actix_web::dev::Server,
 }
 
-/// Starts workers and the HTTP server on `listener`; await `server` to run until stopped.
+/// Starts workers and the HTTP server on `listener`; `run_until_stopped` (or awaiting `server`)
+/// runs it until stopped.
 pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServer, StartError> {
     let addr = listener.local_addr().map_err(StartError::Listen)?;
+    let tls = crate::tls::server_config(&state.config.tls)?;
     if state.config.cluster.advertise_url.is_none() && addr.ip().is_unspecified() && state.db.backend == crate::db::Backend::Postgres {
         // Other replicas would call http://0.0.0.0:PORT: themselves.
         tracing::warn!(bind = %addr, "bound to every address without --advertise-url: other replicas cannot reach this one to share its downloads; set --advertise-url to this replica's own address");
     }
-    state.fetcher.set_advertise_url(state.config.cluster.advertise_url.clone().unwrap_or_else(|| format!("http://{addr}")));
+    state.fetcher.set_advertise_url(state.config.cluster.advertise_url.clone().unwrap_or_else(|| format!("{}://{addr}", if tls.is_some() { "https" } else { "http" })));
+    state.fetcher.set_runtime(tokio::runtime::Handle::current());
     tasks::start_workers(state.clone(), state.config.workers).await?;
     spawn_sweeper(state.clone());
     let data = web::Data::new(state.clone());
@@ -282,13 +292,17 @@ pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServ
         let (app, _) = App::new()
             .app_data(data.clone())
             .configure(api::extractor_config)
-            .wrap(Logger::new("%a \"%r\" %s %b %T"))
+            // Outermost: every response gets its request id, is counted and logged.
+            .wrap(from_fn(crate::observe::request::observe_request))
             .service(docs::api_json)
             .service(docs::swagger_index)
             .service(docs::swagger_js)
             .service(docs::swagger_css)
             .configure(crate::registry::routes)
             .configure(crate::ondemand::peer::routes)
+            .service(crate::health::livez)
+            .service(crate::health::readyz)
+            .configure(crate::observe::scrape::routes)
             .into_utoipa_app()
             .configure(register)
             .split_for_parts();
@@ -299,7 +313,14 @@ pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServ
     // Each worker's blocking pool runs the database calls; a small pool keeps memory flat
     // under bursts (every thread brings its own stack and malloc arena).
     .worker_max_blocking_threads(16)
-    .listen(listener)
+    // Signals are handled by `RunningServer::run_until_stopped` (shutdown.rs), which stops this
+    // server gracefully; connections still open at the deadline are closed.
+    .disable_signals()
+    .shutdown_timeout(state.config.shutdown_timeout);
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls),
+        None => server.listen(listener),
+    }
     .map_err(StartError::Listen)?
     .run();
     Ok(RunningServer { addr, state, server })

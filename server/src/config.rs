@@ -1,7 +1,14 @@
-//! Server configuration: flags, each with a `PULPISH_*` environment twin.
+//! Server configuration: flags, each with a `PULPISH_*` environment twin and a key in the
+//! `--config` file (file.rs); `X_file` reads the secret X from a file.
+
+mod effective;
+mod file;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+pub use effective::effective_settings;
+pub use file::{ConfigFileError, FileLayer};
 
 #[derive(Debug, Clone, clap::ValueEnum, PartialEq, Eq)]
 pub enum LogFormat {
@@ -20,9 +27,15 @@ pub struct Config {
     /// `postgres://user@host/db` for PostgreSQL; default: SQLite at DATA_DIR/pulpish.db.
     #[arg(long, env = "PULPISH_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// File holding --database-url (URLs carry passwords); read into `database_url` when parsed.
+    #[arg(long, env = "PULPISH_DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
     /// Password of the `admin` user. When unset at first start, one is generated and printed once.
     #[arg(long, env = "PULPISH_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// File holding --admin-password; read into `admin_password` when parsed.
+    #[arg(long, env = "PULPISH_ADMIN_PASSWORD_FILE")]
+    pub admin_password_file: Option<PathBuf>,
     /// Task workers run inside this process.
     #[arg(long, env = "PULPISH_WORKERS", default_value_t = 2)]
     pub workers: usize,
@@ -31,10 +44,41 @@ pub struct Config {
     /// Blob uploads untouched for this many seconds are removed with their staged bytes.
     #[arg(long, env = "PULPISH_UPLOAD_EXPIRY", default_value_t = 86400)]
     pub upload_expiry: u64,
+    /// Seconds that in-flight requests, blob streams and running tasks get to finish after
+    /// SIGTERM or SIGINT; tasks still running then are handed back to the queue.
+    #[arg(long, env = "PULPISH_SHUTDOWN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_timeout: u64,
+    /// Who may read the Prometheus metrics at /metrics.
+    #[arg(long, env = "PULPISH_METRICS", value_enum, default_value = "public")]
+    pub metrics: MetricsAccess,
+    #[command(flatten)]
+    pub tls: TlsConfig,
     #[command(flatten)]
     pub storage: StorageConfig,
     #[command(flatten)]
     pub cluster: ClusterConfig,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq, Default)]
+pub enum MetricsAccess {
+    /// Anyone who can reach the port (what a Prometheus scrape config expects).
+    #[default]
+    Public,
+    /// Only the API's credentials (Basic auth as the admin user).
+    Admin,
+    /// No /metrics endpoint (404).
+    Off,
+}
+
+/// HTTPS for the API and the registry, without a proxy in front.
+#[derive(Debug, Clone, clap::Args, Default)]
+pub struct TlsConfig {
+    /// PEM certificate chain to serve HTTPS with (needs --tls-key).
+    #[arg(long, env = "PULPISH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "PULPISH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq, Default)]
@@ -60,8 +104,14 @@ pub struct StorageConfig {
     pub s3_region: String,
     #[arg(long, env = "PULPISH_S3_ACCESS_KEY_ID")]
     pub s3_access_key_id: Option<String>,
+    /// File holding --s3-access-key-id; read into `s3_access_key_id` when parsed.
+    #[arg(long, env = "PULPISH_S3_ACCESS_KEY_ID_FILE")]
+    pub s3_access_key_id_file: Option<PathBuf>,
     #[arg(long, env = "PULPISH_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub s3_secret_access_key: Option<String>,
+    /// File holding --s3-secret-access-key; read into `s3_secret_access_key` when parsed.
+    #[arg(long, env = "PULPISH_S3_SECRET_ACCESS_KEY_FILE")]
+    pub s3_secret_access_key_file: Option<PathBuf>,
     /// Key prefix inside the bucket (e.g. `pulpish/`), so one bucket can hold several installs.
     #[arg(long, env = "PULPISH_S3_PREFIX")]
     pub s3_prefix: Option<String>,
@@ -116,10 +166,15 @@ impl Config {
             bind: "127.0.0.1:0".parse().expect("valid address"),
             data_dir: data_dir.into(),
             database_url: None,
+            database_url_file: None,
             admin_password: None,
+            admin_password_file: None,
             workers: 2,
             log_format: LogFormat::Text,
             upload_expiry: 86400,
+            shutdown_timeout: 30,
+            metrics: MetricsAccess::Public,
+            tls: TlsConfig::default(),
             storage: StorageConfig { s3_region: "us-east-1".into(), redirect_expiry: 300, ..Default::default() },
             cluster: ClusterConfig::default(),
         }

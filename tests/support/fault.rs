@@ -28,6 +28,8 @@ pub enum BlobBehaviour {
     FailTimes(usize, u16),
     /// Sends this many filler bytes, chunked (no length), whatever the manifest declared.
     Oversized(u64),
+    /// Sends the body in 64 KiB chunks with this pause before each: a slow upstream.
+    Paced(Duration),
 }
 
 #[derive(Default)]
@@ -212,6 +214,10 @@ async fn handle(req: HttpRequest, data: Shared) -> HttpResponse {
                 );
                 resp.streaming(futures_util::StreamExt::chain(head, rest))
             }
+            BlobBehaviour::Paced(pause) => resp.streaming(futures_util::StreamExt::then(stream::iter(chunks(body)), move |chunk| async move {
+                tokio::time::sleep(pause).await;
+                chunk
+            })),
             BlobBehaviour::Oversized(_) => unreachable!("answered above"),
             BlobBehaviour::Status(code) => HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap())
                 .json(serde_json::json!({"errors": [{"code": "UNKNOWN", "message": "injected"}]})),

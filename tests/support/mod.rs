@@ -6,6 +6,7 @@ pub mod fault;
 pub mod garage;
 pub mod images;
 pub mod nginx;
+pub mod pki;
 pub mod postgres;
 pub mod registry;
 pub mod replica;

@@ -66,26 +66,76 @@ extern "C" fn stop_cluster() {
 #[expect(unsafe_code, reason = "atexit has no safe wrapper in std")]
 pub fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(|| {
-        let bin = bin_dir();
+        let cluster = Cluster::create();
+        CLUSTER_DIR.set(cluster.dir.clone()).ok();
+        // SAFETY: registering a plain extern "C" fn; runs at process exit.
+        unsafe { libc::atexit(stop_cluster) };
+        cluster
+    })
+}
+
+/// A cluster of one test's own, which it may stop and start again (the database going away
+/// under a running server) without disturbing the other tests. Removed when dropped.
+pub struct PrivateCluster(Cluster);
+
+impl PrivateCluster {
+    pub fn start() -> Self {
+        PrivateCluster(Cluster::create())
+    }
+
+    /// Stops the server, disconnecting every client (`-m fast`).
+    pub fn stop(&self) {
+        self.0.pg_ctl(&["-m", "fast", "-w", "stop"], "pg_ctl stop");
+    }
+
+    pub fn restart(&self) {
+        self.0.start_server();
+    }
+}
+
+impl std::ops::Deref for PrivateCluster {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        &self.0
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let data = self.0.dir.join("data");
+        let _ = pg_command(&bin_dir().join("pg_ctl"), &["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"]).output();
+        let _ = std::fs::remove_dir_all(&self.0.dir);
+    }
+}
+
+impl Cluster {
+    /// initdb in a fresh directory, then start the server on a Unix socket there.
+    fn create() -> Cluster {
         let dir = std::env::temp_dir().join(format!("pulpish-pg-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("cluster dir");
         if is_root() {
             run({ let mut c = Command::new("chown"); c.args(["postgres:postgres"]).arg(&dir); c }, "chown cluster dir");
         }
         let data = dir.join("data");
-        let data_s = data.to_str().unwrap();
-        run(pg_command(&bin.join("initdb"), &["-D", data_s, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"]), "initdb");
-        let opts = format!("-k {} -c listen_addresses='' -c fsync=off -c max_connections=300", dir.display());
-        let log = dir.join("server.log");
-        run(pg_command(&bin.join("pg_ctl"), &["-D", data_s, "-o", &opts, "-l", log.to_str().unwrap(), "-w", "start"]), "pg_ctl start");
-        CLUSTER_DIR.set(dir.clone()).ok();
-        // SAFETY: registering a plain extern "C" fn; runs at process exit.
-        unsafe { libc::atexit(stop_cluster) };
-        Cluster { dir, next: AtomicUsize::new(0) }
-    })
-}
+        run(pg_command(&bin_dir().join("initdb"), &["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"]), "initdb");
+        let cluster = Cluster { dir, next: AtomicUsize::new(0) };
+        cluster.start_server();
+        cluster
+    }
 
-impl Cluster {
+    fn start_server(&self) {
+        let opts = format!("-k {} -c listen_addresses='' -c fsync=off -c max_connections=300", self.dir.display());
+        let log = self.dir.join("server.log");
+        self.pg_ctl(&["-o", &opts, "-l", log.to_str().unwrap(), "-w", "start"], "pg_ctl start");
+    }
+
+    fn pg_ctl(&self, args: &[&str], what: &str) {
+        let data = self.dir.join("data");
+        let mut all = vec!["-D", data.to_str().unwrap()];
+        all.extend_from_slice(args);
+        run(pg_command(&bin_dir().join("pg_ctl"), &all), what);
+    }
+
     pub fn url(&self, database: &str) -> String {
         format!("postgresql:///{database}?host={}&user=postgres", self.dir.display())
     }

@@ -11,6 +11,16 @@ pub struct Registry {
     pub addr: String,
     child: Child,
     dir: tempfile::TempDir,
+    scheme: &'static str,
+}
+
+/// HTTPS for the registry (`http.tls`): its certificate and key, and the CAs whose client
+/// certificates it demands (`clientcas`), if any.
+#[derive(Clone, Copy)]
+pub struct Tls<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    pub client_ca: Option<&'a Path>,
 }
 
 #[derive(Clone, Copy)]
@@ -48,6 +58,14 @@ fn free_port() -> u16 {
 
 impl Registry {
     pub fn start(auth: Auth) -> Registry {
+        Self::launch(auth, None)
+    }
+
+    pub fn start_https(auth: Auth, tls: Tls) -> Registry {
+        Self::launch(auth, Some(tls))
+    }
+
+    fn launch(auth: Auth, tls: Option<Tls>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -64,9 +82,14 @@ impl Registry {
                 root_cert.display()
             ),
         };
+        let tls_section = tls.map(|t| {
+            let clientcas = t.client_ca.map(|ca| format!("    clientcas:\n      - {}\n", ca.display())).unwrap_or_default();
+            format!("  tls:\n    certificate: {}\n    key: {}\n{clientcas}", t.cert.display(), t.key.display())
+        });
         let config = format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: pulpish-test\nlog:\n  level: info\n  accesslog:\n    disabled: false\n{auth_section}",
-            dir.path().join("data").display()
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: pulpish-test\n{}log:\n  level: info\n  accesslog:\n    disabled: false\n{auth_section}",
+            dir.path().join("data").display(),
+            tls_section.as_deref().unwrap_or_default()
         );
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
@@ -78,7 +101,7 @@ impl Registry {
             .stdin(Stdio::null())
             .spawn()
             .expect("start docker-registry (apt-get install docker-registry)");
-        let registry = Registry { addr, child, dir };
+        let registry = Registry { addr, child, dir, scheme: if tls.is_some() { "https" } else { "http" } };
         registry.wait_up();
         registry
     }
@@ -92,7 +115,7 @@ impl Registry {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Pushes the fixture repositories (tests/fixtures/push.sh); returns `ref → manifest digest`.

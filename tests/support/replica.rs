@@ -69,6 +69,38 @@ impl Replica {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM: the graceful shutdown an orchestrator asks for.
+    #[expect(unsafe_code, reason = "kill has no safe wrapper in std")]
+    pub fn terminate(&self) {
+        // SAFETY: kill only sends a signal to our own child.
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(sent, 0, "SIGTERM to replica {}", self.addr);
+    }
+
+    /// Waits for the process to exit (a hang guard of `limit`); its exit status.
+    pub async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for replica") {
+                return status;
+            }
+            assert!(start.elapsed() < limit, "replica {} did not exit within {limit:?}:\n{}", self.addr, self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the log has a line containing `needle` (a hang guard of `limit`).
+    pub async fn wait_log(&self, needle: &str, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
+                return line.to_string();
+            }
+            assert!(start.elapsed() < limit, "replica {} never logged {needle:?}:\n{}", self.addr, self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

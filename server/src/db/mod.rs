@@ -164,6 +164,11 @@ impl Db {
         self.errors.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The pool's connections now (open, idle), for metrics.
+    pub fn pool_state(&self) -> r2d2::State {
+        self.pool.state()
+    }
+
     pub fn migrate(&self) -> Result<(), DbError> {
         let mut conn = self.pool.get()?;
         let result = match &mut *conn {

@@ -49,6 +49,11 @@ pub fn release(conn: &mut DbConnection, digest: &str, owner: &str) -> QueryResul
     Ok(n > 0)
 }
 
+/// Gives up every lease `owner` holds; returns how many.
+pub fn release_owned(conn: &mut DbConnection, owner: &str) -> QueryResult<usize> {
+    diesel::delete(blob_lease::table.filter(blob_lease::owner.eq(owner))).execute(conn)
+}
+
 pub fn find(conn: &mut DbConnection, digest: &str) -> QueryResult<Option<Lease>> {
     blob_lease::table.find(digest).select(Lease::as_select()).first(conn).optional()
 }

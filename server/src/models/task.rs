@@ -46,7 +46,8 @@ impl Task {
     }
 }
 
-pub fn enqueue(conn: &mut DbConnection, name: &str, args: &serde_json::Value, resources: &[String]) -> QueryResult<Task> {
+/// `logging_cid`: the correlation id of the request that dispatches the task.
+pub fn enqueue(conn: &mut DbConnection, name: &str, args: &serde_json::Value, resources: &[String], logging_cid: &str) -> QueryResult<Task> {
     let row = Task {
         id: super::new_id(),
         name: name.to_string(),
@@ -60,7 +61,7 @@ pub fn enqueue(conn: &mut DbConnection, name: &str, args: &serde_json::Value, re
         pulp_created: super::now(),
         started_at: None,
         finished_at: None,
-        logging_cid: uuid::Uuid::new_v4().simple().to_string(),
+        logging_cid: logging_cid.to_string(),
         unblocked_at: None,
     };
     diesel::insert_into(task::table).values(&row).execute(conn)?;
@@ -69,6 +70,11 @@ pub fn enqueue(conn: &mut DbConnection, name: &str, args: &serde_json::Value, re
 
 pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Task>> {
     task::table.find(id).select(Task::as_select()).first(conn).optional()
+}
+
+/// Tasks in `state` (the `task_state` index answers it).
+pub fn count_in_state(conn: &mut DbConnection, state: &str) -> QueryResult<i64> {
+    task::table.filter(task::state.eq(state)).count().get_result(conn)
 }
 
 pub fn state_of(conn: &mut DbConnection, id: &str) -> QueryResult<String> {
@@ -219,7 +225,7 @@ pub fn finish(
     conn: &mut DbConnection,
     id: &str,
     outcome: Result<Vec<String>, String>,
-) -> QueryResult<()> {
+) -> QueryResult<&'static str> {
     write_transaction(conn, |conn| {
         let current: String = task::table.find(id).select(task::state).first(conn)?;
         let finished = super::now();
@@ -237,7 +243,7 @@ pub fn finish(
                 .execute(conn)?;
         }
         diesel::delete(reserved_resource::table.filter(reserved_resource::task_id.eq(id))).execute(conn)?;
-        Ok(())
+        Ok(state)
     })
 }
 
@@ -277,6 +283,31 @@ pub fn heartbeat(conn: &mut DbConnection, name: &str, hostname: &str, pid: i64) 
 
 pub fn remove_worker(conn: &mut DbConnection, name: &str) -> QueryResult<()> {
     diesel::delete(worker::table.find(name)).execute(conn).map(|_| ())
+}
+
+/// Puts a task its worker stopped at shutdown back in the queue: `waiting` again, in its old
+/// place (creation order), with no worker and its resources free, for any worker to run
+/// afresh. A task that was being canceled ends canceled instead. Returns whether it went back.
+pub fn hand_back(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+    write_transaction(conn, |conn| {
+        let current: String = task::table.find(id).select(task::state).first(conn)?;
+        let back = current == RUNNING;
+        if back {
+            diesel::update(task::table.find(id))
+                .set((
+                    task::state.eq(WAITING),
+                    task::worker.eq(None::<String>),
+                    task::started_at.eq(None::<NaiveDateTime>),
+                    task::unblocked_at.eq(None::<NaiveDateTime>),
+                    task::progress_reports.eq("[]"),
+                ))
+                .execute(conn)?;
+        } else if current == CANCELING {
+            diesel::update(task::table.find(id)).set((task::state.eq(CANCELED), task::finished_at.eq(super::now()))).execute(conn)?;
+        }
+        diesel::delete(reserved_resource::table.filter(reserved_resource::task_id.eq(id))).execute(conn)?;
+        Ok(back)
+    })
 }
 
 /// Marks failed every running task whose worker is gone: its process on this host no longer

@@ -27,6 +27,11 @@ pub fn create(conn: &mut DbConnection, base_path: &str) -> QueryResult<Upload> {
     Ok(row)
 }
 
+/// Upload sessions started and not finished, cancelled or swept yet.
+pub fn count_open(conn: &mut DbConnection) -> QueryResult<i64> {
+    upload::table.count().get_result(conn)
+}
+
 pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Upload>> {
     upload::table.find(id).select(Upload::as_select()).first(conn).optional()
 }

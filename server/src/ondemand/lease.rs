@@ -39,6 +39,18 @@ impl BlobFetcher {
         }
     }
 
+    /// At shutdown, after the downloads stopped: gives up every lease this replica still holds
+    /// (a download that could not unwind in time), so another replica takes the blob at once
+    /// instead of after the lease lapses.
+    pub async fn release_leases(&self, state: &AppState) {
+        let owner = self.replica.clone();
+        match state.db.run(move |c| lease::release_owned(c, &owner).map_err(DbError::from)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(leases = n, "released download leases at shutdown"),
+            Err(e) => tracing::warn!(error = %e, "releasing this replica's download leases failed; they lapse by themselves"),
+        }
+    }
+
     /// Renews the lease every third of its period until stopped.
     pub(super) fn heartbeat(self: &Arc<Self>, state: &AppState, digest: &str) -> Heartbeat {
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();

@@ -32,6 +32,7 @@ use crate::models::artifact::{self, Artifact};
 use crate::models::claim::WriteClaim;
 use crate::models::content::{self, BlobSource};
 use crate::models::remote::Remote;
+use crate::observe::metrics::DownloadFailure;
 use crate::storage::ScratchFile;
 use crate::upstream::UpstreamError;
 
@@ -108,6 +109,11 @@ pub struct BlobFetcher {
     /// The secret replicas present to each other's internal endpoint (shared through the database).
     peer_secret: tokio::sync::OnceCell<String>,
     peers: reqwest::Client,
+    /// Downloads run here, not on the HTTP worker that started them: the HTTP workers stop at
+    /// shutdown before a download may have recorded its blob. Set by `app::start`.
+    runtime: OnceLock<tokio::runtime::Handle>,
+    /// Set at the shutdown deadline: downloads still running end as failed.
+    cut: watch::Sender<bool>,
 }
 
 impl Default for BlobFetcher {
@@ -125,6 +131,8 @@ impl Default for BlobFetcher {
                 .connect_timeout(Duration::from_secs(3))
                 .build()
                 .expect("a plain HTTP client builds"),
+            runtime: OnceLock::new(),
+            cut: watch::Sender::new(false),
         }
     }
 }
@@ -147,7 +155,7 @@ async fn ready((download, file): Joined) -> Result<Reader, FetchError> {
             Phase::Starting => {}
             Phase::Failed(e) => return Err(e),
             Phase::Streaming | Phase::Verified => {
-                return Ok(Reader { file: tokio::fs::File::from_std(file), progress, size: p.size });
+                return Ok(Reader { file: tokio::fs::File::from_std(file), progress, size: p.size, served: None });
             }
         }
         if progress.changed().await.is_err() && matches!(progress.borrow().phase, Phase::Starting) {
@@ -168,6 +176,8 @@ pub struct Reader {
     file: tokio::fs::File,
     progress: watch::Receiver<Progress>,
     pub size: Option<u64>,
+    /// Counts the bytes sent to a client (not those relayed to another replica).
+    served: Option<prometheus::IntCounter>,
 }
 
 impl BlobFetcher {
@@ -192,7 +202,10 @@ impl BlobFetcher {
         let give_up = Instant::now() + lease_period(state) + Duration::from_secs(2);
         loop {
             let joined = match self.join(&source.digest)? {
-                Some(joined) => joined,
+                Some(joined) => {
+                    state.metrics.readers_joined.inc();
+                    joined
+                }
                 None => {
                     // A download leaves the map only after its artifact is recorded, so a request
                     // that found neither an artifact (before) nor a download (now) may have looked
@@ -216,7 +229,7 @@ impl BlobFetcher {
                 }
             };
             match ready(joined).await {
-                Ok(reader) => return Ok(Opened::Reading(reader)),
+                Ok(reader) => return Ok(Opened::Reading(reader.served_to_clients(&state.metrics.served_bytes))),
                 Err(FetchError::OwnerGone { stored: true, .. }) if Instant::now() < give_up => {}
                 Err(FetchError::OwnerGone { .. }) if Instant::now() < give_up => tokio::time::sleep(RETRY_PAUSE).await,
                 Err(e @ FetchError::OwnerGone { .. }) => {
@@ -227,6 +240,42 @@ impl BlobFetcher {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Where downloads run from now on (the runtime that outlives the HTTP workers).
+    pub fn set_runtime(&self, runtime: tokio::runtime::Handle) {
+        let _ = self.runtime.set(runtime);
+    }
+
+    fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, work: F) {
+        match self.runtime.get() {
+            Some(runtime) => drop(runtime.spawn(work)),
+            None => drop(tokio::spawn(work)),
+        }
+    }
+
+    /// Downloads in flight in this process.
+    pub fn downloads_in_flight(&self) -> usize {
+        self.inflight().len()
+    }
+
+    /// At shutdown: lets the downloads in flight finish until `deadline`, then cuts those left
+    /// (their readers' streams end with an error before the blob's last byte, and each releases
+    /// its lease as a failed download does). Returns how many were cut.
+    pub async fn stop(&self, deadline: Instant) -> usize {
+        while self.downloads_in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let cut = self.inflight().values().filter(|d| !matches!(d.progress.borrow().phase, Phase::Verified)).count();
+        if self.downloads_in_flight() > 0 {
+            self.cut.send_replace(true);
+            // They unwind at once; a blob being put into the store may take a little longer.
+            let unwound = Instant::now() + Duration::from_secs(5);
+            while self.downloads_in_flight() > 0 && Instant::now() < unwound {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        cut
     }
 
     pub fn relays_started(&self) -> usize {
@@ -258,8 +307,9 @@ impl BlobFetcher {
                 // The lease came free while a relay started here: the relay serves, so the
                 // lease (taken for nothing) goes back at once rather than lapsing.
                 let (fetcher, state, digest) = (self.clone(), state.clone(), source.digest.clone());
-                tokio::spawn(async move { fetcher.release_lease(&state, &digest).await });
+                self.spawn(async move { fetcher.release_lease(&state, &digest).await });
             }
+            state.metrics.readers_joined.inc();
             return d.open_for_reading();
         }
         let (remote, _, expected_size) = source.remote.clone().ok_or(FetchError::NoRemote)?;
@@ -275,10 +325,16 @@ impl BlobFetcher {
         drop(inflight);
         let counter = if relayed { &self.relayed } else { &self.started };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if relayed {
+            state.metrics.relays_started.inc();
+        } else {
+            state.metrics.downloads_started.inc();
+            state.metrics.downloads_in_flight.inc();
+        }
 
         // Detached: a client hanging up must not cancel the download.
         let (fetcher, state, source) = (self.clone(), state.clone(), source.clone());
-        tokio::spawn(fetcher.run(state, source, remote, origin, tx, writer, download.clone()));
+        self.spawn(fetcher.run(state, source, remote, origin, tx, writer, download.clone()));
         Ok((download, reader))
     }
 
@@ -299,9 +355,16 @@ impl BlobFetcher {
         let digest = source.digest.clone();
         let owned = matches!(origin, Origin::Remote);
         let heartbeat = owned.then(|| self.heartbeat(&state, &digest));
-        let result = match &origin {
-            Origin::Remote => fetch(&state, &remote, &source, tx.clone(), writer).await,
-            Origin::Owner(address) => self.relay(&state, &remote, &source, address, tx.clone(), writer).await,
+        let mut cut = self.cut.subscribe();
+        let fetching = async {
+            match &origin {
+                Origin::Remote => fetch(&state, &remote, &source, tx.clone(), writer).await,
+                Origin::Owner(address) => self.relay(&state, &remote, &source, address, tx.clone(), writer).await,
+            }
+        };
+        let result = tokio::select! {
+            result = fetching => result,
+            _ = async { let _ = cut.wait_for(|cut| *cut).await; } => Err(FetchError::Unavailable("the server shut down before the download finished".into())),
         };
         if let Ok((sha256_hex, size)) = &result {
             // The bytes are right: readers may finish now, while the file is made durable
@@ -318,7 +381,13 @@ impl BlobFetcher {
             self.release_lease(&state, &digest).await;
         }
         self.inflight().remove(&digest);
+        if owned {
+            state.metrics.downloads_in_flight.dec();
+        }
         if let Err(e) = result {
+            if owned {
+                state.metrics.download_failed(failure_cause(&e));
+            }
             if !matches!(e, FetchError::OwnerGone { .. }) {
                 tracing::warn!(digest = %digest, error = %e, relayed = d.relayed, "on-demand download failed");
             }
@@ -356,7 +425,21 @@ impl BlobFetcher {
             (_, peer::STORED) => return Err(gone("it is stored".into(), true)),
             (status, _) => return Err(gone(format!("HTTP {status}"), false)),
         }
-        receive(resp, &url, total_timeout, source, tx, file).await
+        receive(resp, &url, total_timeout, source, tx, file, &state.metrics.peer_bytes).await
+    }
+}
+
+/// The `cause` label of a failed download from a remote.
+fn failure_cause(e: &FetchError) -> DownloadFailure {
+    match e {
+        FetchError::Upstream(UpstreamError::Timeout(_)) => DownloadFailure::Timeout,
+        FetchError::Upstream(UpstreamError::Unreachable(_) | UpstreamError::Tls(_)) => DownloadFailure::Unreachable,
+        FetchError::Upstream(UpstreamError::DigestMismatch { .. }) | FetchError::Integrity(_) => DownloadFailure::Integrity,
+        FetchError::Upstream(_) => DownloadFailure::Status,
+        // A running download is made unavailable only by the shutdown cutting it.
+        FetchError::Unavailable(_) => DownloadFailure::Shutdown,
+        // Only relays meet the other replicas' failures; a download from the remote fails here.
+        FetchError::Io(_) | FetchError::NoRemote | FetchError::OwnerGone { .. } | FetchError::Owner { .. } => DownloadFailure::Storage,
     }
 }
 
@@ -378,7 +461,7 @@ async fn fetch(state: &AppState, remote: &Remote, source: &BlobSource, tx: Arc<w
     let resp = tokio::time::timeout(wait, upstream.get_blob(&source.digest))
         .await
         .map_err(|_| FetchError::Upstream(UpstreamError::Timeout(upstream.blob_url(&source.digest))))??;
-    receive(resp, &upstream.blob_url(&source.digest), upstream.total_timeout(), source, tx, file).await
+    receive(resp, &upstream.blob_url(&source.digest), upstream.total_timeout(), source, tx, file, &state.metrics.upstream_bytes).await
 }
 
 /// Receives a blob's body from `from` into the temp file, publishing progress; returns the
@@ -392,6 +475,7 @@ async fn receive(
     source: &BlobSource,
     tx: Arc<watch::Sender<Progress>>,
     file: std::fs::File,
+    received_bytes: &prometheus::IntCounter,
 ) -> Result<(String, u64), FetchError> {
     let expected = tx.borrow().size;
     let size = match (expected, resp.content_length()) {
@@ -453,6 +537,7 @@ async fn receive(
             let Some(chunk) = next else { return Ok(()) };
             let chunk = chunk.map_err(|e| FetchError::Upstream(UpstreamError::Unreachable(format!("{from}: the download broke off: {e}"))))?;
             received += chunk.len() as u64;
+            received_bytes.inc_by(chunk.len() as u64);
             if size.is_some_and(|s| received > s) {
                 return Err(FetchError::Integrity(format!("{from} sent more bytes than the {} of {}", size.unwrap_or(0), source.digest)));
             }
@@ -504,6 +589,10 @@ async fn finish(state: &AppState, source: &BlobSource, temp: &std::path::Path, s
 }
 
 impl Reader {
+    fn served_to_clients(self, counter: &prometheus::IntCounter) -> Self {
+        Reader { served: Some(counter.clone()), ..self }
+    }
+
     /// Waits until the download is verified (or failed).
     pub async fn verdict(&mut self) -> Result<(), FetchError> {
         loop {
@@ -558,6 +647,9 @@ impl Reader {
                         Ok(0) => Some((Err(std::io::Error::other("the download file is shorter than reported")), (r, u64::MAX, seeked))),
                         Ok(n) => {
                             buf.truncate(n);
+                            if let Some(served) = &r.served {
+                                served.inc_by(n as u64);
+                            }
                             Some((Ok(Bytes::from(buf)), (r, pos + n as u64, seeked)))
                         }
                         Err(e) => Some((Err(e), (r, u64::MAX, seeked))),

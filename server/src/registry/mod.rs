@@ -156,7 +156,11 @@ async fn blob(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(Str
         .await?
         .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
 
+    let is_get = req.method() == actix_web::http::Method::GET;
     if let Some(artifact) = &source.artifact {
+        if is_get {
+            state.metrics.blob_cache_hits.inc();
+        }
         return serve_stored(&state, &req, &digest, artifact).await;
     }
     let expected_size = source.remote.as_ref().and_then(|(_, _, size)| *size).and_then(|s| u64::try_from(s).ok());
@@ -169,7 +173,11 @@ async fn blob(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(Str
             None => resp.finish(),
         });
     }
-    match state.fetcher.open(&state, source).await? {
+    let opened = state.fetcher.open(&state, source).await;
+    // Recorded while this request looked: served from the store after all.
+    let found = if matches!(opened, Ok(crate::ondemand::Opened::Stored(_))) { &state.metrics.blob_cache_hits } else { &state.metrics.blob_cache_misses };
+    found.inc();
+    match opened? {
         crate::ondemand::Opened::Stored(artifact) => serve_stored(&state, &req, &digest, &artifact).await,
         crate::ondemand::Opened::Reading(reader) => reading_response(&req, &digest, reader).await,
     }

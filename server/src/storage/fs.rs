@@ -91,8 +91,20 @@ impl Backend for Filesystem {
         "filesystem"
     }
 
+    /// Writes as a stored object is written: a scratch file, hard-linked into `artifact/`
+    /// (then removed).
     async fn check(&self) -> std::io::Result<()> {
-        Ok(())
+        let (scratch, dir) = (self.scratch.clone(), self.root.join("artifact"));
+        tokio::task::spawn_blocking(move || {
+            let cannot = |what: &Path, e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot write to {}: {e}", what.display()));
+            let temp = scratch.file();
+            std::io::Write::write_all(&mut temp.create().map_err(|e| cannot(temp.path(), e))?, b"pulpish").map_err(|e| cannot(temp.path(), e))?;
+            let probe = dir.join(format!(".probe-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::hard_link(temp.path(), &probe).map_err(|e| cannot(&dir, e))?;
+            std::fs::remove_file(&probe)
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 
     async fn create(&self, key: &str, _size: Option<u64>) -> std::io::Result<Box<dyn ObjectWriter>> {

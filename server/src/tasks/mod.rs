@@ -1,15 +1,19 @@
 //! The task queue's workers: claim a waiting task, run it, record progress and outcome, stop it
-//! when canceled, and fail the tasks of workers that died.
+//! when canceled, fail the tasks of workers that died, and at shutdown hand the tasks still
+//! running back to the queue.
 
 pub mod housekeeping;
 mod kinds;
 pub mod versions;
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::db::DbError;
@@ -98,13 +102,86 @@ impl TaskContext {
     }
 }
 
-/// Wakes idle workers when a task is enqueued in this process; other processes find it by polling.
-#[derive(Default)]
+/// Where this process's workers are in their life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// Shutting down: claim nothing more; running tasks go on.
+    Draining,
+    /// The shutdown deadline passed: stop running tasks and hand them back to the queue.
+    HandBack,
+    /// Workers gone; heartbeats stop.
+    Stopped,
+}
+
+/// Wakes idle workers when a task is enqueued in this process (other processes find it by
+/// polling), and holds this process's workers.
 pub struct TaskQueue {
     pub wake: Notify,
+    phase: watch::Sender<Phase>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    names: Mutex<Vec<String>>,
+    heartbeat: Mutex<Option<JoinHandle<()>>>,
+    running: AtomicUsize,
+    handed_back: AtomicUsize,
+}
+
+impl Default for TaskQueue {
+    fn default() -> Self {
+        TaskQueue {
+            wake: Notify::new(),
+            phase: watch::Sender::new(Phase::Running),
+            workers: Mutex::default(),
+            names: Mutex::default(),
+            heartbeat: Mutex::default(),
+            running: AtomicUsize::new(0),
+            handed_back: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl TaskQueue {
+    /// Worker loops of this process that are running.
+    pub fn workers_running(&self) -> usize {
+        self.workers.lock().unwrap_or_else(PoisonError::into_inner).iter().filter(|w| !w.is_finished()).count()
+    }
+
+    /// Shuts the workers down: they claim nothing more, tasks running may finish until
+    /// `deadline`, and those still running then go back to the queue (`waiting`, resources
+    /// freed) for another worker. Then the workers leave the worker list. Returns how many
+    /// tasks were handed back.
+    pub async fn stop(&self, state: &AppState, deadline: Instant) -> usize {
+        self.phase.send_replace(Phase::Draining);
+        self.wake.notify_waiters();
+        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut all = std::pin::pin!(futures_util::future::join_all(workers));
+        if tokio::time::timeout_at(deadline.into(), &mut all).await.is_err() {
+            self.phase.send_replace(Phase::HandBack);
+            all.await;
+        }
+        self.phase.send_replace(Phase::Stopped);
+        let heartbeat = self.heartbeat.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(mut heartbeat) = heartbeat {
+            // It ends at its next turn; one stuck on a database that does not answer is dropped.
+            if tokio::time::timeout(TIDY_UP, &mut heartbeat).await.is_err() {
+                heartbeat.abort();
+            }
+        }
+        let names = std::mem::take(&mut *self.names.lock().unwrap_or_else(PoisonError::into_inner));
+        let removed = state.db.run(move |c| names.iter().try_for_each(|n| task::remove_worker(c, n)).map_err(DbError::from));
+        match tokio::time::timeout(TIDY_UP, removed).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "removing this process's workers from the worker list failed; they show offline shortly"),
+            Err(_) => tracing::warn!("removing this process's workers from the worker list failed: the database did not answer; they show offline shortly"),
+        }
+        self.handed_back.load(Ordering::SeqCst)
+    }
+
+    /// Tasks this process's workers are running.
+    pub fn running_tasks(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
     pub async fn enqueue(
         &self,
         state: &AppState,
@@ -113,9 +190,11 @@ impl TaskQueue {
         resources: Vec<String>,
     ) -> Result<Task, DbError> {
         let name = name.to_string();
+        // Dispatched by a request: its id, so the task's log lines and row lead back to it.
+        let cid = crate::observe::request::current_request_id().unwrap_or_else(crate::observe::request::new_request_id);
         let t = state
             .db
-            .run(move |c| task::enqueue(c, &name, &args, &resources).map_err(DbError::from))
+            .run(move |c| task::enqueue(c, &name, &args, &resources, &cid).map_err(DbError::from))
             .await?;
         self.wake.notify_waiters();
         Ok(t)
@@ -143,13 +222,19 @@ pub async fn start_workers(state: AppState, count: usize) -> Result<Vec<String>,
     }
     reap_orphans(&state, &names, &host).await?;
 
-    for name in names.clone() {
-        tokio::spawn(worker_loop(state.clone(), name));
-    }
+    let workers = names.iter().map(|name| tokio::spawn(worker_loop(state.clone(), name.clone()))).collect();
+    *state.tasks.workers.lock().unwrap_or_else(PoisonError::into_inner) = workers;
+    *state.tasks.names.lock().unwrap_or_else(PoisonError::into_inner) = names.clone();
     let (s, n) = (state.clone(), names.clone());
-    tokio::spawn(async move {
+    let mut phase = state.tasks.phase.subscribe();
+    // Heartbeats go on while running tasks finish at shutdown (another replica would take a
+    // silent worker for dead and fail its task), until the workers have stopped.
+    let heartbeat = tokio::spawn(async move {
         loop {
-            tokio::time::sleep(HEARTBEAT).await;
+            tokio::select! {
+                _ = tokio::time::sleep(HEARTBEAT) => {}
+                _ = async { let _ = phase.wait_for(|p| *p == Phase::Stopped).await; } => return,
+            }
             for name in &n {
                 let (nm, h) = (name.clone(), host.clone());
                 if let Err(e) = s.db.run(move |c| task::heartbeat(c, &nm, &h, pid).map_err(DbError::from)).await {
@@ -161,6 +246,7 @@ pub async fn start_workers(state: AppState, count: usize) -> Result<Vec<String>,
             }
         }
     });
+    *state.tasks.heartbeat.lock().unwrap_or_else(PoisonError::into_inner) = Some(heartbeat);
     Ok(names)
 }
 
@@ -177,37 +263,71 @@ async fn reap_orphans(state: &AppState, mine: &[String], host: &str) -> Result<(
     Ok(())
 }
 
+/// Claims and runs tasks until shutdown begins.
 async fn worker_loop(state: AppState, name: String) {
+    let mut phase = state.tasks.phase.subscribe();
     loop {
+        let current = *phase.borrow_and_update();
+        if current != Phase::Running {
+            return;
+        }
         let n = name.clone();
         let claimed = state.db.run(move |c| task::claim_next(c, &n).map_err(DbError::from)).await;
-        match claimed {
-            Ok(Some(t)) => run_task(&state, t).await,
-            Ok(None) => {
-                let _ = tokio::time::timeout(POLL, state.tasks.wake.notified()).await;
+        let pause = match claimed {
+            Ok(Some(t)) => {
+                state.tasks.running.fetch_add(1, Ordering::SeqCst);
+                run_task(&state, t, phase.clone()).await;
+                state.tasks.running.fetch_sub(1, Ordering::SeqCst);
+                continue;
             }
+            Ok(None) => POLL,
             Err(e) => {
                 // Two workers racing for one resource on PostgreSQL lose on the unique key: retry.
                 tracing::debug!(error = %e, worker = %name, "claim failed");
-                tokio::time::sleep(POLL).await;
+                POLL
             }
+        };
+        tokio::select! {
+            _ = tokio::time::timeout(pause, state.tasks.wake.notified()) => {}
+            _ = phase.changed() => {}
         }
     }
 }
 
-async fn run_task(state: &AppState, t: Task) {
-    tracing::info!(task = %t.id, name = %t.name, "task started");
+/// How a task's run ended.
+enum Ended {
+    Finished(Result<Vec<String>, String>),
+    /// Stopped at the shutdown deadline, to run again elsewhere.
+    HandedBack,
+}
+
+async fn run_task(state: &AppState, t: Task, mut phase: watch::Receiver<Phase>) {
+    // The task's log lines carry the id of the request that dispatched it.
+    let span = tracing::info_span!("task", task = %t.id, request_id = %t.logging_cid);
+    span.in_scope(|| tracing::info!(task = %t.id, name = %t.name, "task started"));
     let ctx = TaskContext { state: state.clone(), task_id: t.id.clone(), reports: Arc::default() };
     let args: serde_json::Value = serde_json::from_str(&t.args).unwrap_or_default();
-    let mut work = tokio::spawn(kinds::run(ctx, t.name.clone(), args));
+    let mut work = tokio::spawn(kinds::run(ctx, t.name.clone(), args).instrument(span.clone()));
+    state.metrics.tasks_running.inc();
+    let timer = state.metrics.task_timer(&t.name).start_timer();
 
-    let outcome: Result<Vec<String>, String> = loop {
+    let ended = loop {
         tokio::select! {
+            // A task that has just finished is recorded, not handed back to run again.
+            biased;
             joined = &mut work => {
-                break match joined {
+                break Ended::Finished(match joined {
                     Ok(Ok(created)) => Ok(created),
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(e) => Err(format!("task crashed: {e}")),
+                });
+            }
+            _ = async { let _ = phase.wait_for(|p| *p == Phase::HandBack).await; } => {
+                work.abort();
+                break match work.await {
+                    // It finished before the abort took hold.
+                    Ok(done) => Ended::Finished(done.map_err(|e| e.to_string())),
+                    Err(_) => Ended::HandedBack,
                 };
             }
             _ = tokio::time::sleep(POLL) => {
@@ -215,21 +335,71 @@ async fn run_task(state: &AppState, t: Task) {
                 let current = state.db.run(move |c| task::state_of(c, &id).map_err(DbError::from)).await;
                 if matches!(current.as_deref(), Ok(task::CANCELING)) {
                     work.abort();
-                    break Err("canceled".into());
+                    break Ended::Finished(Err("canceled".into()));
                 }
             }
         }
     };
-    tracing::info!(task = %t.id, ok = outcome.is_ok(), "task finished");
+    let outcome = match ended {
+        Ended::Finished(outcome) => outcome,
+        Ended::HandedBack => {
+            timer.stop_and_discard();
+            state.metrics.tasks_running.dec();
+            return hand_back(state, &t).instrument(span).await;
+        }
+    };
+    span.in_scope(|| tracing::info!(task = %t.id, ok = outcome.is_ok(), "task finished"));
+    timer.observe_duration();
+    state.metrics.tasks_running.dec();
     let id = t.id.clone();
     // Keep trying: a task left running with its resources held would block its repository.
     loop {
         let (id, outcome) = (id.clone(), outcome.clone());
         match state.db.run(move |c| task::finish(c, &id, outcome).map_err(DbError::from)).await {
-            Ok(()) => break,
+            Ok(final_state) => {
+                state.metrics.tasks_finished.with_label_values(&[&t.name, final_state]).inc();
+                break;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, task = %t.id, "recording task outcome failed; retrying");
                 tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+}
+
+/// How long past the shutdown deadline this process tries to tidy up in the database (hand
+/// tasks back, leave the worker list) when it does not answer.
+pub const TIDY_UP: Duration = Duration::from_secs(5);
+
+/// Puts a task stopped at the shutdown deadline back in the queue. Briefly: the process is
+/// exiting, and a task left running is failed by another worker's orphan check.
+async fn hand_back(state: &AppState, t: &Task) {
+    let give_up = Instant::now() + TIDY_UP;
+    loop {
+        let id = t.id.clone();
+        let handed = tokio::time::timeout_at(give_up.into(), state.db.run(move |c| task::hand_back(c, &id).map_err(DbError::from)));
+        let Ok(handed) = handed.await else {
+            tracing::warn!(task = %t.id, "handing the task back failed: the database did not answer; the orphan check of a running replica will fail it");
+            return;
+        };
+        match handed {
+            Ok(true) => {
+                state.tasks.handed_back.fetch_add(1, Ordering::SeqCst);
+                tracing::info!(task = %t.id, name = %t.name, "task handed back to the queue: shutdown deadline reached");
+                return;
+            }
+            Ok(false) => {
+                tracing::info!(task = %t.id, "task was being canceled at the shutdown deadline: canceled");
+                return;
+            }
+            Err(e) if Instant::now() + POLL < give_up => {
+                tracing::warn!(error = %e, task = %t.id, "handing the task back failed; retrying");
+                tokio::time::sleep(POLL).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, task = %t.id, "handing the task back failed; the orphan check of a running replica will fail it");
+                return;
             }
         }
     }

@@ -33,6 +33,9 @@ pub const MAX_TAG_PAGE: usize = 16 * 1024 * 1024;
 pub enum UpstreamError {
     #[error("cannot reach the upstream {0}")]
     Unreachable(String),
+    /// The TLS handshake failed: not retried, a certificate does not change between tries.
+    #[error("cannot reach the upstream {0}")]
+    Tls(String),
     #[error("the upstream {0} timed out")]
     Timeout(String),
     #[error("the upstream {0} refused the credentials (HTTP 401/403): check the remote's username and password")]
@@ -88,6 +91,10 @@ pub struct Upstream {
     pace: Option<std::sync::Arc<Pace>>,
     /// The remote's timeouts, named in a timeout's message (empty when it set none).
     limits: String,
+    /// The remote's proxy (without credentials), named when it refuses a tunnel.
+    proxy: Option<String>,
+    /// Whether the remote presents a client certificate.
+    client_identity: bool,
 }
 
 /// Spaces requests `interval` apart: a request waits for the slot after the last one taken.
@@ -157,6 +164,43 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     msg
+}
+
+const CLIENT_CERT_HINT: &str = " (the upstream wants a client certificate it trusts: set the remote's client_cert and client_key)";
+const CLIENT_CERT_MAYBE: &str = " (if the upstream asks for a client certificate, set the remote's client_cert and client_key)";
+
+/// The TLS failure under a transport error, if that is what it was, with the remote's setting that
+/// can change it (the layers around it only repeat the URL).
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use rustls::{AlertDescription, CertificateError, Error};
+    fn find<'e>(err: &'e (dyn std::error::Error + 'static)) -> Option<&'e Error> {
+        if let Some(tls) = err.downcast_ref::<Error>() {
+            return Some(tls);
+        }
+        // rustls errors travel inside io::Errors (sometimes nested), whose `source()` skips them.
+        match err.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+            Some(inner) => find(inner),
+            None => err.source().and_then(find),
+        }
+    }
+    let Some(tls) = find(e) else {
+        // Some layers keep only the text of a received alert.
+        let chain = error_chain(e);
+        let alert = chain.split("received fatal alert: ").nth(1)?;
+        let hint = if ["BadCertificate", "CertificateRequired", "UnknownCA"].iter().any(|a| alert.starts_with(a)) { CLIENT_CERT_HINT } else { "" };
+        return Some(format!("TLS handshake failed: received fatal alert: {alert}{hint}"));
+    };
+    let hint = match tls {
+        Error::InvalidCertificate(CertificateError::UnknownIssuer | CertificateError::BadSignature) => {
+            " (set the remote's ca_cert to the PEM of the CA that issued the upstream's certificate, or tls_validation to false to skip the check)"
+        }
+        Error::InvalidCertificate(CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }) => {
+            " (the upstream's certificate is for another name than the host of the remote's url)"
+        }
+        Error::AlertReceived(AlertDescription::CertificateRequired | AlertDescription::BadCertificate | AlertDescription::UnknownCA) => CLIENT_CERT_HINT,
+        _ => "",
+    };
+    Some(format!("TLS handshake failed: {tls}{hint}"))
 }
 
 /// A timeout of the remote as a `Duration`; rows written before validation existed may hold
@@ -247,6 +291,8 @@ impl Upstream {
             .filter_map(|(field, v)| v.map(|v| format!("{field} {v} s")))
             .collect::<Vec<_>>()
             .join(", "),
+            proxy: remote.proxy_url.as_deref().map(crate::models::remote::without_credentials),
+            client_identity: remote.client_cert.is_some(),
         })
     }
 
@@ -319,8 +365,20 @@ impl Upstream {
             UpstreamError::Timeout(url.to_string())
         } else if e.is_timeout() {
             UpstreamError::Timeout(format!("{url} (limits: {})", self.limits))
+        } else if let Some(tls) = tls_failure(e) {
+            UpstreamError::Tls(format!("{url}: {tls}"))
+        } else if let (Some(proxy), Some(why)) = (&self.proxy, error_chain(e).split("tunnel error: ").nth(1)) {
+            // tinyproxy, for one, answers wrong credentials with 401, which hyper calls "unsuccessful".
+            UpstreamError::Unreachable(format!(
+                "{url}: the proxy {proxy} did not open a tunnel to it ({why}): check the remote's proxy_url, proxy_username and proxy_password"
+            ))
         } else {
-            UpstreamError::Unreachable(format!("{url}: {}", error_chain(e)))
+            let chain = error_chain(e);
+            // Under TLS 1.3 an upstream refuses a missing client certificate after the handshake,
+            // and its alert is often lost to the connection closing: say what may be wanted.
+            let dropped = ["connection closed", "broken pipe", "connection reset"].iter().any(|d| chain.contains(d));
+            let hint = if dropped && url.starts_with("https:") && !self.client_identity { CLIENT_CERT_MAYBE } else { "" };
+            UpstreamError::Unreachable(format!("{url}: {chain}{hint}"))
         }
     }
 
