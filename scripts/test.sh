@@ -13,14 +13,22 @@ cd "$(dirname "$0")/.."
 # programs the tests start (PostgreSQL, Debian's docker-registry, nginx, tinyproxy) and the
 # clients they drive (skopeo, podman, curl, wrk, ab, htpasswd, umoci, busybox for images), and
 # prometheus_client's text-format parser for /metrics.
+# A package named `name:command` counts as present when that command is (any nginx flavour
+# will do, and installing nginx-light over nginx-full would remove it).
 packages=(
     build-essential pkg-config libpq-dev ca-certificates python3 python3-venv
-    postgresql docker-registry nginx-light tinyproxy
-    skopeo podman runc umoci busybox-static
-    curl jq openssl apache2-utils wrk python3-prometheus-client
+    postgresql docker-registry:docker-registry nginx-light:nginx tinyproxy:tinyproxy
+    skopeo:skopeo podman:podman runc:runc umoci:umoci busybox-static:busybox
+    curl:curl jq:jq openssl:openssl apache2-utils:htpasswd wrk:wrk python3-prometheus-client
 )
 missing=()
-for pkg in "${packages[@]}"; do
+for entry in "${packages[@]}"; do
+    pkg=${entry%%:*}
+    cmd=${entry#"$pkg"}
+    cmd=${cmd#:}
+    if [ -n "$cmd" ] && command -v "$cmd" >/dev/null 2>&1; then
+        continue
+    fi
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -46,4 +54,5 @@ export GARAGE_BIN
 PULPISH_SCHEMATHESIS="$(.ci/schemathesis-venv)"
 export PULPISH_SCHEMATHESIS
 
-exec cargo test --workspace "$@"
+# Every test binary runs, so one failure does not hide the others.
+exec cargo test --workspace --no-fail-fast "$@"

@@ -102,7 +102,7 @@ async fn failures_have_clear_messages_and_exit_codes(backend: Backend) {
     let home = tempfile::tempdir().unwrap();
     let cli = Cli { server: s.base.clone(), home: home.path() };
 
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = support::free_port();
     let out = cli.run(&["--server", &format!("http://127.0.0.1:{closed}"), "repo", "list"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("cannot reach the pulpish server"), "{}", stderr(&out));

@@ -6,20 +6,16 @@ mod support;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use support::replica::{wait_exit, Replica};
 use support::Backend;
 
 /// `pulpish` in `dir` with none of the caller's PULPISH_* variables.
 fn pulpish(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulpish"));
+    let mut cmd = support::replica::pulpish();
     cmd.current_dir(dir);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("PULPISH_") {
-            cmd.env_remove(name);
-        }
-    }
     cmd
 }
 
@@ -112,13 +108,14 @@ fn every_setting_in_the_file_is_the_effective_setting() {
     let setup = Setup::new(EVERY_SETTING);
     let out = setup.check(&[], &[]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    for secret in ["db-secret", "admin-secret", "s3-secret"] {
+    for secret in ["db-secret", "admin-secret", "s3-secret", "GK123"] {
         assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret), "{secret} printed:\n{}", out.stdout);
     }
     let effective: toml::Table = out.stdout.parse().unwrap();
     let mut expected: toml::Table = EVERY_SETTING.parse().unwrap();
     expected.insert("database_url".into(), "postgres://pulpish:<redacted>@db.example/pulpish".into());
     expected.insert("admin_password".into(), "<redacted>".into());
+    expected.insert("s3_access_key_id".into(), "<redacted>".into());
     expected.insert("s3_secret_access_key".into(), "<redacted>".into());
     // A serve setting added later shows up here with its default until this test sets it.
     for (key, value) in &effective {
@@ -179,23 +176,159 @@ fn secrets_come_from_files_at_every_level() {
     .unwrap();
     let out = setup.check(&[], &[]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    for secret in ["s3-secret-from-a-file", "url-secret", "admin-secret"] {
+    for secret in ["GK-from-a-file", "s3-secret-from-a-file", "url-secret", "admin-secret"] {
         assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret), "{secret} printed:\n{}", out.stdout);
     }
     let effective: toml::Table = out.stdout.parse().unwrap();
-    assert_eq!(effective["s3_access_key_id"].as_str(), Some("GK-from-a-file"), "the trailing newline is trimmed");
+    assert_eq!(effective["s3_access_key_id"].as_str(), Some("<redacted>"), "a setting with a *_file twin is a secret");
     assert_eq!(effective["s3_secret_access_key"].as_str(), Some("<redacted>"));
     assert_eq!(effective["admin_password"].as_str(), Some("<redacted>"));
-    assert_eq!(effective["database_url"].as_str(), Some("postgres://pulpish:<redacted>@db.example/pulpish"));
+    let url = effective["database_url"].as_str();
+    assert_eq!(url, Some("postgres://pulpish:<redacted>@db.example/pulpish"), "the trailing newline is trimmed");
     assert!(!effective.keys().any(|k| k.ends_with("_file")), "a *_file shows as its secret:\n{}", out.stdout);
 
     // A secret and its file are one setting: the higher level wins, whichever spelling it uses.
-    let env_file = setup.file("env-key-id", "GK-env-file");
-    let key_id = |env: &[(&str, &str)], args: &[&str]| setup.effective(env, args)["s3_access_key_id"].as_str().map(String::from);
-    assert_eq!(key_id(&[("PULPISH_S3_ACCESS_KEY_ID", "GK-env")], &[]).as_deref(), Some("GK-env"));
-    assert_eq!(key_id(&[("PULPISH_S3_ACCESS_KEY_ID_FILE", &env_file)], &[]).as_deref(), Some("GK-env-file"));
-    assert_eq!(key_id(&[("PULPISH_S3_ACCESS_KEY_ID_FILE", &env_file)], &["--s3-access-key-id", "GK-flag"]).as_deref(), Some("GK-flag"));
-    assert_eq!(key_id(&[("PULPISH_S3_ACCESS_KEY_ID", "GK-env")], &["--s3-access-key-id-file", &env_file]).as_deref(), Some("GK-env-file"));
+    // (database_url shows where it points, so the winner can be seen.)
+    let env_file = setup.file("env-url", "postgres://pulpish@env-file.example/pulpish");
+    let url = |env: &[(&str, &str)], args: &[&str]| setup.effective(env, args)["database_url"].as_str().map(String::from);
+    let (from_env, from_flag) = ("postgres://pulpish@env.example/pulpish", "postgres://pulpish@flag.example/pulpish");
+    assert_eq!(url(&[("PULPISH_DATABASE_URL", from_env)], &[]).as_deref(), Some(from_env));
+    assert_eq!(url(&[("PULPISH_DATABASE_URL_FILE", &env_file)], &[]).as_deref(), Some("postgres://pulpish@env-file.example/pulpish"));
+    assert_eq!(url(&[("PULPISH_DATABASE_URL_FILE", &env_file)], &["--database-url", from_flag]).as_deref(), Some(from_flag));
+    assert_eq!(
+        url(&[("PULPISH_DATABASE_URL", from_env)], &["--database-url-file", &env_file]).as_deref(),
+        Some("postgres://pulpish@env-file.example/pulpish")
+    );
+}
+
+#[test]
+fn passwords_in_database_urls_are_redacted_wherever_they_are() {
+    let setup = Setup::new("");
+    let cases = [
+        ("postgres://pulpish:hunter2@db.example/pulpish", "postgres://pulpish:<redacted>@db.example/pulpish"),
+        (
+            "postgresql://pulpish@db.example/pulpish?sslmode=require&password=hunter2",
+            "postgresql://pulpish@db.example/pulpish?sslmode=require&password=<redacted>",
+        ),
+        (
+            "postgres://pulpish:hunter2@db.example:5433/pulpish?sslpassword=hunter2&PASSWORD=hunter2&application_name=pulpish",
+            "postgres://pulpish:<redacted>@db.example:5433/pulpish?sslpassword=<redacted>&PASSWORD=<redacted>&application_name=pulpish",
+        ),
+        ("postgres://pulpish@db.example/pulpish?pass%77ord=hunter2", "postgres://pulpish@db.example/pulpish?pass%77ord=<redacted>"),
+        // libpq's keyword form is no URL: nothing of it can be shown.
+        ("host=db.example user=pulpish password=hunter2", "<redacted>"),
+    ];
+    for (url, shown) in cases {
+        for (env, args) in [(vec![("PULPISH_DATABASE_URL", url)], vec![]), (vec![], vec!["--database-url", url])] {
+            let out = setup.check(&env, &args);
+            assert_eq!(out.code, Some(0), "{}", out.stderr);
+            assert!(!out.stdout.contains("hunter2") && !out.stderr.contains("hunter2"), "a password printed:\n{}", out.stdout);
+            let effective: toml::Table = out.stdout.parse().unwrap();
+            assert_eq!(effective["database_url"].as_str(), Some(shown), "{url}");
+        }
+    }
+}
+
+#[test]
+fn serve_help_does_not_show_secrets_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = [
+        ("PULPISH_DATABASE_URL", "postgres://pulpish:hunter2@db.example/pulpish"),
+        ("PULPISH_ADMIN_PASSWORD", "hunter3"),
+        ("PULPISH_S3_ACCESS_KEY_ID", "GK-hunter4"),
+        ("PULPISH_S3_SECRET_ACCESS_KEY", "hunter5"),
+    ];
+    let out = outcome(pulpish(dir.path()).args(["serve", "--help"]).envs(secrets).env("PULPISH_S3_BUCKET", "a-visible-bucket"));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // clap shows the environment's values: a non-secret one is there.
+    assert!(out.stdout.contains("PULPISH_S3_BUCKET=a-visible-bucket"), "{}", out.stdout);
+    for (name, value) in secrets {
+        assert!(out.stdout.contains(name), "{name} is not in the help:\n{}", out.stdout);
+        assert!(!out.stdout.contains(value) && !out.stderr.contains(value), "{name}'s value printed:\n{}", out.stdout);
+    }
+}
+
+#[test]
+fn refusals_do_not_print_secrets() {
+    let refusal = |toml: &str| {
+        let setup = Setup::new(toml);
+        let err = setup.refused(&[], &[]);
+        assert!(err.contains(&setup.config().display().to_string()), "the file is not named: {err}");
+        assert!(!err.contains("hunter2"), "a secret printed: {err}");
+        err
+    };
+    // toml's own message quotes the line it stopped on.
+    let err = refusal("workers = 2\nadmin_password = \"hunter2\n");
+    assert!(err.contains("is not valid TOML: line 2, column "), "{err}");
+    let err = refusal("s3_secret_access_key = hunter2\n");
+    assert!(err.contains("is not valid TOML: line 1, column "), "{err}");
+    let err = refusal("database_url = \"postgres://pulpish:hunter2@db/pulpish\" hunter2\n");
+    assert!(err.contains("is not valid TOML: line 1, column "), "{err}");
+    // A value of the wrong type is described, not quoted.
+    let err = refusal("admin_password = 987654321\n");
+    assert!(err.contains("`admin_password`: expected a string, found integer") && !err.contains("987654321"), "{err}");
+    let err = refusal("s3_access_key_id = 271828.5\n");
+    assert!(err.contains("`s3_access_key_id`: expected a string, found float") && !err.contains("271828"), "{err}");
+    // A non-secret value is still quoted: the refusal says what was wrong.
+    let err = refusal("data_dir = 5\n");
+    assert!(err.contains("found integer 5"), "{err}");
+}
+
+/// `serve` with the data dir in `dir` refused: exit code 2, no data dir, stderr's text.
+fn serve_refused(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
+    let data = dir.join("data");
+    let mut cmd = pulpish(dir);
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--data-dir"]).arg(&data).args(args).envs(env.iter().copied());
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(60)).expect("pulpish serve with refused settings kept running");
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!data.exists(), "a data dir was created: {err}");
+    err
+}
+
+#[test]
+fn numbers_out_of_range_and_oversized_files_are_refused_before_anything_starts() {
+    let setup = Setup::new("");
+    let config = setup.config().display().to_string();
+    let from_file = |toml: &str| {
+        std::fs::write(setup.config(), toml).unwrap();
+        serve_refused(setup.dir.path(), &[], &["--config", &config])
+    };
+    let err = from_file("workers = 100000\n");
+    assert!(err.contains(&format!("{config}: `workers`")) && err.contains("0..=64"), "{err}");
+    let err = from_file("upload_expiry = 0\n");
+    assert!(err.contains(&format!("{config}: `upload_expiry`")) && err.contains("1..=31536000"), "{err}");
+    let err = from_file("upload_expiry = 9223372036854775807\n");
+    assert!(err.contains("`upload_expiry`") && err.contains("1..=31536000"), "{err}");
+
+    let err = serve_refused(setup.dir.path(), &[], &["--workers", "100000"]);
+    assert!(err.contains("--workers") && err.contains("0..=64"), "{err}");
+    let err = serve_refused(setup.dir.path(), &[("PULPISH_UPLOAD_EXPIRY", "18446744073709551615")], &[]);
+    assert!(err.contains("--upload-expiry"), "{err}");
+
+    // A device or a huge file in place of a configuration or a secret file.
+    let err = serve_refused(setup.dir.path(), &[], &["--config", "/dev/zero"]);
+    assert!(err.contains("the configuration file /dev/zero is larger than 1 MiB"), "{err}");
+    let big = setup.file("big.toml", &format!("# {}\n", "x".repeat(2 * 1024 * 1024)));
+    let err = serve_refused(setup.dir.path(), &[], &["--config", &big]);
+    assert!(err.contains(&format!("the configuration file {big} is larger than 1 MiB")), "{err}");
+    let err = serve_refused(setup.dir.path(), &[], &["--admin-password-file", "/dev/zero"]);
+    assert!(err.contains("`admin_password_file`: cannot read /dev/zero: the file is larger than 64 KiB"), "{err}");
+    std::fs::write(setup.config(), "s3_secret_access_key_file = \"/dev/zero\"\n").unwrap();
+    let err = serve_refused(setup.dir.path(), &[], &["--config", &config]);
+    assert!(err.contains("`s3_secret_access_key_file`: cannot read /dev/zero: the file is larger than 64 KiB"), "{err}");
+
+    // The ends of the ranges are accepted; 0 workers is a replica that only serves.
+    std::fs::write(setup.config(), "workers = 0\nupload_expiry = 1\n").unwrap();
+    let effective = setup.effective(&[], &[]);
+    assert_eq!((effective["workers"].as_integer(), effective["upload_expiry"].as_integer()), (Some(0), Some(1)));
+    let effective = setup.effective(&[], &["--workers", "64", "--upload-expiry", "31536000"]);
+    assert_eq!((effective["workers"].as_integer(), effective["upload_expiry"].as_integer()), (Some(64), Some(31_536_000)));
+    let secret = setup.file("a-long-password", &"p".repeat(64 * 1024));
+    assert_eq!(setup.check(&[], &["--admin-password-file", &secret]).code, Some(0), "a 64 KiB secret file is refused");
 }
 
 #[test]
@@ -276,36 +409,11 @@ fn a_refused_file_starts_nothing() {
     assert!(!data.exists() && !setup.dir.path().join("data").exists(), "a data dir was created");
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    None
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `pulpish serve --config FILE` with nothing else: the file alone says where it listens, where
 /// its data lives, which database it uses and the admin password (from a secret file).
 async fn a_server_runs_from_its_config_file(backend: Backend) {
     let setup = Setup::new("");
-    let port = free_port();
+    let port = support::free_port();
     let data = setup.dir.path().join("store");
     let password_file = setup.file("admin-password", "from-a-file\n");
     let mut toml = format!(
@@ -320,21 +428,10 @@ async fn a_server_runs_from_its_config_file(backend: Backend) {
     std::fs::write(setup.config(), toml).unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
     let mut cmd = pulpish(elsewhere.path());
-    // The logs go to a file: a pipe nobody reads would fill up and stall the server.
-    let log_path = setup.dir.path().join("serve.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    cmd.arg("serve").arg("--config").arg(setup.config()).stdout(Stdio::null()).stderr(log);
-    let mut serve = Running(cmd.spawn().expect("start pulpish"));
-    support::kill_at_exit(serve.0.id());
-
-    let base = format!("http://127.0.0.1:{port}");
+    cmd.arg("serve").arg("--config").arg(setup.config());
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    let start = Instant::now();
-    while !client.get(format!("{base}/pulp/api/v3/status/")).send().await.is_ok_and(|r| r.status().is_success()) {
-        assert!(serve.0.try_wait().unwrap().is_none(), "pulpish exited");
-        assert!(start.elapsed() < Duration::from_secs(60), "pulpish did not answer on the bind from its file");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut serve = Replica::spawn(cmd, elsewhere, format!("127.0.0.1:{port}"), "http", &client).await;
+    let base = serve.base.clone();
     let repositories = format!("{base}/pulp/api/v3/repositories/container/container/");
     let as_admin = |password: &'static str| client.get(&repositories).basic_auth("admin", Some(password)).send();
     assert_eq!(as_admin("from-a-file").await.unwrap().status(), 200, "the password from admin_password_file");
@@ -350,10 +447,10 @@ async fn a_server_runs_from_its_config_file(backend: Backend) {
             assert!(hash.is_some(), "the admin account is in the database from database_url_file");
         }
     }
-    assert!(!elsewhere.path().join("data").exists(), "the default ./data was used");
+    assert!(!serve.data.path().join("data").exists(), "the default ./data was used");
 
-    drop(serve);
-    let logs = std::fs::read_to_string(log_path).unwrap();
+    serve.kill();
+    let logs = serve.log();
     let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty(), "no logs");
     for line in lines {

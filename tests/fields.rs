@@ -483,7 +483,7 @@ impl TlsUpstream {
         std::fs::create_dir_all(www.join("v2/x/tags")).unwrap();
         // `-WWW` serves the file named by the whole request target, query included.
         std::fs::write(www.join("v2/x/tags/list?n=1000"), r#"{"name":"x","tags":[]}"#).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = support::free_port();
         let child = std::process::Command::new("openssl")
             .args(["s_server", "-quiet", "-WWW", "-Verify", "1", "-accept"])
             .arg(format!("127.0.0.1:{port}"))

@@ -2,7 +2,8 @@
 //! graceful shutdown of a real `pulpish serve` process on SIGTERM: requests and downloads in
 //! flight finish within `--shutdown-timeout`, new connections are refused, a task still running
 //! at the deadline goes back to the queue for another replica, a download still running then is
-//! cut before its last byte and its lease released; the process exits 0.
+//! cut before its last byte and its lease released; the process exits 0. With the database
+//! gone it still exits in bounded time, and a second signal ends it at once.
 
 mod support;
 
@@ -140,8 +141,14 @@ async fn assert_new_connections_refused(replica: &Replica) {
 }
 
 /// Ends with SIGTERM; the process must exit 0 and log what it gave up on.
-async fn terminate(mut replica: Replica) -> Value {
+async fn terminate(replica: Replica) -> Value {
     replica.terminate();
+    shut_down(replica).await
+}
+
+/// Waits for the exit that a SIGTERM sent before began (a second one would cut it short): 0,
+/// with the end-of-shutdown line and what it gave up on.
+async fn shut_down(mut replica: Replica) -> Value {
     let status = replica.wait_exit(PATIENCE).await;
     assert!(status.success(), "pulpish exited with {status}:\n{}", replica.log());
     logged(&replica, "shutdown complete").unwrap_or_else(|| panic!("no end-of-shutdown line:\n{}", replica.log()))
@@ -161,6 +168,7 @@ on_databases!(
     a_task_running_at_the_deadline_goes_back_to_the_queue,
     a_task_running_at_sigterm_finishes_within_a_long_deadline,
     probes_answer_without_credentials_and_readyz_fails_once_shutdown_begins,
+    a_second_sigterm_during_shutdown_exits_at_once,
 );
 
 /// A warm pull of a 256 MiB stored blob by a slow reader and a cold on-demand pull from a slow
@@ -198,7 +206,7 @@ async fn sigterm_lets_a_warm_and_a_cold_pull_finish(backend: Backend) {
     assert_eq!((warm.digest.as_str(), warm.len, warm.cut), (big_digest.as_str(), 256 * MIB, false), "the warm pull got the whole blob");
     assert_eq!((cold.digest.as_str(), cold.len, cold.cut), (cold_digest.as_str(), 4 * MIB, false), "the cold pull got the whole blob");
 
-    let end = terminate(r).await;
+    let end = shut_down(r).await;
     assert_eq!((end["tasks_handed_back"].as_u64(), end["downloads_cut"].as_u64()), (Some(0), Some(0)), "{end}");
     assert_eq!(upstream.blob_gets(&cold_digest), 1);
     assert_eq!(lease_of(&db, &cold_digest), None, "the cold download's lease is released");
@@ -299,6 +307,58 @@ async fn a_task_running_at_sigterm_finishes_within_a_long_deadline(backend: Back
     assert_eq!(end["tasks_handed_back"].as_u64(), Some(0), "{end}");
     let t = pulpish_server::models::task::find(&mut connect(&db).get().unwrap(), &id).unwrap().unwrap();
     assert_eq!(t.state, "completed", "{:?}", t.error);
+}
+
+/// A second SIGTERM while shutdown waits for a long task (its deadline minutes away) ends the
+/// process at once: exit code 143 (128 + SIGTERM, as shells report a death by that signal) and
+/// one log line saying so, no end-of-shutdown line.
+async fn a_second_sigterm_during_shutdown_exits_at_once(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(backend, dir.path());
+    let mut r = replica(&db, 600).await;
+    let id = sleep_task(&db, 300.0);
+    wait_running(&r.base, &format!("/pulp/api/v3/tasks/{id}/")).await;
+
+    r.terminate();
+    r.wait_log("shutting down: refusing new connections", PATIENCE).await;
+    r.terminate();
+    // Far less than the task or the deadline: only the second signal ends the process by then.
+    let status = r.wait_exit(PATIENCE).await;
+    assert_eq!(status.code(), Some(143), "{}", r.log());
+    let line = logged(&r, "second signal during shutdown: exiting at once, cutting requests, downloads and tasks still running")
+        .unwrap_or_else(|| panic!("no line about the second signal:\n{}", r.log()));
+    assert_eq!(line["signal"], "SIGTERM");
+    assert_eq!(logged(&r, "shutdown complete"), None, "the shutdown did not run to its end");
+}
+
+/// With PostgreSQL stopped under it, a replica told to stop still exits 0 within
+/// `--shutdown-timeout` + 20 s as documented (the hang guard allows 25 s), saying it left the
+/// running task to the orphan check; the task, still `running` with the gone worker, is failed
+/// by the next replica once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_in_time_while_the_database_is_down() {
+    let cluster = support::postgres::PrivateCluster::start();
+    let db = cluster.create_database();
+    let mut r = replica(&db, 2).await;
+    let id = sleep_task(&db, 300.0);
+    let href = format!("/pulp/api/v3/tasks/{id}/");
+    wait_running(&r.base, &href).await;
+
+    cluster.stop();
+    r.terminate();
+    let status = r.wait_exit(Duration::from_secs(2 + 25)).await;
+    assert!(status.success(), "pulpish exited with {status}:\n{}", r.log());
+    assert!(logged(&r, "shutdown complete").is_some(), "no end-of-shutdown line:\n{}", r.log());
+    assert!(r.log().contains("the orphan check of a running replica will fail it"), "the task left behind is not mentioned:\n{}", r.log());
+
+    cluster.restart();
+    let t = pulpish_server::models::task::find(&mut connect(&db).get().unwrap(), &id).unwrap().unwrap();
+    assert_eq!(t.state, "running", "{t:?}");
+    assert!(t.worker.as_deref().is_some_and(|w| w.contains(&format!(":{}:", r.pid()))), "{t:?}");
+    let next = replica(&db, 5).await;
+    let t = wait_task(&next.base, &href).await;
+    assert_eq!(t["state"], "failed", "the orphan check failed it: {t}");
+    terminate(next).await;
 }
 
 /// `/livez` and `/readyz` need no credentials and name their checks; once shutdown has begun

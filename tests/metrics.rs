@@ -4,13 +4,13 @@
 
 mod support;
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
 use support::fault::{fault_image, sha256, BlobBehaviour, FaultUpstream};
+use support::replica::Replica;
 use support::{Backend, TestServer, PASSWORD};
 
 const BLOB_ROUTE: &str = "/v2/{name:.+}/blobs/{digest}";
@@ -208,15 +208,19 @@ async fn scrape_time_gauges_follow_the_database(backend: Backend) {
     let s = TestServer::start(backend).await;
     let first = scrape(&s).await;
     assert_eq!(value(&first, "pulpish_upload_sessions_open", &[]), 0.0);
-    assert!(value(&first, "pulpish_db_pool_connections", &[("state", "in_use")]) + value(&first, "pulpish_db_pool_connections", &[("state", "idle")]) >= 1.0);
+    let pool = |state| value(&first, "pulpish_db_pool_connections", &[("state", state)]);
+    assert!(pool("in_use") + pool("idle") >= 1.0);
+    assert!(pool("max") >= pool("in_use") + pool("idle") && pool("max") >= 1.0, "the pool's size is exported");
 
     let upload = s.client.post(format!("{}/v2/gauges/app/blobs/uploads/", s.base)).basic_auth("admin", Some(PASSWORD)).send().await.unwrap();
     assert_eq!(upload.status(), StatusCode::ACCEPTED);
     let location = upload.headers()["location"].to_str().unwrap().to_string();
-    assert_eq!(value(&scrape(&s).await, "pulpish_upload_sessions_open", &[]), 1.0);
+    // The counts read from the database are reused for a moment: they follow within seconds.
+    let uploads = |n: f64| move |m: &[Sample]| value(m, "pulpish_upload_sessions_open", &[]) == n;
+    scrape_until(&s, "the upload session", uploads(1.0)).await;
     let cancel = s.client.delete(format!("{}{location}", s.base)).basic_auth("admin", Some(PASSWORD)).send().await.unwrap();
     assert_eq!(cancel.status(), StatusCode::NO_CONTENT);
-    assert_eq!(value(&scrape(&s).await, "pulpish_upload_sessions_open", &[]), 0.0);
+    scrape_until(&s, "the upload session cancelled", uploads(0.0)).await;
 
     // One task holds the resource; the second waits for it.
     let holder = support::sleep_task(&s, 3.0, &["gauges"]).await;
@@ -226,13 +230,69 @@ async fn scrape_time_gauges_follow_the_database(backend: Backend) {
         assert!(start.elapsed() < Duration::from_secs(20), "the first task never ran");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let busy = scrape(&s).await;
+    let busy = scrape_until(&s, "the waiting task", |m| value(m, "pulpish_tasks_waiting", &[]) == 1.0).await;
     assert_eq!(value(&busy, "pulpish_tasks_running", &[]), 1.0);
-    assert_eq!(value(&busy, "pulpish_tasks_waiting", &[]), 1.0);
     assert_eq!(s.wait_task(&waiter).await["state"], "completed");
-    let idle = scrape_until(&s, "both tasks finished", |m| value(m, "pulpish_tasks_finished_total", &[("name", "pulpish.debug.sleep")]) == 2.0).await;
+    let idle = scrape_until(&s, "both tasks finished, none waiting", |m| {
+        value(m, "pulpish_tasks_finished_total", &[("name", "pulpish.debug.sleep")]) == 2.0 && value(m, "pulpish_tasks_waiting", &[]) == 0.0
+    })
+    .await;
     assert_eq!(value(&idle, "pulpish_tasks_running", &[]), 0.0);
-    assert_eq!(value(&idle, "pulpish_tasks_waiting", &[]), 0.0);
+}
+
+/// `waves` times twelve scrapes at once; each answers within a generous hang guard.
+async fn scrape_in_waves(s: &TestServer, waves: usize) -> Vec<Vec<Sample>> {
+    let mut scraped = Vec::new();
+    for _ in 0..waves {
+        let wave = futures_util::future::join_all((0..12).map(|_| scrape(s)));
+        scraped.extend(tokio::time::timeout(Duration::from_secs(30), wave).await.expect("/metrics answers while the database does not"));
+    }
+    scraped
+}
+
+/// `/metrics` is public by default, so scrapes must not pile queries onto the database nor
+/// wait with it. While a transaction locks the task table, 24 scrapes all answer (the gauges
+/// keep their last value, each scrape counts an error) and PostgreSQL holds one count query
+/// waiting for the lock, not 24; once the lock goes, the gauges move. With the database
+/// stopped, `/metrics` still answers. (PostgreSQL only: the lock and `pg_stat_activity` are
+/// what make the queries visible.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_share_one_database_read_and_do_not_wait_for_it() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let cluster = support::postgres::PrivateCluster::start();
+    let url = cluster.create_database();
+    // No workers: nothing but the scrapes reads the task table.
+    let s = TestServer::start_with(tempfile::tempdir().unwrap(), url.clone(), |c| c.workers = 0).await;
+    let upload = s.client.post(format!("{}/v2/locked/app/blobs/uploads/", s.base)).basic_auth("admin", Some(PASSWORD)).send().await.unwrap();
+    assert_eq!(upload.status(), StatusCode::ACCEPTED);
+
+    let mut holder = diesel::PgConnection::establish(&url).unwrap();
+    holder.batch_execute("BEGIN; LOCK TABLE task IN ACCESS EXCLUSIVE MODE").unwrap();
+    let during = scrape_in_waves(&s, 2).await;
+    assert!(during.iter().all(|m| value(m, "pulpish_upload_sessions_open", &[]) == 0.0), "the gauges keep their last value");
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let waiting: Waiting = diesel::RunQueryDsl::get_result(
+        diesel::sql_query("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%count(%'"),
+        &mut holder,
+    )
+    .unwrap();
+    assert_eq!(waiting.n, 1, "24 scrapes, one query waiting for the lock");
+
+    holder.batch_execute("COMMIT").unwrap();
+    let after = scrape_until(&s, "the upload count once the lock went", |m| value(m, "pulpish_upload_sessions_open", &[]) == 1.0).await;
+    assert_eq!(value(&after, "pulpish_metrics_scrape_errors_total", &[]), 24.0, "every scrape without the counts was counted");
+
+    cluster.stop();
+    let errors = value(&after, "pulpish_metrics_scrape_errors_total", &[]);
+    let start = Instant::now();
+    while !scrape_in_waves(&s, 1).await.iter().any(|m| value(m, "pulpish_metrics_scrape_errors_total", &[]) > errors) {
+        assert!(start.elapsed() < Duration::from_secs(30), "no scrape error with the database stopped");
+    }
 }
 
 /// `--metrics public|admin|off`: anyone; the API's Basic credentials (401 without or with
@@ -332,70 +392,32 @@ on_databases!(
     request_ids_are_echoed_generated_or_replaced,
 );
 
-/// The real binary with its stderr in a file (the log), on SQLite in a temp dir.
-struct Serve {
-    child: Child,
-    base: String,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+/// The JSON lines the real binary logged.
+fn json_lines(serve: &Replica) -> Vec<serde_json::Value> {
+    // A line still being written is not read yet.
+    serve
+        .log()
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect()
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Waits until a log line satisfies `found`.
+async fn wait_for_line(serve: &Replica, what: &str, found: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        if let Some(line) = json_lines(serve).into_iter().find(|l| found(l)) {
+            return line;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no log line {what}:\n{}", serve.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-impl Serve {
-    async fn start(args: &[&str], rust_log: &str) -> Serve {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = dir.path().join("stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_pulpish"))
-            .arg("serve")
-            .args(args)
-            .args(["--data-dir", &dir.path().join("data").display().to_string(), "--bind", &format!("127.0.0.1:{port}")])
-            .env("PULPISH_ADMIN_PASSWORD", PASSWORD)
-            .env("RUST_LOG", rust_log)
-            .env_remove("PULPISH_DATABASE_URL")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start pulpish");
-        let serve = Serve { child, base: format!("http://127.0.0.1:{port}"), log, _dir: dir };
-        let start = Instant::now();
-        while !reqwest::get(format!("{}/pulp/api/v3/status/", serve.base)).await.is_ok_and(|r| r.status().is_success()) {
-            assert!(start.elapsed() < Duration::from_secs(30), "pulpish did not come up:\n{}", serve.log_text());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        serve
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn json_lines(&self) -> Vec<serde_json::Value> {
-        let file = std::fs::File::open(&self.log).unwrap();
-        std::io::BufReader::new(file)
-            .lines()
-            .map(|l| l.unwrap())
-            .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
-            .collect()
-    }
-
-    /// Waits until a log line satisfies `found`.
-    async fn wait_for_line(&self, what: &str, found: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        let start = Instant::now();
-        loop {
-            if let Some(line) = self.json_lines().into_iter().find(|l| found(l)) {
-                return line;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "no log line {what}:\n{}", self.log_text());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+/// The real binary on SQLite, logging JSON at `rust_log`.
+async fn serve_json_logs(rust_log: &str) -> Replica {
+    Replica::serve(&["--log-format".into(), "json".into()], rust_log, None).await
 }
 
 fn request_id_of(line: &serde_json::Value) -> Option<&str> {
@@ -406,7 +428,7 @@ fn request_id_of(line: &serde_json::Value) -> Option<&str> {
 /// carry its id as `request_id`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_carry_the_request_id() {
-    let serve = Serve::start(&["--log-format", "json"], "info").await;
+    let serve = serve_json_logs("info").await;
     let client = reqwest::Client::new();
     let created: serde_json::Value = client
         .post(format!("{}/pulp/api/v3/remotes/container/container/", serve.base))
@@ -428,20 +450,16 @@ async fn json_logs_carry_the_request_id() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
 
-    let access = serve
-        .wait_for_line("for the DELETE", |l| l["target"] == "pulpish::access" && l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("DELETE ")))
-        .await;
+    let access = wait_for_line(&serve, "for the DELETE", |l| l["target"] == "pulpish::access" && l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("DELETE "))).await;
     assert_eq!(request_id_of(&access), Some("json-log-request-1"), "{access}");
     assert_eq!(access["fields"]["status"], 202, "{access}");
-    let task_line = serve.wait_for_line("of the task finishing", |l| l["fields"]["message"] == "task finished").await;
+    let task_line = wait_for_line(&serve, "of the task finishing", |l| l["fields"]["message"] == "task finished").await;
     assert_eq!(request_id_of(&task_line), Some("json-log-request-1"), "{task_line}");
 
     // Without an id from the client, the generated one is what the response says.
     let resp = client.get(format!("{}/v2/", serve.base)).send().await.unwrap();
     let generated = response_id(&resp);
-    let line = serve
-        .wait_for_line("for GET /v2/", |l| l["target"] == "pulpish::access" && request_id_of(l) == Some(generated.as_str()))
-        .await;
+    let line = wait_for_line(&serve, "for GET /v2/", |l| l["target"] == "pulpish::access" && request_id_of(l) == Some(generated.as_str())).await;
     assert_eq!(line["fields"]["message"], "GET /v2/", "{line}");
     assert_eq!(line["fields"]["status"], resp.status().as_u16(), "{line}");
 }
@@ -450,18 +468,16 @@ async fn json_logs_carry_the_request_id() {
 /// logged at DEBUG (seen with RUST_LOG at debug for that target), never as an ERROR.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_probe_on_the_plain_port_logs_no_error() {
-    let serve = Serve::start(&["--log-format", "json"], "info,actix_http::h1::dispatcher=debug").await;
+    let serve = serve_json_logs("info,actix_http::h1::dispatcher=debug").await;
     let probe = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
     let https = serve.base.replacen("http://", "https://", 1);
     for _ in 0..3 {
         assert!(probe.get(format!("{https}/v2/")).send().await.is_err(), "the plain port speaks no TLS");
     }
-    let probe_line = serve
-        .wait_for_line("about the probe", |l| l["target"] == "actix_http::h1::dispatcher" && l["level"] == "DEBUG")
-        .await;
+    let probe_line = wait_for_line(&serve, "about the probe", |l| l["target"] == "actix_http::h1::dispatcher" && l["level"] == "DEBUG").await;
     assert!(probe_line["fields"]["message"].as_str().unwrap().starts_with("stream error"), "{probe_line}");
     // The server still answers, and the log holds no ERROR.
     assert!(reqwest::get(format!("{}/pulp/api/v3/status/", serve.base)).await.unwrap().status().is_success());
-    let errors: Vec<_> = serve.json_lines().into_iter().filter(|l| l["level"] == "ERROR").collect();
+    let errors: Vec<_> = json_lines(&serve).into_iter().filter(|l| l["level"] == "ERROR").collect();
     assert!(errors.is_empty(), "ERROR lines: {errors:?}");
 }

@@ -315,10 +315,6 @@ async fn redirect_blobs_hands_out_presigned_urls_for_stored_blobs() {
     upstream.stop().await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// `pulpish serve` with `args` in a fresh dir; waits for it to exit (at most `limit`).
 /// Returns (exit success, stdout + stderr, how long it ran).
 fn serve_until_exit(dir: &std::path::Path, args: &[String], limit: Duration) -> (bool, String, Duration) {
@@ -326,7 +322,7 @@ fn serve_until_exit(dir: &std::path::Path, args: &[String], limit: Duration) -> 
     let (out, err) = (dir.join(format!("out-{}", uuid::Uuid::new_v4())), dir.join(format!("err-{}", uuid::Uuid::new_v4())));
     let mut child = Command::new(env!("CARGO_BIN_EXE_pulpish"))
         .arg("serve")
-        .args(["--bind", &format!("127.0.0.1:{}", free_port()), "--admin-password", "pw"])
+        .args(["--bind", &format!("127.0.0.1:{}", support::free_port()), "--admin-password", "pw"])
         .args(args)
         .current_dir(dir)
         .env_remove("PULPISH_DATABASE_URL")
@@ -369,7 +365,7 @@ async fn bad_settings_stop_the_binary_naming_the_setting() {
     let good = g.s3_args(&bucket);
     let wrong_secret = "wrong-secret-0123456789abcdef0123456789abcdef";
     let cases = [
-        ("unreachable endpoint", with(&good, "--s3-endpoint", &format!("http://127.0.0.1:{}", free_port())), "--s3-endpoint"),
+        ("unreachable endpoint", with(&good, "--s3-endpoint", &format!("http://127.0.0.1:{}", support::free_port())), "--s3-endpoint"),
         ("endpoint without a scheme", with(&good, "--s3-endpoint", g.endpoint.trim_start_matches("http://")), "--s3-endpoint"),
         ("endpoint host:port", with(&good, "--s3-endpoint", &g.endpoint.replace("http://127.0.0.1", "localhost")), "--s3-endpoint"),
         ("wrong secret key", with(&good, "--s3-secret-access-key", wrong_secret), "--s3-secret-access-key"),
@@ -404,7 +400,7 @@ async fn bad_settings_stop_the_binary_naming_the_setting() {
 
     // SQLite serves one replica: a second process on the same database with the S3 store is refused.
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let mut first = Command::new(env!("CARGO_BIN_EXE_pulpish"))
         .arg("serve")
         .args(["--bind", &format!("127.0.0.1:{port}"), "--admin-password", "pw", "--data-dir"])

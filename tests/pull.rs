@@ -174,7 +174,7 @@ async fn thirty_two_cold_readers_one_upstream_get() {
     }
     println!("32 cold readers of {size} bytes: {:.1} s", start.elapsed().as_secs_f64());
     assert_eq!(registry.blob_gets(Some(&format!("/v2/fixtures/big/blobs/{digest}"))), 1, "the upstream saw exactly one GET of the blob");
-    assert_eq!(s.state.fetcher.downloads_started(), 1);
+    assert_eq!(s.state.metrics.downloads_started.get(), 1);
     let (_, a) = s.get(&format!("artifacts/?sha256={}", digest.trim_start_matches("sha256:"))).await;
     assert_eq!(a["count"], 1);
 }

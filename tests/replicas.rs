@@ -173,9 +173,9 @@ async fn three_replicas_download_a_cold_blob_once() {
     }
     println!("32 cold readers of {size} bytes on 3 replicas: {:.1} s", start.elapsed().as_secs_f64());
     assert_eq!(upstream.blob_gets(&digest), 1, "the upstream saw exactly one GET of the blob");
-    let from_remote: usize = replicas.iter().map(|r| r.state.fetcher.downloads_started()).sum();
+    let from_remote: u64 = replicas.iter().map(|r| r.state.metrics.downloads_started.get()).sum();
     assert_eq!(from_remote, 1, "one replica downloaded from the remote");
-    let relays: Vec<usize> = replicas.iter().map(|r| r.state.fetcher.relays_started()).collect();
+    let relays: Vec<u64> = replicas.iter().map(|r| r.state.metrics.relays_started.get()).collect();
     println!("relays started per replica: {relays:?}");
     assert_eq!(relays.iter().filter(|n| **n > 0).count(), 2, "the two other replicas relayed the owner's download");
     wait_for("the artifact", Duration::from_secs(60), async || a.artifacts_of(&digest).await == 1).await;
@@ -226,8 +226,8 @@ async fn ranges_on_a_replica_that_relays_the_download() {
     assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(&resp.bytes().await.unwrap()[..], &layer[4_000_000..4_000_100]);
     assert!(started.elapsed() < Duration::from_secs(3), "answered while the download was in flight");
-    assert_eq!(replicas[1].state.fetcher.downloads_started(), 0, "B never asked the remote");
-    assert_eq!(replicas[1].state.fetcher.relays_started(), 1, "B's requests shared one relay");
+    assert_eq!(replicas[1].state.metrics.downloads_started.get(), 0, "B never asked the remote");
+    assert_eq!(replicas[1].state.metrics.relays_started.get(), 1, "B's requests shared one relay");
 
     let (status, bytes, at) = tail.await.unwrap();
     assert_eq!(status, StatusCode::PARTIAL_CONTENT);
@@ -374,8 +374,8 @@ async fn the_internal_endpoint_takes_only_the_replicas_secret() {
     .await;
     // SQLite: the single replica always holds the lease, and gives it back.
     assert!(lease_of(&s.state.db, &digest).await.is_none());
-    assert_eq!(s.state.fetcher.downloads_started(), 1);
-    assert_eq!(s.state.fetcher.relays_started(), 0);
+    assert_eq!(s.state.metrics.downloads_started.get(), 1);
+    assert_eq!(s.state.metrics.relays_started.get(), 0);
     upstream.stop().await;
 }
 

@@ -11,10 +11,6 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::Backend;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 struct Serve {
     child: Child,
     base: String,
@@ -70,7 +66,7 @@ fn readme_walkthrough() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_start_from_nothing_and_the_readme_walkthrough() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let mut serve = spawn(dir.path(), port, &[]);
     // The generated admin password is printed once on stdout.
     let mut stdout = BufReader::new(serve.child.stdout.take().unwrap());
@@ -131,7 +127,7 @@ async fn killed_mid_task_restarts_and_the_task_reads_failed(backend: Backend) {
     let storage = support::storage_args(backend);
     let mut args = vec!["--data-dir", data.to_str().unwrap(), "--database-url", &url, "--admin-password", "pw"];
     args.extend(storage.iter().map(String::as_str));
-    let port = free_port();
+    let port = support::free_port();
     let mut serve = spawn(dir.path(), port, &args);
     wait_up(&serve.base).await;
 

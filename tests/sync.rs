@@ -299,7 +299,7 @@ async fn many_tags_and_tag_filters(backend: Backend) {
 async fn failures_say_which_and_record_nothing(backend: Backend) {
     let (registry, _) = shared();
     let s = TestServer::start(backend).await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = support::free_port();
     let cases = [
         (format!("http://127.0.0.1:{closed}"), "fixtures/oci", "cannot reach the upstream"),
         (registry.url(), "no/such/repository", "not found on the upstream"),

@@ -16,6 +16,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::pki::Ca;
 use support::registry::{fixture_layout, Auth, Registry, Tls};
+use support::replica::Replica;
 use support::{layout_blobs, run, Backend, TestServer, PASSWORD};
 
 /// The image every upstream here serves: the fixture layout's `amd64` image.
@@ -233,7 +234,7 @@ struct Tinyproxy {
 impl Tinyproxy {
     fn start(credentials: Option<(&str, &str)>) -> Tinyproxy {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = support::free_port();
         let auth = credentials.map(|(u, p)| format!("BasicAuth {u} {p}\n")).unwrap_or_default();
         // No ConnectPort line: CONNECT to any port (the upstream is not on 443).
         let config = format!(
@@ -326,57 +327,27 @@ on_databases!(
 // ---------------------------------------------------------------------------------------------
 // pulpish itself over HTTPS: the real binary with --tls-cert and --tls-key.
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn serve(dir: &Path, port: u16, args: &[&std::ffi::OsStr]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulpish"));
+    let mut cmd = support::replica::pulpish();
     cmd.arg("serve")
         .args(["--bind", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(args)
         .env("PULPISH_ADMIN_PASSWORD", PASSWORD)
-        .env_remove("PULPISH_CONFIG")
-        .env_remove("PULPISH_DATABASE_URL")
-        .env_remove("PULPISH_TLS_CERT")
-        .env_remove("PULPISH_TLS_KEY")
         .stdin(Stdio::null());
     cmd
-}
-
-struct Served(Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 async fn pulpish_serves_https(backend: Backend) {
     let pki = pki();
     let dir = tempfile::tempdir().unwrap();
     let database = support::fresh_database(backend, dir.path());
-    let port = free_port();
-    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-    let mut child = Served(
-        serve(dir.path(), port, &["--database-url".as_ref(), database.as_ref(), "--tls-cert".as_ref(), pki.server_cert().as_os_str(), "--tls-key".as_ref(), pki.server_key().as_os_str()])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start pulpish"),
-    );
-    let base = format!("https://127.0.0.1:{port}");
     let client = reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap()).build().unwrap();
-    let serve_log = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
-    let start = Instant::now();
-    while !client.get(format!("{base}/pulp/api/v3/status/")).send().await.is_ok_and(|r| r.status().is_success()) {
-        assert!(child.0.try_wait().unwrap().is_none(), "pulpish exited: {}", serve_log());
-        assert!(start.elapsed() < Duration::from_secs(30), "pulpish did not answer over HTTPS: {}", serve_log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let path = |p: PathBuf| p.display().to_string();
+    let args = ["--database-url".into(), database, "--tls-cert".into(), path(pki.server_cert()), "--tls-key".into(), path(pki.server_key())];
+    let mut served = Replica::serve(&args, "info", Some(&client)).await;
+    let base = served.base.clone();
 
     // The REST API, with reqwest and with curl trusting the CA.
     let (status, created) = {
@@ -394,7 +365,7 @@ async fn pulpish_serves_https(backend: Backend) {
     assert_eq!(read["name"], "over-tls", "{read}");
 
     // skopeo pushes and pulls back over verified TLS (the CA in the cert dir).
-    let host = format!("127.0.0.1:{port}");
+    let host = served.addr.clone();
     run(Command::new("skopeo")
         .args(["copy", "--quiet", "--dest-tls-verify=true", "--dest-cert-dir"])
         .arg(pki.cert_dir())
@@ -415,10 +386,10 @@ async fn pulpish_serves_https(backend: Backend) {
     // Plain HTTP on the HTTPS port fails for that client only.
     let plain = reqwest::get(format!("http://{host}/pulp/api/v3/status/")).await;
     assert!(plain.is_err(), "plain HTTP is not answered: {plain:?}");
-    assert!(child.0.try_wait().unwrap().is_none(), "pulpish still runs: {}", serve_log());
+    assert!(served.is_running(), "pulpish still runs: {}", served.log());
     let again = client.get(format!("{base}/pulp/api/v3/status/")).send().await.unwrap();
     assert_eq!(again.status(), StatusCode::OK);
-    assert!(!serve_log().contains("panicked"), "{}", serve_log());
+    assert!(!served.log().contains("panicked"), "{}", served.log());
 }
 
 /// The manifest digest and the blob digests (config and layers) of the fixture layout's `amd64`
@@ -453,14 +424,14 @@ fn unusable_tls_files_stop_serve_naming_the_flag_and_file() {
         (&cert, &other_key, "--tls-key", &other_key, "certificate"),
     ];
     for (cert, key, flag, file, reason) in cases {
-        let out = serve(dir.path(), free_port(), &["--tls-cert".as_ref(), cert.as_os_str(), "--tls-key".as_ref(), key.as_os_str()]).output().unwrap();
+        let out = serve(dir.path(), support::free_port(), &["--tls-cert".as_ref(), cert.as_os_str(), "--tls-key".as_ref(), key.as_os_str()]).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{flag} {}: {stderr}", file.display());
         let error = stderr.lines().find(|l| l.starts_with("Error: ")).unwrap_or_else(|| panic!("an error line: {stderr}"));
         assert!(error.contains(&format!("{flag} {}", file.display())) && error.contains(reason), "{error}");
     }
     // One flag without the other is a usage error naming the missing one.
-    let out = serve(dir.path(), free_port(), &["--tls-cert".as_ref(), cert.as_os_str()]).output().unwrap();
+    let out = serve(dir.path(), support::free_port(), &["--tls-cert".as_ref(), cert.as_os_str()]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"), "{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -478,4 +449,53 @@ async fn the_default_advertise_url_is_https_with_tls() {
     assert_eq!(s.state.fetcher.advertise_url(&s.state), format!("https://127.0.0.1:{port}"));
     let plain = TestServer::start(Backend::Sqlite).await;
     assert_eq!(plain.state.fetcher.advertise_url(&plain.state), plain.base);
+}
+
+/// Two replicas on one database and bucket, serving HTTPS with one certificate of a private CA:
+/// a cold blob asked of both is downloaded once, the second replica relaying the first one's
+/// download over HTTPS (replicas trust the certificate they serve themselves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_serving_https_relay_downloads_to_each_other() {
+    use support::fault::{fault_image, BlobBehaviour, FaultUpstream};
+    if !support::garage::available() {
+        return;
+    }
+    let (pki, g) = (pki(), support::garage::instance());
+    let (bucket, url) = (g.create_bucket(), support::postgres::cluster().create_database());
+    let replica = || {
+        TestServer::start_with(tempfile::tempdir().unwrap(), url.clone(), |c| {
+            g.apply_to(c, &bucket);
+            c.tls.tls_cert = Some(pki.server_cert());
+            c.tls.tls_key = Some(pki.server_key());
+        })
+    };
+    let (a, b) = (replica().await, replica().await);
+    let layer: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let (state, digest) = fault_image(layer.clone());
+    let upstream = FaultUpstream::start(state).await;
+    upstream.set_blob(&digest, BlobBehaviour::Paced(Duration::from_millis(20)));
+    let (status, remote) = a.post("remotes/container/container/", json!({"name": "fault", "url": upstream.url(), "upstream_name": "fault/app", "policy": "on_demand"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{remote}");
+    let (status, repo) = a.post("repositories/container/container/", json!({"name": "fault", "remote": remote["pulp_href"]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{repo}");
+    a.completed(a.post(&format!("{}sync/", repo["pulp_href"].as_str().unwrap()), json!({})).await).await;
+    a.completed(a.post("distributions/container/container/", json!({"name": "fault", "base_path": "fault/app", "repository": repo["pulp_href"]})).await).await;
+
+    let get = |s: &TestServer| {
+        let req = s.client.get(format!("{}/v2/fault/app/blobs/{digest}", s.base));
+        async move { req.send().await.unwrap().bytes().await.unwrap() }
+    };
+    let first = tokio::spawn(get(&a));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.state.metrics.downloads_started.get() == 0 {
+        assert!(Instant::now() < deadline, "replica A started its download");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = get(&b).await;
+    assert!(second == layer, "replica B served the blob's bytes ({} of {})", second.len(), layer.len());
+    assert!(first.await.unwrap() == layer, "replica A served the blob's bytes");
+    assert_eq!(b.state.metrics.relays_started.get(), 1, "B relayed A's download");
+    assert_eq!(b.state.metrics.downloads_started.get(), 0, "B did not download from the remote");
+    assert_eq!(upstream.blob_gets(&digest), 1, "the remote saw one GET of the blob");
+    upstream.stop().await;
 }

@@ -125,17 +125,20 @@ fn serve(config: pulpish_server::Config) -> anyhow::Result<()> {
     limit_malloc_arenas();
     pulpish_server::init_logging(&config.log_format);
     let runtime = tokio::runtime::Runtime::new()?;
-    let served = runtime.block_on(async move {
+    let served: anyhow::Result<pulpish_server::shutdown::ShutdownReport> = runtime.block_on(async move {
         let listener = std::net::TcpListener::bind(config.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
         let state = pulpish_server::prepare(config).await?;
         let running = pulpish_server::start(state, listener).await?;
         tracing::info!(addr = %running.addr, "pulpish is serving: API at /pulp/api/v3/, registry at /v2/");
-        running.run_until_stopped().await?;
-        Ok(())
+        Ok(running.run_until_stopped().await?)
     });
+    if let Some(code) = served.as_ref().ok().and_then(pulpish_server::shutdown::ShutdownReport::exit_code) {
+        // A second signal: the operator wants out now, not after the runtime winds down.
+        std::process::exit(code);
+    }
     // Shutdown has waited for what it may; a database call stuck on a dead connection must not
     // hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    served
+    served.map(|_| ())
 }

@@ -278,13 +278,16 @@ pub struct RunningServer {
 /// runs it until stopped.
 pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServer, StartError> {
     let addr = listener.local_addr().map_err(StartError::Listen)?;
-    let tls = crate::tls::server_config(&state.config.tls)?;
+    let https = crate::tls::load(&state.config.tls)?;
     if state.config.cluster.advertise_url.is_none() && addr.ip().is_unspecified() && state.db.backend == crate::db::Backend::Postgres {
         // Other replicas would call http://0.0.0.0:PORT: themselves.
         tracing::warn!(bind = %addr, "bound to every address without --advertise-url: other replicas cannot reach this one to share its downloads; set --advertise-url to this replica's own address");
     }
-    state.fetcher.set_advertise_url(state.config.cluster.advertise_url.clone().unwrap_or_else(|| format!("{}://{addr}", if tls.is_some() { "https" } else { "http" })));
+    state.fetcher.set_advertise_url(state.config.cluster.advertise_url.clone().unwrap_or_else(|| format!("{}://{addr}", if https.is_some() { "https" } else { "http" })));
     state.fetcher.set_runtime(tokio::runtime::Handle::current());
+    if let Some(https) = &https {
+        state.fetcher.trust_peers(https.peers.clone());
+    }
     tasks::start_workers(state.clone(), state.config.workers).await?;
     spawn_sweeper(state.clone());
     let data = web::Data::new(state.clone());
@@ -317,8 +320,8 @@ pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServ
     // server gracefully; connections still open at the deadline are closed.
     .disable_signals()
     .shutdown_timeout(state.config.shutdown_timeout);
-    let server = match tls {
-        Some(tls) => server.listen_rustls_0_23(listener, tls),
+    let server = match https {
+        Some(https) => server.listen_rustls_0_23(listener, https.server),
         None => server.listen(listener),
     }
     .map_err(StartError::Listen)?

@@ -25,7 +25,7 @@ pub struct Config {
     #[arg(long, env = "PULPISH_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     /// `postgres://user@host/db` for PostgreSQL; default: SQLite at DATA_DIR/pulpish.db.
-    #[arg(long, env = "PULPISH_DATABASE_URL")]
+    #[arg(long, env = "PULPISH_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// File holding --database-url (URLs carry passwords); read into `database_url` when parsed.
     #[arg(long, env = "PULPISH_DATABASE_URL_FILE")]
@@ -36,13 +36,13 @@ pub struct Config {
     /// File holding --admin-password; read into `admin_password` when parsed.
     #[arg(long, env = "PULPISH_ADMIN_PASSWORD_FILE")]
     pub admin_password_file: Option<PathBuf>,
-    /// Task workers run inside this process.
-    #[arg(long, env = "PULPISH_WORKERS", default_value_t = 2)]
+    /// Task workers run inside this process (0: this replica only serves, others run the tasks).
+    #[arg(long, env = "PULPISH_WORKERS", default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=64))]
     pub workers: usize,
     #[arg(long, env = "PULPISH_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Blob uploads untouched for this many seconds are removed with their staged bytes.
-    #[arg(long, env = "PULPISH_UPLOAD_EXPIRY", default_value_t = 86400)]
+    #[arg(long, env = "PULPISH_UPLOAD_EXPIRY", default_value_t = 86400, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub upload_expiry: u64,
     /// Seconds that in-flight requests, blob streams and running tasks get to finish after
     /// SIGTERM or SIGINT; tasks still running then are handed back to the queue.
@@ -102,7 +102,7 @@ pub struct StorageConfig {
     pub s3_bucket: Option<String>,
     #[arg(long, env = "PULPISH_S3_REGION", default_value = "us-east-1")]
     pub s3_region: String,
-    #[arg(long, env = "PULPISH_S3_ACCESS_KEY_ID")]
+    #[arg(long, env = "PULPISH_S3_ACCESS_KEY_ID", hide_env_values = true)]
     pub s3_access_key_id: Option<String>,
     /// File holding --s3-access-key-id; read into `s3_access_key_id` when parsed.
     #[arg(long, env = "PULPISH_S3_ACCESS_KEY_ID_FILE")]
@@ -133,7 +133,7 @@ impl std::fmt::Debug for StorageConfig {
             .field("s3_endpoint", &self.s3_endpoint)
             .field("s3_bucket", &self.s3_bucket)
             .field("s3_region", &self.s3_region)
-            .field("s3_access_key_id", &self.s3_access_key_id)
+            .field("s3_access_key_id", &self.s3_access_key_id.as_ref().map(|_| "<redacted>"))
             .field("s3_secret_access_key", &self.s3_secret_access_key.as_ref().map(|_| "<redacted>"))
             .field("s3_prefix", &self.s3_prefix)
             .field("redirect_blobs", &self.redirect_blobs)

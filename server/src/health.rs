@@ -6,14 +6,15 @@
 //! the detail (hosts, paths, the store's answer) goes to the log when a check changes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{get, web, HttpResponse};
-use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::future::{BoxFuture, FutureExt};
 use serde_json::{json, Map, Value};
 
 use crate::app::AppState;
+use crate::cached_answer::CachedAnswer;
 use crate::db::DbError;
 
 /// A probe never waits longer than this for one check.
@@ -44,52 +45,36 @@ impl Readiness {
     }
 }
 
-#[derive(Default)]
-enum Slot {
-    #[default]
-    Idle,
-    /// One check at a time, however many probes ask: they share its answer.
-    Running(Shared<BoxFuture<'static, Outcome>>),
-    Done(Instant, Outcome),
-}
-
 /// One check whose answer is reused for a while, so probes neither pile up nor hammer the
-/// database or the store.
+/// database or the store; a change between passing and failing is logged once.
 #[derive(Default)]
 struct CachedCheck {
-    slot: Mutex<Slot>,
-    failing: AtomicBool,
+    answer: CachedAnswer<Outcome>,
+    failing: Arc<AtomicBool>,
 }
 
 impl CachedCheck {
-    async fn outcome(&self, name: &str, ttl: Duration, check: impl FnOnce() -> BoxFuture<'static, Outcome>) -> Outcome {
-        let running = {
-            let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-            match &*slot {
-                Slot::Done(at, outcome) if at.elapsed() < ttl => return outcome.clone(),
-                Slot::Running(check) => check.clone(),
-                _ => {
-                    let check = check().shared();
-                    *slot = Slot::Running(check.clone());
-                    check
+    async fn outcome(&self, name: &'static str, ttl: Duration, check: impl FnOnce() -> BoxFuture<'static, Outcome>) -> Outcome {
+        let failing = self.failing.clone();
+        let logged = move || {
+            let check = check();
+            async move {
+                let outcome = check.await;
+                match &outcome {
+                    Err(e) if !failing.swap(true, Ordering::Relaxed) => tracing::warn!(check = name, error = %e, "readiness check failed"),
+                    Ok(()) if failing.swap(false, Ordering::Relaxed) => tracing::info!(check = name, "readiness check passes again"),
+                    _ => {}
                 }
+                outcome
             }
+            .boxed()
         };
         // A check that hangs (a database that accepts and never answers) keeps running in the
         // background; probes meanwhile answer "no answer" instead of waiting with it.
-        let Ok(outcome) = tokio::time::timeout(CHECK_TIMEOUT, running.clone()).await else {
-            return Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs()));
-        };
-        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        if matches!(&*slot, Slot::Running(check) if check.ptr_eq(&running)) {
-            *slot = Slot::Done(Instant::now(), outcome.clone());
-            match &outcome {
-                Err(e) if !self.failing.swap(true, Ordering::Relaxed) => tracing::warn!(check = name, error = %e, "readiness check failed"),
-                Ok(()) if self.failing.swap(false, Ordering::Relaxed) => tracing::info!(check = name, "readiness check passes again"),
-                _ => {}
-            }
-        }
-        outcome
+        self.answer
+            .get(ttl, CHECK_TIMEOUT, logged)
+            .await
+            .unwrap_or_else(|| Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())))
     }
 }
 

@@ -382,7 +382,7 @@ start_pg() {
     local rc=0
     PG_DIR=$(mktemp -d /tmp/pulpish-bench-pg.XXXXXX)
     ((EUID != 0)) || chown postgres: "$PG_DIR"
-    pg_as initdb -D "$PG_DIR/data" -U postgres --auth=trust --no-sync -E UTF8 >"$tmp/initdb.log" 2>&1 ||
+    pg_as initdb -D "$PG_DIR/data" -U postgres --auth=trust --no-sync -E UTF8 --locale=C.UTF-8 >"$tmp/initdb.log" 2>&1 ||
         { cat "$tmp/initdb.log" >&2; return 1; }
     pg_as pg_ctl -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w start \
         -o "-k $PG_DIR -c listen_addresses='' -c fsync=off -c max_connections=300" >/dev/null || rc=$?

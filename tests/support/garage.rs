@@ -81,10 +81,6 @@ fn bin() -> PathBuf {
     binary().unwrap_or_else(|| panic!("{}", missing()))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn random_hex(bytes: usize) -> String {
     let mut s = String::new();
     while s.len() < bytes * 2 {
@@ -127,7 +123,7 @@ impl Garage {
     fn start(owned: bool) -> Garage {
         let dir = std::env::temp_dir().join(format!("pulpish-garage-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("garage dir");
-        let (rpc_port, s3_port, admin_port) = (free_port(), free_port(), free_port());
+        let (rpc_port, s3_port, admin_port) = (super::free_port(), super::free_port(), super::free_port());
         let admin_token = random_hex(16);
         let config = format!(
             r#"metadata_dir = "{dir}/meta"

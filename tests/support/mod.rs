@@ -31,6 +31,11 @@ pub enum Backend {
 
 pub const PASSWORD: &str = "test-admin-password";
 
+/// A port free on 127.0.0.1 now, for a process that binds it itself (a moment later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// Runs each named `async fn(Backend)` once per backend: SQLite, PostgreSQL, and PostgreSQL
 /// with the S3 store (skipped when there is no Garage binary, except under CI).
 #[macro_export]
@@ -133,9 +138,12 @@ impl TestServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let state = pulpish_server::prepare(config).await.expect("prepare");
         let running = pulpish_server::start(state, listener).await.expect("start");
-        let base = format!("http://{}", running.addr);
+        let https = running.state.config.tls.tls_cert.is_some();
+        let base = format!("{}://{}", if https { "https" } else { "http" }, running.addr);
+        // The tests' own calls; what a server trusts is what they test.
+        let client = reqwest::Client::builder().danger_accept_invalid_certs(https).build().expect("client");
         tokio::spawn(running.server);
-        TestServer { base, state: running.state, client: reqwest::Client::new(), dir, bucket }
+        TestServer { base, state: running.state, client, dir, bucket }
     }
 
     /// `path` may be a full href (`/pulp/api/v3/...`) or relative to `/pulp/api/v3/`.

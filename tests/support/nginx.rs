@@ -78,10 +78,6 @@ pub fn available() -> bool {
     Command::new(binary()).arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// The configuration text for `listen` in front of `upstreams` (`host:port` each).
 pub fn config(dir: &Path, listen: &str, upstreams: &[String]) -> String {
     let servers: String = upstreams.iter().map(|u| format!("        server {u};\n")).collect();
@@ -109,7 +105,7 @@ impl Nginx {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        let addr = format!("127.0.0.1:{}", free_port());
+        let addr = format!("127.0.0.1:{}", super::free_port());
         let conf = dir.path().join("nginx.conf");
         std::fs::write(&conf, config(dir.path(), &addr, upstreams)).unwrap();
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();

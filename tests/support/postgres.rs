@@ -117,7 +117,7 @@ impl Cluster {
             run({ let mut c = Command::new("chown"); c.args(["postgres:postgres"]).arg(&dir); c }, "chown cluster dir");
         }
         let data = dir.join("data");
-        run(pg_command(&bin_dir().join("initdb"), &["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"]), "initdb");
+        run(pg_command(&bin_dir().join("initdb"), &["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"]), "initdb");
         let cluster = Cluster { dir, next: AtomicUsize::new(0) };
         cluster.start_server();
         cluster

@@ -52,10 +52,6 @@ pub fn fixture_layout(big: bool) -> &'static Path {
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 impl Registry {
     pub fn start(auth: Auth) -> Registry {
         Self::launch(auth, None)
@@ -67,7 +63,7 @@ impl Registry {
 
     fn launch(auth: Auth, tls: Option<Tls>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = super::free_port();
         let addr = format!("127.0.0.1:{port}");
         let auth_section = match auth {
             Auth::Anonymous => String::new(),

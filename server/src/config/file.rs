@@ -6,6 +6,7 @@
 use std::any::TypeId;
 use std::cmp::Ordering;
 use std::ffi::OsString;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use clap::error::ContextKind;
@@ -18,8 +19,10 @@ use super::Config;
 pub enum ConfigFileError {
     #[error("cannot read the configuration file {}: {source}", path.display())]
     Unreadable { path: PathBuf, source: std::io::Error },
-    #[error("{} is not valid TOML: {message}", path.display())]
-    Syntax { path: PathBuf, message: String },
+    #[error("the configuration file {} is larger than {limit}", path.display())]
+    TooLarge { path: PathBuf, limit: &'static str },
+    #[error("{} is not valid TOML: line {line}, column {column}: {reason}", path.display())]
+    Syntax { path: PathBuf, line: usize, column: usize, reason: String },
     #[error("{}: unknown key `{key}`{hint}", path.display())]
     UnknownKey { path: PathBuf, key: String, hint: String },
     #[error("{}: `{key}`: {message}", path.display())]
@@ -44,6 +47,13 @@ pub(super) fn key_of(arg: &Arg) -> Option<String> {
 pub(super) fn secret_of_file<'a>(settings: &'a clap::Command, key: &str) -> Option<&'a Arg> {
     let secret = key.strip_suffix("_file")?;
     settings.get_arguments().find(|a| key_of(a).as_deref() == Some(secret))
+}
+
+/// A secret's value is never printed: the settings whose environment value `--help` hides and
+/// those that can be read from a `*_file`.
+pub(super) fn is_secret(settings: &clap::Command, arg: &Arg) -> bool {
+    let twin = key_of(arg).map(|key| format!("{key}_file"));
+    arg.is_hide_env_values_set() || settings.get_arguments().any(|a| key_of(a).is_some() && key_of(a) == twin)
 }
 
 /// What a setting's value is in TOML.
@@ -116,7 +126,7 @@ impl FileLayer {
         let mut from_file = Vec::new();
         for (key, value) in &table {
             let arg = settings.get_arguments().find(|a| key_of(a).as_deref() == Some(key)).ok_or_else(|| unknown_key(&path, key))?;
-            let args = file_args(arg, value).map_err(|message| ConfigFileError::Invalid { path: path.clone(), key: key.clone(), message })?;
+            let args = file_args(arg, value, is_secret(&settings, arg)).map_err(|message| ConfigFileError::Invalid { path: path.clone(), key: key.clone(), message })?;
             from_file.push((arg, key.clone(), args));
         }
         let level = |arg: &Arg| match given.value_source(arg.get_id().as_str()) {
@@ -183,6 +193,12 @@ impl FileLayer {
         if !self.keys.contains(&key) {
             return None;
         }
+        let settings = settings();
+        if settings.get_arguments().any(|a| key_of(a).as_deref() == Some(key.as_str()) && is_secret(&settings, a)) {
+            // clap's words quote the value.
+            let message = "invalid value (the value of a secret is not shown)".to_string();
+            return Some(ConfigFileError::Invalid { path: self.path.clone(), key, message });
+        }
         // clap's own words without its "error: " prefix and the usage that follows.
         let text = error.to_string();
         let text = text.strip_prefix("error: ").unwrap_or(&text);
@@ -191,9 +207,36 @@ impl FileLayer {
     }
 }
 
+/// A configuration file is a page of settings; a bigger one (a device, a log by mistake) is
+/// refused before it is held in memory.
+const CONFIG_LIMIT: (u64, &str) = (1024 * 1024, "1 MiB");
+const SECRET_LIMIT: (u64, &str) = (64 * 1024, "64 KiB");
+
+/// The file's bytes, or `None` when it holds more than `limit`.
+fn read_at_most(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(limit + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
+}
+
 fn read_table(path: &Path) -> Result<toml::Table, ConfigFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Unreadable { path: path.to_path_buf(), source })?;
-    text.parse().map_err(|e: toml::de::Error| ConfigFileError::Syntax { path: path.to_path_buf(), message: e.to_string().trim_end().to_string() })
+    let unreadable = |source| ConfigFileError::Unreadable { path: path.to_path_buf(), source };
+    let bytes = read_at_most(path, CONFIG_LIMIT.0).map_err(unreadable)?;
+    let bytes = bytes.ok_or(ConfigFileError::TooLarge { path: path.to_path_buf(), limit: CONFIG_LIMIT.1 })?;
+    let text = String::from_utf8(bytes).map_err(|_| unreadable(std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text")))?;
+    text.parse().map_err(|e: toml::de::Error| syntax_error(path, &text, &e))
+}
+
+/// Where the file stops being TOML and toml's short reason: its full text quotes the line,
+/// which may be an `admin_password = "...` one.
+fn syntax_error(path: &Path, text: &str, error: &toml::de::Error) -> ConfigFileError {
+    let at = error.span().map_or(0, |span| span.start).min(text.len());
+    let before = &text.as_bytes()[..at];
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    let reason = error.message().trim().replace('\n', "; ");
+    ConfigFileError::Syntax { path: path.to_path_buf(), line, column, reason }
 }
 
 fn unknown_key(path: &Path, key: &str) -> ConfigFileError {
@@ -205,8 +248,9 @@ fn unknown_key(path: &Path, key: &str) -> ConfigFileError {
     ConfigFileError::UnknownKey { path: path.to_path_buf(), key: key.to_string(), hint }
 }
 
-/// The command-line arguments that say what `value` says for `arg`.
-fn file_args(arg: &Arg, value: &toml::Value) -> Result<Vec<OsString>, String> {
+/// The command-line arguments that say what `value` says for `arg`; a refusal quotes the value
+/// unless it is a `secret`.
+fn file_args(arg: &Arg, value: &toml::Value, secret: bool) -> Result<Vec<OsString>, String> {
     let long = arg.get_long().unwrap_or_default();
     let text = match (kind(arg), value) {
         // A switch is given or not: `--flag` says the opposite of its default.
@@ -219,19 +263,20 @@ fn file_args(arg: &Arg, value: &toml::Value) -> Result<Vec<OsString>, String> {
             return Ok(if *on == given { vec![format!("--{long}").into()] } else { Vec::new() });
         }
         (Kind::Boolean, toml::Value::Boolean(on)) => on.to_string(),
-        (Kind::Switch | Kind::Boolean, _) => return Err(format!("expected true or false, found {}", describe(value))),
+        (Kind::Switch | Kind::Boolean, _) => return Err(format!("expected true or false, found {}", describe(value, secret))),
         (Kind::Integer, toml::Value::Integer(n)) => n.to_string(),
-        (Kind::Integer, _) => return Err(format!("expected an integer, found {}", describe(value))),
+        (Kind::Integer, _) => return Err(format!("expected an integer, found {}", describe(value, secret))),
         (Kind::Text, toml::Value::String(s)) => s.clone(),
-        (Kind::Text, _) => return Err(format!("expected a string, found {}", describe(value))),
+        (Kind::Text, _) => return Err(format!("expected a string, found {}", describe(value, secret))),
     };
     Ok(vec![format!("--{long}={text}").into()])
 }
 
-fn describe(value: &toml::Value) -> String {
+fn describe(value: &toml::Value, secret: bool) -> String {
     match value {
         toml::Value::Table(_) => "a table".to_string(),
         toml::Value::Array(_) => "an array".to_string(),
+        other if secret => format!("{} (the value of a secret is not shown)", other.type_str()),
         other => format!("{} {other}", other.type_str()),
     }
 }
@@ -243,7 +288,9 @@ fn env_names(secret: &Arg, file: &Arg) -> String {
 
 /// A secret file's contents without the trailing newline editors and `echo` add.
 fn read_secret(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let bytes = read_at_most(path, SECRET_LIMIT.0).map_err(|e| e.to_string())?;
+    let bytes = bytes.ok_or_else(|| format!("the file is larger than {}", SECRET_LIMIT.1))?;
+    let text = String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())?;
     let secret = text.trim_end_matches(['\n', '\r']);
     if secret.is_empty() {
         return Err("the file is empty".to_string());

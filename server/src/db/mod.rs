@@ -169,6 +169,11 @@ impl Db {
         self.pool.state()
     }
 
+    /// The most connections the pool opens.
+    pub fn pool_max_size(&self) -> u32 {
+        self.pool.max_size()
+    }
+
     pub fn migrate(&self) -> Result<(), DbError> {
         let mut conn = self.pool.get()?;
         let result = match &mut *conn {
@@ -186,7 +191,9 @@ impl Db {
         E: From<DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
+        let call = CALLS.try_with(CallsInFlight::enter).ok();
         tokio::task::spawn_blocking(move || {
+            let _call = call;
             let mut conn = pool.get().map_err(DbError::from)?;
             f(&mut conn)
         })
@@ -197,6 +204,41 @@ impl Db {
     /// Blocking access, for startup and tests.
     pub fn get(&self) -> Result<r2d2::PooledConnection<ConnectionManager>, DbError> {
         Ok(self.pool.get()?)
+    }
+}
+
+tokio::task_local! {
+    static CALLS: CallsInFlight;
+}
+
+/// The database calls one piece of work (a task) started that have not ended yet. A call runs
+/// to its end on its blocking thread even when the work awaiting it is aborted; counting them
+/// lets whoever aborted the work wait until nothing it started can still commit.
+#[derive(Clone, Default)]
+pub struct CallsInFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl CallsInFlight {
+    /// `work`, with every `Db::run` it makes counted here until that call has ended.
+    pub fn scope<F: std::future::Future>(&self, work: F) -> impl std::future::Future<Output = F::Output> {
+        CALLS.scope(self.clone(), work)
+    }
+
+    pub fn pending(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn enter(&self) -> CallInFlight {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        CallInFlight(self.0.clone())
+    }
+}
+
+/// Counted in its `CallsInFlight` until dropped (with the blocking closure that holds it).
+struct CallInFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for CallInFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

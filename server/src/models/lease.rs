@@ -49,9 +49,9 @@ pub fn release(conn: &mut DbConnection, digest: &str, owner: &str) -> QueryResul
     Ok(n > 0)
 }
 
-/// Gives up every lease `owner` holds; returns how many.
-pub fn release_owned(conn: &mut DbConnection, owner: &str) -> QueryResult<usize> {
-    diesel::delete(blob_lease::table.filter(blob_lease::owner.eq(owner))).execute(conn)
+/// Gives up every lease `owner` holds but those on `keep`; returns how many.
+pub fn release_owned_except(conn: &mut DbConnection, owner: &str, keep: &[String]) -> QueryResult<usize> {
+    diesel::delete(blob_lease::table.filter(blob_lease::owner.eq(owner)).filter(blob_lease::digest.ne_all(keep))).execute(conn)
 }
 
 pub fn find(conn: &mut DbConnection, digest: &str) -> QueryResult<Option<Lease>> {

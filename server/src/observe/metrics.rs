@@ -4,7 +4,12 @@
 
 use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
+use std::time::Duration;
+
+use futures_util::future::FutureExt;
+
 use crate::app::AppState;
+use crate::cached_answer::CachedAnswer;
 use crate::db::DbError;
 
 /// The `route` label of requests that matched no route: one value, however many paths.
@@ -70,7 +75,13 @@ pub struct Metrics {
     db_connections: IntGaugeVec,
     upload_sessions: IntGauge,
     scrape_errors: IntCounter,
+    database_counts: CachedAnswer<Result<(i64, i64), String>>,
 }
+
+/// How long the counts read from the database are reused.
+const DATABASE_COUNTS_TTL: Duration = Duration::from_secs(2);
+/// A scrape waits no longer than this for them.
+const DATABASE_COUNTS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Request latencies, from a fast manifest GET to a long blob stream.
 const HTTP_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
@@ -133,13 +144,17 @@ impl Default for Metrics {
             tasks_waiting: gauge("pulpish_tasks_waiting", "Tasks waiting for a worker, in the whole installation (read from the database)."),
             db_connections: register(
                 &registry,
-                IntGaugeVec::new(Opts::new("pulpish_db_pool_connections", "Connections of this replica's database pool, by state (in_use, idle)."), &["state"]),
+                IntGaugeVec::new(Opts::new("pulpish_db_pool_connections", "Connections of this replica's database pool, by state (in_use, idle), and the most it opens (max)."), &["state"]),
             ),
             upload_sessions: gauge(
                 "pulpish_upload_sessions_open",
                 "Blob upload sessions started and not yet finished or cancelled, in the whole installation (read from the database).",
             ),
-            scrape_errors: counter("pulpish_metrics_scrape_errors_total", "Scrapes whose database-backed gauges could not be read (they kept their last value)."),
+            scrape_errors: counter(
+                "pulpish_metrics_scrape_errors_total",
+                "Scrapes whose database-backed gauges could not be read, or not within 2 s (they kept their last value).",
+            ),
+            database_counts: CachedAnswer::default(),
             registry,
         };
         // Every cause is exported from the start, so a rate over it is defined before the first failure.
@@ -167,28 +182,41 @@ impl Metrics {
     }
 
     /// The text exposition, with the gauges read now: the pool's state, and two counts from
-    /// the database (indexed or small tables; a failure keeps the last values).
+    /// the database (indexed or small tables). The counts are reused for a moment and read by
+    /// one query at a time, so scrapes (public by default) cannot pile queries onto the
+    /// database; when they fail or do not come in time, the gauges keep their last values.
     pub async fn render(&self, state: &AppState) -> String {
         let pool = state.db.pool_state();
         self.db_connections.with_label_values(&["in_use"]).set(i64::from(pool.connections - pool.idle_connections));
         self.db_connections.with_label_values(&["idle"]).set(i64::from(pool.idle_connections));
-        let counts = state
-            .db
-            .run(|c| {
-                let waiting = crate::models::task::count_in_state(c, crate::models::task::WAITING)?;
-                let uploads = crate::models::upload::count_open(c)?;
-                Ok::<_, DbError>((waiting, uploads))
+        self.db_connections.with_label_values(&["max"]).set(i64::from(state.db.pool_max_size()));
+        let db = state.db.clone();
+        let counts = self
+            .database_counts
+            .get(DATABASE_COUNTS_TTL, DATABASE_COUNTS_TIMEOUT, move || {
+                async move {
+                    let counts = db
+                        .run(|c| {
+                            let waiting = crate::models::task::count_in_state(c, crate::models::task::WAITING)?;
+                            let uploads = crate::models::upload::count_open(c)?;
+                            Ok::<_, DbError>((waiting, uploads))
+                        })
+                        .await
+                        .map_err(|e| e.to_string());
+                    if let Err(e) = &counts {
+                        tracing::warn!(error = %e, "metrics: cannot read the task and upload counts");
+                    }
+                    counts
+                }
+                .boxed()
             })
             .await;
         match counts {
-            Ok((waiting, uploads)) => {
+            Some(Ok((waiting, uploads))) => {
                 self.tasks_waiting.set(waiting);
                 self.upload_sessions.set(uploads);
             }
-            Err(e) => {
-                self.scrape_errors.inc();
-                tracing::warn!(error = %e, "metrics: cannot read the task and upload counts");
-            }
+            Some(Err(_)) | None => self.scrape_errors.inc(),
         }
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("the text encoder writes to memory");

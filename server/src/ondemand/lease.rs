@@ -41,10 +41,11 @@ impl BlobFetcher {
 
     /// At shutdown, after the downloads stopped: gives up every lease this replica still holds
     /// (a download that could not unwind in time), so another replica takes the blob at once
-    /// instead of after the lease lapses.
+    /// instead of after the lease lapses. Not those of blobs still being recorded: another
+    /// replica would fetch them again while this one may still store them.
     pub async fn release_leases(&self, state: &AppState) {
-        let owner = self.replica.clone();
-        match state.db.run(move |c| lease::release_owned(c, &owner).map_err(DbError::from)).await {
+        let (owner, recording) = (self.replica.clone(), self.recordings());
+        match state.db.run(move |c| lease::release_owned_except(c, &owner, &recording).map_err(DbError::from)).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(leases = n, "released download leases at shutdown"),
             Err(e) => tracing::warn!(error = %e, "releasing this replica's download leases failed; they lapse by themselves"),

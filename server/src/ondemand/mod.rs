@@ -98,17 +98,15 @@ enum Origin {
 
 pub struct BlobFetcher {
     inflight: Mutex<HashMap<String, Arc<Download>>>,
-    /// Downloads from a remote started (for tests and metrics).
-    started: std::sync::atomic::AtomicUsize,
-    /// Downloads relayed from another replica started.
-    relayed: std::sync::atomic::AtomicUsize,
     /// This process's id as a lease owner.
     replica: String,
     /// Where other replicas reach this one; set once the listener is bound.
     advertise_url: OnceLock<String>,
     /// The secret replicas present to each other's internal endpoint (shared through the database).
     peer_secret: tokio::sync::OnceCell<String>,
-    peers: reqwest::Client,
+    /// The client for relays from other replicas: plain HTTP, or HTTPS trusting the
+    /// replicas' own certificate once `trust_peers` has been called.
+    peers: OnceLock<reqwest::Client>,
     /// Downloads run here, not on the HTTP worker that started them: the HTTP workers stop at
     /// shutdown before a download may have recorded its blob. Set by `app::start`.
     runtime: OnceLock<tokio::runtime::Handle>,
@@ -116,21 +114,19 @@ pub struct BlobFetcher {
     cut: watch::Sender<bool>,
 }
 
+/// Replicas talk directly, never through a proxy from the environment.
+fn peer_client(builder: reqwest::ClientBuilder) -> reqwest::Client {
+    builder.no_proxy().connect_timeout(Duration::from_secs(3)).build().expect("the replicas' client builds")
+}
+
 impl Default for BlobFetcher {
     fn default() -> Self {
         BlobFetcher {
             inflight: Mutex::default(),
-            started: Default::default(),
-            relayed: Default::default(),
             replica: crate::models::new_id(),
             advertise_url: OnceLock::new(),
             peer_secret: tokio::sync::OnceCell::new(),
-            // Replicas talk directly, never through a proxy from the environment.
-            peers: reqwest::Client::builder()
-                .no_proxy()
-                .connect_timeout(Duration::from_secs(3))
-                .build()
-                .expect("a plain HTTP client builds"),
+            peers: OnceLock::new(),
             runtime: OnceLock::new(),
             cut: watch::Sender::new(false),
         }
@@ -181,10 +177,6 @@ pub struct Reader {
 }
 
 impl BlobFetcher {
-    pub fn downloads_started(&self) -> usize {
-        self.started.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     /// The in-flight map. A panic elsewhere while it was held leaves it consistent (every
     /// change is one insert or remove), so a poisoned lock is taken over, not propagated: one
     /// bad request must not stop every later fetch.
@@ -201,11 +193,9 @@ impl BlobFetcher {
         // died and stopped renewing it): it is gone or lapsed within a lease period.
         let give_up = Instant::now() + lease_period(state) + Duration::from_secs(2);
         loop {
-            let joined = match self.join(&source.digest)? {
-                Some(joined) => {
-                    state.metrics.readers_joined.inc();
-                    joined
-                }
+            // A request that joined counts once, when it reads, however often it retried.
+            let (joined, in_flight) = match self.join(&source.digest)? {
+                Some(joined) => (joined, true),
                 None => {
                     // A download leaves the map only after its artifact is recorded, so a request
                     // that found neither an artifact (before) nor a download (now) may have looked
@@ -229,7 +219,12 @@ impl BlobFetcher {
                 }
             };
             match ready(joined).await {
-                Ok(reader) => return Ok(Opened::Reading(reader.served_to_clients(&state.metrics.served_bytes))),
+                Ok(reader) => {
+                    if in_flight {
+                        state.metrics.readers_joined.inc();
+                    }
+                    return Ok(Opened::Reading(reader.served_to_clients(&state.metrics.served_bytes)));
+                }
                 Err(FetchError::OwnerGone { stored: true, .. }) if Instant::now() < give_up => {}
                 Err(FetchError::OwnerGone { .. }) if Instant::now() < give_up => tokio::time::sleep(RETRY_PAUSE).await,
                 Err(e @ FetchError::OwnerGone { .. }) => {
@@ -247,6 +242,15 @@ impl BlobFetcher {
         let _ = self.runtime.set(runtime);
     }
 
+    /// Relays from other replicas go over HTTPS with `tls` (see `tls::load`).
+    pub fn trust_peers(&self, tls: rustls::ClientConfig) {
+        let _ = self.peers.set(peer_client(reqwest::Client::builder().use_preconfigured_tls(tls)));
+    }
+
+    fn peers(&self) -> &reqwest::Client {
+        self.peers.get_or_init(|| peer_client(reqwest::Client::builder()))
+    }
+
     fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, work: F) {
         match self.runtime.get() {
             Some(runtime) => drop(runtime.spawn(work)),
@@ -261,7 +265,8 @@ impl BlobFetcher {
 
     /// At shutdown: lets the downloads in flight finish until `deadline`, then cuts those left
     /// (their readers' streams end with an error before the blob's last byte, and each releases
-    /// its lease as a failed download does). Returns how many were cut.
+    /// its lease as a failed download does). Verified downloads being recorded then are not
+    /// cut: they get until TIDY_UP past the deadline. Returns how many were cut.
     pub async fn stop(&self, deadline: Instant) -> usize {
         while self.downloads_in_flight() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -269,17 +274,28 @@ impl BlobFetcher {
         let cut = self.inflight().values().filter(|d| !matches!(d.progress.borrow().phase, Phase::Verified)).count();
         if self.downloads_in_flight() > 0 {
             self.cut.send_replace(true);
-            // They unwind at once; a blob being put into the store may take a little longer.
-            let unwound = Instant::now() + Duration::from_secs(5);
-            while self.downloads_in_flight() > 0 && Instant::now() < unwound {
+            let give_up = deadline.max(Instant::now()) + crate::shutdown::TIDY_UP;
+            while self.downloads_in_flight() > 0 && Instant::now() < give_up {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+        }
+        let unfinished = self.recordings().len();
+        if unfinished > 0 {
+            tracing::warn!(
+                recordings = unfinished,
+                "verified downloads were still being recorded when shutdown gave up on them: they are fetched again at the next request, and their leases lapse by themselves"
+            );
         }
         cut
     }
 
-    pub fn relays_started(&self) -> usize {
-        self.relayed.load(std::sync::atomic::Ordering::Relaxed)
+    /// Blobs this replica has downloaded and verified and is recording (storing, writing rows).
+    fn recordings(&self) -> Vec<String> {
+        self.inflight()
+            .iter()
+            .filter(|(_, d)| !d.relayed && matches!(d.progress.borrow().phase, Phase::Verified))
+            .map(|(digest, _)| digest.clone())
+            .collect()
     }
 
     /// For another replica: a reader of this replica's download of `digest` from its remote,
@@ -299,7 +315,8 @@ impl BlobFetcher {
         self.inflight().get(digest).map(Download::open_for_reading).transpose()
     }
 
-    fn join_or_start(self: &Arc<Self>, state: &AppState, source: &BlobSource, origin: Origin) -> Result<Joined, FetchError> {
+    /// The download joined or started, and whether it was already in flight (joined).
+    fn join_or_start(self: &Arc<Self>, state: &AppState, source: &BlobSource, origin: Origin) -> Result<(Joined, bool), FetchError> {
         let io = |e: std::io::Error| FetchError::Io(e.to_string());
         let mut inflight = self.inflight();
         if let Some(d) = inflight.get(&source.digest) {
@@ -309,8 +326,7 @@ impl BlobFetcher {
                 let (fetcher, state, digest) = (self.clone(), state.clone(), source.digest.clone());
                 self.spawn(async move { fetcher.release_lease(&state, &digest).await });
             }
-            state.metrics.readers_joined.inc();
-            return d.open_for_reading();
+            return Ok((d.open_for_reading()?, true));
         }
         let (remote, _, expected_size) = source.remote.clone().ok_or(FetchError::NoRemote)?;
         let scratch = state.storage.scratch_file();
@@ -323,8 +339,6 @@ impl BlobFetcher {
         let download = Arc::new(Download { file: scratch, progress: rx, relayed });
         inflight.insert(source.digest.clone(), download.clone());
         drop(inflight);
-        let counter = if relayed { &self.relayed } else { &self.started };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if relayed {
             state.metrics.relays_started.inc();
         } else {
@@ -335,7 +349,7 @@ impl BlobFetcher {
         // Detached: a client hanging up must not cancel the download.
         let (fetcher, state, source) = (self.clone(), state.clone(), source.clone());
         self.spawn(fetcher.run(state, source, remote, origin, tx, writer, download.clone()));
-        Ok((download, reader))
+        Ok(((download, reader), false))
     }
 
     /// One download from start to end. Owned (from the remote): heartbeat the lease, and
@@ -414,7 +428,7 @@ impl BlobFetcher {
         let gone = |reason: String, stored: bool| FetchError::OwnerGone { address: address.to_string(), stored, reason };
         let secret = self.peer_secret(state).await.map_err(|e| FetchError::Io(e.to_string()))?;
         let total_timeout = state.upstreams.get(remote)?.total_timeout();
-        let resp = tokio::time::timeout(total_timeout.unwrap_or(IDLE_TIMEOUT), self.peers.get(&url).header(peer::SECRET_HEADER, secret).send())
+        let resp = tokio::time::timeout(total_timeout.unwrap_or(IDLE_TIMEOUT), self.peers().get(&url).header(peer::SECRET_HEADER, secret).send())
             .await
             .map_err(|_| FetchError::Upstream(UpstreamError::Timeout(url.clone())))?
             .map_err(|e| gone(e.to_string(), false))?;

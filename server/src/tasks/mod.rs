@@ -7,7 +7,7 @@ mod kinds;
 pub mod versions;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -16,8 +16,9 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::app::AppState;
-use crate::db::DbError;
+use crate::db::{CallsInFlight, DbError};
 use crate::models::task::{self, Task};
+use crate::shutdown::TIDY_UP;
 
 /// Task argument of the remote, repository and distribution updates: the request did not name
 /// `pulp_labels`, so the labels stored when the task runs stay.
@@ -122,8 +123,9 @@ pub struct TaskQueue {
     workers: Mutex<Vec<JoinHandle<()>>>,
     names: Mutex<Vec<String>>,
     heartbeat: Mutex<Option<JoinHandle<()>>>,
-    running: AtomicUsize,
     handed_back: AtomicUsize,
+    /// The shutdown deadline, once shutdown has begun.
+    deadline: OnceLock<Instant>,
 }
 
 impl Default for TaskQueue {
@@ -134,8 +136,8 @@ impl Default for TaskQueue {
             workers: Mutex::default(),
             names: Mutex::default(),
             heartbeat: Mutex::default(),
-            running: AtomicUsize::new(0),
             handed_back: AtomicUsize::new(0),
+            deadline: OnceLock::new(),
         }
     }
 }
@@ -151,13 +153,20 @@ impl TaskQueue {
     /// freed) for another worker. Then the workers leave the worker list. Returns how many
     /// tasks were handed back.
     pub async fn stop(&self, state: &AppState, deadline: Instant) -> usize {
+        let _ = self.deadline.set(deadline);
         self.phase.send_replace(Phase::Draining);
         self.wake.notify_waiters();
         let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(PoisonError::into_inner));
+        let aborts: Vec<_> = workers.iter().map(JoinHandle::abort_handle).collect();
         let mut all = std::pin::pin!(futures_util::future::join_all(workers));
         if tokio::time::timeout_at(deadline.into(), &mut all).await.is_err() {
             self.phase.send_replace(Phase::HandBack);
-            all.await;
+            // Handing back and recording outcomes give up TIDY_UP past the deadline; a worker
+            // still waiting on the database after that (claiming a task) is dropped.
+            if tokio::time::timeout(TIDY_UP + Duration::from_secs(1), &mut all).await.is_err() {
+                aborts.iter().for_each(tokio::task::AbortHandle::abort);
+                tracing::warn!("task workers still waiting on the database were stopped; a task they claimed stays running until the orphan check of a running replica fails it");
+            }
         }
         self.phase.send_replace(Phase::Stopped);
         let heartbeat = self.heartbeat.lock().unwrap_or_else(PoisonError::into_inner).take();
@@ -177,9 +186,13 @@ impl TaskQueue {
         self.handed_back.load(Ordering::SeqCst)
     }
 
-    /// Tasks this process's workers are running.
-    pub fn running_tasks(&self) -> usize {
-        self.running.load(Ordering::SeqCst)
+    /// Resolves TIDY_UP past the shutdown deadline (never before shutdown): what waits on the
+    /// database at shutdown gives up then.
+    async fn tidy_up_over(&self) {
+        let mut phase = self.phase.subscribe();
+        let _ = phase.wait_for(|p| *p != Phase::Running).await;
+        let deadline = self.deadline.get().copied().unwrap_or_else(Instant::now);
+        tokio::time::sleep_until((deadline + TIDY_UP).into()).await;
     }
 
     pub async fn enqueue(
@@ -275,9 +288,7 @@ async fn worker_loop(state: AppState, name: String) {
         let claimed = state.db.run(move |c| task::claim_next(c, &n).map_err(DbError::from)).await;
         let pause = match claimed {
             Ok(Some(t)) => {
-                state.tasks.running.fetch_add(1, Ordering::SeqCst);
                 run_task(&state, t, phase.clone()).await;
-                state.tasks.running.fetch_sub(1, Ordering::SeqCst);
                 continue;
             }
             Ok(None) => POLL,
@@ -307,7 +318,8 @@ async fn run_task(state: &AppState, t: Task, mut phase: watch::Receiver<Phase>) 
     span.in_scope(|| tracing::info!(task = %t.id, name = %t.name, "task started"));
     let ctx = TaskContext { state: state.clone(), task_id: t.id.clone(), reports: Arc::default() };
     let args: serde_json::Value = serde_json::from_str(&t.args).unwrap_or_default();
-    let mut work = tokio::spawn(kinds::run(ctx, t.name.clone(), args).instrument(span.clone()));
+    let calls = CallsInFlight::default();
+    let mut work = tokio::spawn(calls.scope(kinds::run(ctx, t.name.clone(), args)).instrument(span.clone()));
     state.metrics.tasks_running.inc();
     let timer = state.metrics.task_timer(&t.name).start_timer();
 
@@ -332,9 +344,19 @@ async fn run_task(state: &AppState, t: Task, mut phase: watch::Receiver<Phase>) 
             }
             _ = tokio::time::sleep(POLL) => {
                 let id = t.id.clone();
-                let current = state.db.run(move |c| task::state_of(c, &id).map_err(DbError::from)).await;
+                let current = tokio::select! {
+                    current = state.db.run(move |c| task::state_of(c, &id).map_err(DbError::from)) => current,
+                    // The deadline passed while the database was slow to answer: hand back.
+                    _ = async { let _ = phase.wait_for(|p| *p == Phase::HandBack).await; } => continue,
+                };
                 if matches!(current.as_deref(), Ok(task::CANCELING)) {
                     work.abort();
+                    let _ = (&mut work).await;
+                    // Nothing the canceled task started may commit after its resources are free.
+                    tokio::select! {
+                        _ = settled(&calls, None) => {}
+                        _ = state.tasks.tidy_up_over() => {}
+                    }
                     break Ended::Finished(Err("canceled".into()));
                 }
             }
@@ -345,37 +367,58 @@ async fn run_task(state: &AppState, t: Task, mut phase: watch::Receiver<Phase>) 
         Ended::HandedBack => {
             timer.stop_and_discard();
             state.metrics.tasks_running.dec();
-            return hand_back(state, &t).instrument(span).await;
+            return hand_back(state, &t, &calls).instrument(span).await;
         }
     };
     span.in_scope(|| tracing::info!(task = %t.id, ok = outcome.is_ok(), "task finished"));
     timer.observe_duration();
     state.metrics.tasks_running.dec();
-    let id = t.id.clone();
     // Keep trying: a task left running with its resources held would block its repository.
-    loop {
-        let (id, outcome) = (id.clone(), outcome.clone());
-        match state.db.run(move |c| task::finish(c, &id, outcome).map_err(DbError::from)).await {
-            Ok(final_state) => {
-                state.metrics.tasks_finished.with_label_values(&[&t.name, final_state]).inc();
-                break;
+    // Until shutdown gives up on the database: then the orphan check of another replica fails it.
+    let recorded = async {
+        loop {
+            let (id, outcome) = (t.id.clone(), outcome.clone());
+            match state.db.run(move |c| task::finish(c, &id, outcome).map_err(DbError::from)).await {
+                Ok(final_state) => {
+                    state.metrics.tasks_finished.with_label_values(&[&t.name, final_state]).inc();
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, task = %t.id, "recording task outcome failed; retrying");
+                    tokio::time::sleep(POLL).await;
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, task = %t.id, "recording task outcome failed; retrying");
-                tokio::time::sleep(POLL).await;
-            }
+        }
+    };
+    tokio::select! {
+        () = recorded => {}
+        () = state.tasks.tidy_up_over() => {
+            tracing::warn!(task = %t.id, "recording the task's outcome failed until the end of shutdown: the task stays running with this worker; the orphan check of a running replica will fail it");
         }
     }
 }
 
-/// How long past the shutdown deadline this process tries to tidy up in the database (hand
-/// tasks back, leave the worker list) when it does not answer.
-pub const TIDY_UP: Duration = Duration::from_secs(5);
+/// Waits until the database calls in `calls` have ended (false: not by `until`).
+async fn settled(calls: &CallsInFlight, until: Option<Instant>) -> bool {
+    while calls.pending() > 0 {
+        if until.is_some_and(|u| Instant::now() >= u) {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
 
 /// Puts a task stopped at the shutdown deadline back in the queue. Briefly: the process is
 /// exiting, and a task left running is failed by another worker's orphan check.
-async fn hand_back(state: &AppState, t: &Task) {
+async fn hand_back(state: &AppState, t: &Task, calls: &CallsInFlight) {
     let give_up = Instant::now() + TIDY_UP;
+    // A database call of the stopped task runs on to its end: once the task is waiting, another
+    // worker may start it afresh, and the old call must not commit after that.
+    if !settled(calls, Some(give_up)).await {
+        tracing::warn!(task = %t.id, "the stopped task's database calls did not end in time: it stays running with this worker; the orphan check of a running replica will fail it");
+        return;
+    }
     loop {
         let id = t.id.clone();
         let handed = tokio::time::timeout_at(give_up.into(), state.db.run(move |c| task::hand_back(c, &id).map_err(DbError::from)));
