@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod memory;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod models;

@@ -394,7 +394,11 @@ impl BlobFetcher {
             heartbeat.stop().await;
             self.release_lease(&state, &digest).await;
         }
-        self.inflight().remove(&digest);
+        let idle = {
+            let mut inflight = self.inflight();
+            inflight.remove(&digest);
+            inflight.is_empty()
+        };
         if owned {
             state.metrics.downloads_in_flight.dec();
         }
@@ -410,6 +414,9 @@ impl BlobFetcher {
         // No one can join any more: the scratch file is unlinked with the last `Download`
         // handle; readers that joined keep reading their open file.
         drop(d);
+        if idle {
+            let _ = tokio::task::spawn_blocking(crate::memory::release_freed_heap).await;
+        }
     }
 
     /// Streams the owner's download of the blob into this replica's temp file, verifying it

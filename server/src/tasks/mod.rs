@@ -381,6 +381,9 @@ async fn run_task(state: &AppState, t: Task, mut phase: watch::Receiver<Phase>) 
             match state.db.run(move |c| task::finish(c, &id, outcome).map_err(DbError::from)).await {
                 Ok(final_state) => {
                     state.metrics.tasks_finished.with_label_values(&[&t.name, final_state]).inc();
+                    if state.metrics.tasks_running.get() == 0 {
+                        let _ = tokio::task::spawn_blocking(crate::memory::release_freed_heap).await;
+                    }
                     return;
                 }
                 Err(e) => {
