@@ -16,8 +16,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Digest;
 use support::fault::{fault_image, sha256, BlobBehaviour, FaultState, FaultUpstream};
-use support::replica::Replica;
-use support::{Backend, TestServer, PASSWORD};
+use support::replica::{call, wait_task, Replica};
+use support::{Backend, TestServer};
 
 /// Hang guard for anything a test waits on.
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -27,39 +27,16 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed).wrapping_add((i >> 16) as u8)).collect()
 }
 
-async fn api(base: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let url = if path.starts_with('/') { format!("{base}{path}") } else { format!("{base}/pulp/api/v3/{path}") };
-    let mut req = reqwest::Client::new().request(method, url).basic_auth("admin", Some(PASSWORD));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("request");
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn wait_task(base: &str, href: &str) -> Value {
-    let start = Instant::now();
-    loop {
-        let (_, t) = api(base, Method::GET, href, None).await;
-        if matches!(t["state"].as_str(), Some("completed" | "failed" | "canceled")) {
-            return t;
-        }
-        assert!(start.elapsed() < PATIENCE, "task {href} did not finish: {t}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// An on-demand remote on the fault upstream, a repository synced from it and a distribution
 /// at `name`.
 async fn distribute(base: &str, upstream: &str, name: &str) {
-    let (status, remote) = api(base, Method::POST, "remotes/container/container/", Some(json!({"name": name, "url": upstream, "upstream_name": "fault/app", "policy": "on_demand"}))).await;
+    let (status, remote) = call(base, Method::POST, "remotes/container/container/", Some(json!({"name": name, "url": upstream, "upstream_name": "fault/app", "policy": "on_demand"}))).await;
     assert_eq!(status, StatusCode::CREATED, "{remote}");
-    let (_, repo) = api(base, Method::POST, "repositories/container/container/", Some(json!({"name": name, "remote": remote["pulp_href"]}))).await;
-    let (_, t) = api(base, Method::POST, &format!("{}sync/", repo["pulp_href"].as_str().unwrap()), Some(json!({}))).await;
-    assert_eq!(wait_task(base, t["task"].as_str().unwrap()).await["state"], "completed");
-    let (_, t) = api(base, Method::POST, "distributions/container/container/", Some(json!({"name": name, "base_path": name, "repository": repo["pulp_href"]}))).await;
-    assert_eq!(wait_task(base, t["task"].as_str().unwrap()).await["state"], "completed");
+    let (_, repo) = call(base, Method::POST, "repositories/container/container/", Some(json!({"name": name, "remote": remote["pulp_href"]}))).await;
+    let (_, t) = call(base, Method::POST, &format!("{}sync/", repo["pulp_href"].as_str().unwrap()), Some(json!({}))).await;
+    assert_eq!(wait_task(base, t["task"].as_str().unwrap(), PATIENCE).await["state"], "completed");
+    let (_, t) = call(base, Method::POST, "distributions/container/container/", Some(json!({"name": name, "base_path": name, "repository": repo["pulp_href"]}))).await;
+    assert_eq!(wait_task(base, t["task"].as_str().unwrap(), PATIENCE).await["state"], "completed");
 }
 
 /// One image whose two layers are `big` (served at full speed) and `cold` (as `cold_pace`).
@@ -188,7 +165,7 @@ async fn sigterm_lets_a_warm_and_a_cold_pull_finish(backend: Backend) {
     let first = read_blob(format!("{}/v2/warm/blobs/{big_digest}", r.base), 0, 0, tx).await;
     assert_eq!((first.digest.as_str(), first.len, first.cut), (big_digest.as_str(), 256 * MIB, false));
     let start = Instant::now();
-    while api(&r.base, Method::GET, "artifacts/", None).await.1["count"] != 1 {
+    while call(&r.base, Method::GET, "artifacts/", None).await.1["count"] != 1 {
         assert!(start.elapsed() < PATIENCE, "the pulled blob was never stored");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -260,7 +237,7 @@ fn sleep_task(database_url: &str, seconds: f64) -> String {
 
 async fn wait_running(base: &str, href: &str) {
     let start = Instant::now();
-    while api(base, Method::GET, href, None).await.1["state"] != "running" {
+    while call(base, Method::GET, href, None).await.1["state"] != "running" {
         assert!(start.elapsed() < PATIENCE, "task {href} never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -289,7 +266,7 @@ async fn a_task_running_at_the_deadline_goes_back_to_the_queue(backend: Backend)
     drop(conn);
 
     let second = replica(&db, 30).await;
-    let t = wait_task(&second.base, &href).await;
+    let t = wait_task(&second.base, &href, PATIENCE).await;
     assert_eq!(t["state"], "completed", "{t}");
     assert!(t["worker"].as_str().unwrap().contains(&format!(":{}:", second.pid())), "the second replica ran it: {t}");
     terminate(second).await;
@@ -356,7 +333,7 @@ async fn shutdown_ends_in_time_while_the_database_is_down() {
     assert_eq!(t.state, "running", "{t:?}");
     assert!(t.worker.as_deref().is_some_and(|w| w.contains(&format!(":{}:", r.pid()))), "{t:?}");
     let next = replica(&db, 5).await;
-    let t = wait_task(&next.base, &href).await;
+    let t = wait_task(&next.base, &href, PATIENCE).await;
     assert_eq!(t["state"], "failed", "the orphan check failed it: {t}");
     terminate(next).await;
 }

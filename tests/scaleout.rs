@@ -14,8 +14,8 @@ use sha2::Digest;
 use support::garage;
 use support::nginx::Nginx;
 use support::registry::{fixture_layout, Auth, Registry};
-use support::replica::Replica;
-use support::{layout_blobs, run, PASSWORD};
+use support::replica::{call, wait_task, Replica};
+use support::{layout_blobs, run};
 
 const CREDS: &str = "admin:test-admin-password";
 
@@ -62,27 +62,8 @@ impl Cluster {
     }
 }
 
-async fn call(base: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let url = if path.starts_with('/') { format!("{base}{path}") } else { format!("{base}/pulp/api/v3/{path}") };
-    let mut req = reqwest::Client::new().request(method, url).basic_auth("admin", Some(PASSWORD));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn wait_task(base: &str, href: &str) -> Value {
-    for _ in 0..600 {
-        let (_, t) = call(base, reqwest::Method::GET, href, None).await;
-        if ["completed", "failed", "canceled"].contains(&t["state"].as_str().unwrap_or("")) {
-            return t;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("task {href} did not finish");
-}
+/// How long a sync or distribution task may take here (a hang guard).
+const TASK_PATIENCE: Duration = Duration::from_secs(60);
 
 fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{:x}", sha2::Sha256::digest(bytes))
@@ -162,10 +143,10 @@ async fn a_sync_run_through_one_replica_serves_on_the_others_at_once() {
     let (_, repo) = call(a, reqwest::Method::POST, "repositories/container/container/", Some(json!({"name": "mirror", "remote": remote["pulp_href"]}))).await;
     let href = repo["pulp_href"].as_str().unwrap().to_string();
     let (_, t) = call(a, reqwest::Method::POST, &format!("{href}sync/"), Some(json!({}))).await;
-    let t = wait_task(a, t["task"].as_str().unwrap()).await;
+    let t = wait_task(a, t["task"].as_str().unwrap(), TASK_PATIENCE).await;
     assert_eq!(t["state"], "completed", "{t}");
     let (_, t) = call(a, reqwest::Method::POST, "distributions/container/container/", Some(json!({"name": "mirror", "base_path": "mirror/index", "repository": href}))).await;
-    assert_eq!(wait_task(a, t["task"].as_str().unwrap()).await["state"], "completed");
+    assert_eq!(wait_task(a, t["task"].as_str().unwrap(), TASK_PATIENCE).await["state"], "completed");
 
     // Replicas B and C pull every platform at the same time, each directly, twice each.
     let pull = |host: String| {

@@ -148,3 +148,29 @@ impl Drop for Replica {
         self.kill();
     }
 }
+
+/// A REST call as the admin to the pulpish at `base` (a replica or the load balancer in front);
+/// `path` is an href or relative to `/pulp/api/v3/`.
+pub async fn call(base: &str, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> (reqwest::StatusCode, serde_json::Value) {
+    let url = if path.starts_with('/') { format!("{base}{path}") } else { format!("{base}/pulp/api/v3/{path}") };
+    let mut req = reqwest::Client::new().request(method, url).basic_auth("admin", Some(PASSWORD));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Polls a task of the pulpish at `base` until it ends (a hang guard of `limit`).
+pub async fn wait_task(base: &str, href: &str, limit: Duration) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let (_, t) = call(base, reqwest::Method::GET, href, None).await;
+        if matches!(t["state"].as_str(), Some("completed" | "failed" | "canceled")) {
+            return t;
+        }
+        assert!(start.elapsed() < limit, "task {href} did not finish: {t}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

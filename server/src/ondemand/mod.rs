@@ -415,7 +415,7 @@ impl BlobFetcher {
         // handle; readers that joined keep reading their open file.
         drop(d);
         if idle {
-            let _ = tokio::task::spawn_blocking(crate::memory::release_freed_heap).await;
+            crate::memory::release_freed_heap().await;
         }
     }
 

@@ -382,7 +382,7 @@ async fn run_task(state: &AppState, t: Task, mut phase: watch::Receiver<Phase>) 
                 Ok(final_state) => {
                     state.metrics.tasks_finished.with_label_values(&[&t.name, final_state]).inc();
                     if state.metrics.tasks_running.get() == 0 {
-                        let _ = tokio::task::spawn_blocking(crate::memory::release_freed_heap).await;
+                        crate::memory::release_freed_heap().await;
                     }
                     return;
                 }
