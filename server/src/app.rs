@@ -155,6 +155,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     let db = Db::connect(&config.database_url())?;
     let migrate = db.clone();
     tokio::task::spawn_blocking(move || migrate.migrate()).await.map_err(|_| DbError::Join)??;
+    db.run(|c| crate::models::referrer::index_subjects(c).map_err(DbError::from)).await?;
     let replica_lock = sqlite_single_replica(&config)?;
 
     let given = config.admin_password.clone();

@@ -257,6 +257,7 @@ fn blank() -> Remote {
         client_cert: None,
         client_key: None,
         pulp_labels: "{}".into(),
+        include_referrers: true,
     }
 }
 

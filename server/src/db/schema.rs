@@ -36,6 +36,7 @@ diesel::table! {
         client_cert -> Nullable<Text>,
         client_key -> Nullable<Text>,
         pulp_labels -> Text,
+        include_referrers -> Bool,
     }
 }
 
@@ -86,6 +87,9 @@ diesel::table! {
         schema_version -> Integer,
         data -> Binary,
         config_blob_id -> Nullable<Text>,
+        subject -> Nullable<Text>,
+        artifact_type -> Nullable<Text>,
+        annotations -> Nullable<Text>,
     }
 }
 

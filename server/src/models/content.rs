@@ -291,6 +291,7 @@ pub fn ensure_manifest(conn: &mut DbConnection, m: &NewManifest) -> QueryResult<
         return Ok((id, false));
     }
     let id = new_content(conn, MANIFEST)?;
+    let facts = super::referrer::ReferrerFacts::of(&m.data);
     let inserted = crate::insert_or_ignore!(
         conn,
         diesel::insert_into(manifest::table).values((
@@ -300,6 +301,9 @@ pub fn ensure_manifest(conn: &mut DbConnection, m: &NewManifest) -> QueryResult<
             manifest::schema_version.eq(2),
             manifest::data.eq(&m.data),
             manifest::config_blob_id.eq(&m.config_blob_id),
+            manifest::subject.eq(&facts.subject),
+            manifest::artifact_type.eq(&facts.artifact_type),
+            manifest::annotations.eq(&facts.annotations),
         ))
     )?;
     if inserted == 0 {

@@ -8,6 +8,7 @@ pub mod distribution;
 pub mod filter;
 pub mod labels;
 pub mod lease;
+pub mod referrer;
 pub mod remote;
 pub mod secret;
 pub mod repository;

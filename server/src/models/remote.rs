@@ -41,6 +41,14 @@ pub struct Remote {
     /// still read.)
     #[serde(default = "no_labels")]
     pub pulp_labels: String,
+    /// Whether a sync also brings what refers to each manifest it records (signatures,
+    /// attestations, SBOMs), whatever the tag filters say.
+    #[serde(default = "yes")]
+    pub include_referrers: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn no_labels() -> String {
