@@ -89,9 +89,11 @@ async fn the_readme_workflow_with_the_cli_alone(backend: Backend) {
     assert!(versions.lines().any(|l| l.split_whitespace().next() == Some("1")), "{versions}");
 
     // Updates and deletes wait for their tasks.
-    cli.ok(&["remote", "update", "--name", "busybox", "--policy", "streamed", "--include-tags", "latest,1.*"]);
+    assert_eq!(cli.json(&["remote", "show", "--name", "busybox"])["include_referrers"], true);
+    cli.ok(&["remote", "update", "--name", "busybox", "--policy", "streamed", "--include-tags", "latest,1.*", "--include-referrers", "false"]);
     let shown = cli.json(&["remote", "show", "--name", "busybox"]);
     assert_eq!(shown["policy"], "streamed");
+    assert_eq!(shown["include_referrers"], false);
     assert_eq!(shown["include_tags"], serde_json::json!(["latest", "1.*"]));
     cli.ok(&["distribution", "delete", "--name", "busybox"]);
     assert_eq!(cli.json(&["distribution", "list"]).as_array().unwrap().len(), 0);

@@ -72,6 +72,9 @@ pub struct RemoteFields {
     /// Verify the upstream's TLS certificate (true/false)
     #[arg(long)]
     tls_validation: Option<bool>,
+    /// Also sync what refers to each synced image: signatures, attestations, SBOMs (true/false; default true)
+    #[arg(long)]
+    include_referrers: Option<bool>,
     #[arg(long)]
     download_concurrency: Option<u32>,
 }
@@ -92,6 +95,7 @@ impl RemoteFields {
         put("username", self.username.map(Value::from));
         put("password", self.password.map(Value::from));
         put("tls_validation", self.tls_validation.map(Value::from));
+        put("include_referrers", self.include_referrers.map(Value::from));
         put("download_concurrency", self.download_concurrency.map(Value::from));
         m
     }

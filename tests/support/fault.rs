@@ -46,6 +46,10 @@ pub struct FaultState {
     pub endless_tag_list: bool,
     /// Bytes sent of endless and oversized bodies.
     pub filler_sent: Arc<std::sync::atomic::AtomicU64>,
+    /// The answer (status, body) to every `referrers/<digest>` request; none: 404.
+    pub referrers: Option<(u16, String)>,
+    /// Requests of `referrers/<digest>` received.
+    pub referrer_gets: usize,
 }
 
 /// `limit` bytes of `fill`, in 64 KiB chunks, counted into `sent` as they are produced.
@@ -140,6 +144,11 @@ async fn handle(req: HttpRequest, data: Shared) -> HttpResponse {
         return HttpResponse::Ok()
             .content_type("application/vnd.oci.image.manifest.v1+json")
             .streaming(filler(br#"{"schemaVersion":2,"x":""#, b'a', 1 << 30, state.filler_sent.clone()));
+    }
+    if rest.starts_with("referrers/") {
+        state.referrer_gets += 1;
+        let (status, body) = state.referrers.clone().unwrap_or((404, String::new()));
+        return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).content_type("application/vnd.oci.image.index.v1+json").body(body);
     }
     if rest == "tags/list" {
         let tags: Vec<&String> = state.tags.keys().collect();

@@ -10,6 +10,7 @@ pub mod pki;
 pub mod postgres;
 pub mod registry;
 pub mod replica;
+pub mod sigstore;
 pub mod token;
 
 use std::time::{Duration, Instant};

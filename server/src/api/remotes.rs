@@ -64,6 +64,11 @@ pub struct RemoteRequest {
     #[schema(value_type = Option<String>)]
     pub password: Option<Option<String>>,
     pub tls_validation: Option<bool>,
+    /// Whether a sync also brings what refers to each manifest it syncs (signatures,
+    /// attestations, SBOMs: the upstream's referrers API, else the `sha256-<hex>` fallback tag,
+    /// and cosign's `.sig`, `.att` and `.sbom` tags), whatever `includes` and `excludes` say.
+    /// Default true.
+    pub include_referrers: Option<bool>,
     /// PEM CA certificate(s) to trust for the upstream.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
@@ -169,6 +174,8 @@ pub struct RemoteResponse {
     #[schema(deprecated)]
     pub exclude_tags: Option<Vec<String>>,
     pub tls_validation: bool,
+    /// Whether a sync also brings the referrers (signatures, attestations, SBOMs) of what it syncs.
+    pub include_referrers: bool,
     pub ca_cert: Option<String>,
     pub client_cert: Option<String>,
     /// The proxy's URL without its credentials (they are write-only: see `hidden_fields`).
@@ -214,6 +221,7 @@ impl From<Remote> for RemoteResponse {
             upstream_name: r.upstream_name,
             policy: r.policy,
             tls_validation: r.tls_validation,
+            include_referrers: r.include_referrers,
             ca_cert: r.ca_cert,
             proxy_url: r.proxy_url.as_deref().map(remote::without_credentials),
             download_concurrency: r.download_concurrency,
@@ -283,6 +291,7 @@ fn apply(conn: &mut DbConnection, existing: Remote, req: RemoteRequest, full: bo
     if let Some(v) = req.username { row.username = v; }
     if let Some(v) = req.password { row.password = v; }
     if let Some(v) = req.tls_validation { row.tls_validation = v; }
+    if let Some(v) = req.include_referrers { row.include_referrers = v; }
     if let Some(v) = req.ca_cert { row.ca_cert = v; }
     if let Some(v) = req.client_cert { row.client_cert = v; }
     if let Some(v) = req.client_key { row.client_key = v; }

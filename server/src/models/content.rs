@@ -557,6 +557,19 @@ pub fn usable_blob(conn: &mut DbConnection, repository_id: &str, number: i64, di
     Ok(pushed_blob(conn, repository_id, digest)?.map(|b| b.blob_id))
 }
 
+/// The digest of a manifest in a version that uses blob `blob_id` as its config or a layer
+/// (the first by digest), if any.
+pub fn manifest_using_blob(conn: &mut DbConnection, repository_id: &str, number: i64, blob_id: &str) -> QueryResult<Option<String>> {
+    let as_layer = manifest_blob::table.filter(manifest_blob::blob_id.eq(blob_id)).select(manifest_blob::manifest_id);
+    manifest::table
+        .filter(manifest::config_blob_id.eq(blob_id).or(manifest::content_id.eq_any(as_layer)))
+        .filter(manifest::content_id.eq_any(version_members!(repository_id, number)))
+        .order(manifest::digest.asc())
+        .select(manifest::digest)
+        .first(conn)
+        .optional()
+}
+
 /// Tag ids in a version with this name (at most one in practice).
 pub fn tags_named(conn: &mut DbConnection, repository_id: &str, number: i64, name: &str) -> QueryResult<Vec<String>> {
     tag::table

@@ -31,7 +31,7 @@ impl ReferrerFacts {
 }
 
 /// A referrer as the referrers index lists it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Queryable)]
 pub struct Referrer {
     pub digest: String,
     pub media_type: String,
@@ -63,8 +63,7 @@ pub fn in_version(
     if let Some(l) = last {
         q = q.filter(manifest::digest.gt(l.to_string()));
     }
-    let rows: Vec<(String, String, i64, Option<String>, Option<String>)> = q
-        .order(manifest::digest.asc())
+    q.order(manifest::digest.asc())
         .limit(limit)
         .select((
             manifest::digest,
@@ -73,11 +72,7 @@ pub fn in_version(
             manifest::artifact_type,
             manifest::annotations,
         ))
-        .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|(digest, media_type, size, artifact_type, annotations)| Referrer { digest, media_type, size, artifact_type, annotations })
-        .collect())
+        .load(conn)
 }
 
 const INDEXED: &str = "manifest_subjects_indexed";

@@ -124,6 +124,13 @@ pub fn is_pushed_blob(conn: &mut DbConnection, repository_id: &str, blob_id: &st
     select(exists(pushed_blob::table.filter(pushed_blob::repository_id.eq(repository_id)).filter(pushed_blob::blob_id.eq(blob_id)))).get_result(conn)
 }
 
+/// Forgets one blob pushed ahead of its manifest; whether it was there.
+pub fn remove_pushed_blob(conn: &mut DbConnection, repository_id: &str, blob_id: &str) -> QueryResult<bool> {
+    diesel::delete(pushed_blob::table.filter(pushed_blob::repository_id.eq(repository_id)).filter(pushed_blob::blob_id.eq(blob_id)))
+        .execute(conn)
+        .map(|n| n > 0)
+}
+
 pub fn clear_pushed_blobs(conn: &mut DbConnection, repository_id: &str, blob_ids: &[String]) -> QueryResult<()> {
     for chunk in blob_ids.chunks(500) {
         diesel::delete(pushed_blob::table.filter(pushed_blob::repository_id.eq(repository_id)).filter(pushed_blob::blob_id.eq_any(chunk))).execute(conn)?;

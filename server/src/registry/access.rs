@@ -111,12 +111,29 @@ fn realm(req: &HttpRequest) -> String {
     format!("{}://{}/token", info.scheme(), info.host())
 }
 
+fn scope(name: &str, action: Action) -> String {
+    let actions = if action == Action::Push { "pull,push" } else { "pull" };
+    format!("repository:{name}:{actions}")
+}
+
 /// Allows `action` on repository `name`, or answers 401 with a challenge.
 pub async fn authorize(state: &AppState, req: &HttpRequest, name: &str, action: Action) -> Result<(), RegistryError> {
-    let challenge = || {
-        let actions = if action == Action::Push { "pull,push" } else { "pull" };
-        RegistryError::Unauthorized(Challenge { realm: realm(req), scope: format!("repository:{name}:{actions}") })
-    };
+    check_grant(state, req, name, action, scope(name, action)).await
+}
+
+/// Push on `name` for a cross-repository mount from `from`: the challenge asks for pull on
+/// `from` as well (space-separated scopes, as Docker Hub does), so that the one token a client
+/// fetches also lets it read the source. `from` is named only when it is a valid name.
+pub async fn authorize_mount(state: &AppState, req: &HttpRequest, name: &str, from: &str) -> Result<(), RegistryError> {
+    let mut scopes = scope(name, Action::Push);
+    if from != name && crate::api::validate::oci_name(from).is_ok() {
+        scopes = format!("{scopes} {}", scope(from, Action::Pull));
+    }
+    check_grant(state, req, name, Action::Push, scopes).await
+}
+
+async fn check_grant(state: &AppState, req: &HttpRequest, name: &str, action: Action, scopes: String) -> Result<(), RegistryError> {
+    let challenge = || RegistryError::Unauthorized(Challenge { realm: realm(req), scope: scopes.clone() });
     let headers: &HeaderMap = req.headers();
     let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return Err(challenge()) };
     if value.starts_with("Basic ") || value.starts_with("basic ") {

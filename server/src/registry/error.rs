@@ -22,6 +22,9 @@ pub enum RegistryError {
     Unauthorized(super::access::Challenge),
     #[error("{0}")]
     Denied(String),
+    /// A delete refused because content in the served version still needs what it names.
+    #[error("{0}")]
+    StillReferenced(String),
     #[error("invalid repository name: {0}")]
     NameInvalid(String),
     #[error("blob upload unknown to registry: {0}")]
@@ -76,7 +79,7 @@ impl RegistryError {
             RegistryError::BlobUnknown(_) => "BLOB_UNKNOWN",
             RegistryError::DigestInvalid(_) => "DIGEST_INVALID",
             RegistryError::Unauthorized(_) => "UNAUTHORIZED",
-            RegistryError::Denied(_) => "DENIED",
+            RegistryError::Denied(_) | RegistryError::StillReferenced(_) => "DENIED",
             RegistryError::NameInvalid(_) => "NAME_INVALID",
             RegistryError::UploadUnknown(_) => "BLOB_UPLOAD_UNKNOWN",
             RegistryError::UploadRange(_) | RegistryError::UploadInvalid(_) => "BLOB_UPLOAD_INVALID",
@@ -137,6 +140,7 @@ impl ResponseError for RegistryError {
             | RegistryError::TagInvalid(_) => StatusCode::BAD_REQUEST,
             RegistryError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             RegistryError::Denied(_) => StatusCode::FORBIDDEN,
+            RegistryError::StillReferenced(_) => StatusCode::CONFLICT,
             RegistryError::UploadRange(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             RegistryError::SizeInvalid(_) => StatusCode::PAYLOAD_TOO_LARGE,
             RegistryError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,

@@ -3,8 +3,10 @@
 //! (or its pinned version), and only content in that version.
 
 pub mod access;
+mod delete;
 mod error;
 mod push;
+mod referrers;
 
 pub use push::{reap_stale_uploads, sweep_staged_uploads};
 pub(crate) mod range;
@@ -45,11 +47,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/{name:.+}/blobs/uploads/{id}", web::get().to(push::upload_status))
             .route("/{name:.+}/blobs/uploads/{id}", web::delete().to(push::cancel_upload))
             .route("/{name:.+}/manifests/{reference}", web::put().to(push::put_manifest))
-            .route("/{name:.+}/manifests/{reference}", web::delete().to(push::delete_manifest))
+            .route("/{name:.+}/manifests/{reference}", web::delete().to(delete::delete_manifest))
             .route("/{name:.+}/manifests/{reference}", web::get().to(manifest))
             .route("/{name:.+}/manifests/{reference}", web::head().to(manifest))
             .route("/{name:.+}/blobs/{digest}", web::get().to(blob))
             .route("/{name:.+}/blobs/{digest}", web::head().to(blob))
+            // After the upload routes: `<name>/blobs/uploads/<id>` is an upload, not a blob.
+            .route("/{name:.+}/blobs/{digest}", web::delete().to(delete::delete_blob))
+            .route("/{name:.+}/referrers/{digest}", web::get().to(referrers::list))
             .route("/{name:.+}/tags/list", web::get().to(tags))
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(RegistryError::NameUnknown("no such registry endpoint".into()))
@@ -270,11 +275,14 @@ impl PageQuery {
     }
 }
 
-/// `Link: </v2/...?n=N&last=X>; rel="next"` when a page came back full.
-fn next_link(path: &str, n: i64, items: &[String]) -> Option<String> {
+/// `Link: </v2/...?n=N&last=X>; rel="next"` when a page came back full; `extra` query pairs
+/// (a filter) are carried to the next page.
+fn next_link(path: &str, n: i64, items: &[String], extra: &[(&str, &str)]) -> Option<String> {
     let last = items.last()?;
     (items.len() as i64 == n).then(|| {
-        let q = url::form_urlencoded::Serializer::new(String::new()).append_pair("n", &n.to_string()).append_pair("last", last).finish();
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.extend_pairs(extra).append_pair("n", &n.to_string()).append_pair("last", last);
+        let q = q.finish();
         format!("<{path}?{q}>; rel=\"next\"")
     })
 }
@@ -289,7 +297,7 @@ async fn tags(state: web::Data<AppState>, req: HttpRequest, path: web::Path<Stri
         .await?;
     let mut resp = HttpResponse::Ok();
     resp.insert_header(API_VERSION);
-    if let Some(link) = next_link(&format!("/v2/{name}/tags/list"), n, &names) {
+    if let Some(link) = next_link(&format!("/v2/{name}/tags/list"), n, &names, &[]) {
         resp.insert_header((header::LINK, link));
     }
     Ok(resp.json(serde_json::json!({"name": name, "tags": names})))
@@ -302,7 +310,7 @@ async fn catalog(state: web::Data<AppState>, req: HttpRequest, q: web::Query<Pag
     let names = state.db.run(move |c| distribution::base_paths(c, last.as_deref(), n, with_private).map_err(DbError::from)).await?;
     let mut resp = HttpResponse::Ok();
     resp.insert_header(API_VERSION);
-    if let Some(link) = next_link("/v2/_catalog", n, &names) {
+    if let Some(link) = next_link("/v2/_catalog", n, &names, &[]) {
         resp.insert_header((header::LINK, link));
     }
     Ok(resp.json(serde_json::json!({"repositories": names})))

@@ -7,9 +7,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 
-use super::access::{authorize, Action};
+use super::access::{authorize, authorize_mount, Action};
 use super::{valid_digest, valid_tag, RegistryError, API_VERSION};
 use crate::api::validate;
 use crate::app::AppState;
@@ -18,8 +18,9 @@ use crate::models::claim::WriteClaim;
 use crate::models::content::{self, NewManifest};
 use crate::models::distribution::{self, Distribution};
 use crate::models::repository::{self, Repository};
+use crate::models::referrer::ReferrerFacts;
 use crate::models::{artifact, new_id, now, upload};
-use crate::storage::IngestError;
+use crate::storage::{BlobHasher, IngestError, ScratchFile, StoredFile};
 use crate::sync::{references, References};
 use crate::upstream::{media_type_of, MAX_MANIFEST};
 
@@ -91,7 +92,7 @@ async fn push_target(state: &AppState, name: &str) -> Result<String, RegistryErr
 
 /// The repository a push to `name` would land in, without creating anything: `None` for a new
 /// path, DENIED for a path serving a pinned version, NAME_INVALID for a bad name.
-async fn existing_target(state: &AppState, name: &str) -> Result<Option<String>, RegistryError> {
+pub(super) async fn existing_target(state: &AppState, name: &str) -> Result<Option<String>, RegistryError> {
     validate::oci_name(name).map_err(RegistryError::NameInvalid)?;
     let n = name.to_string();
     let found = state.db.run(move |c| Ok::<_, DbError>(distribution::find_by_base_path(c, &n)?)).await?;
@@ -130,20 +131,61 @@ fn blob_created(name: &str, digest: &str) -> HttpResponse {
         .finish()
 }
 
-/// Claims a pushed sha256 digest's artifact until it is recorded, so that orphan cleanup does not
-/// delete an object this push keeps. (A sha512 digest names no artifact before its bytes are read;
-/// such a push is not claimed.)
-async fn claim_digest(state: &AppState, digest: &str) -> Result<Option<WriteClaim>, RegistryError> {
-    match digest.strip_prefix("sha256:") {
-        Some(hex) => Ok(Some(WriteClaim::take(&state.db, hex).await?)),
-        None => Ok(None),
+/// Stores pushed bytes verified against `digest` (`sha256:` or `sha512:`), holding a claim on
+/// their sha256 from before they reach the store until the caller releases it once the blob is
+/// recorded: orphan cleanup then leaves the object alone. A sha256 digest is claimed up front; a
+/// sha512 one names its sha256 only once the bytes are read, so they are hashed into a scratch
+/// file first and claimed before they move into the store. The outer error is the claim's.
+async fn store_claimed<S, E>(state: &AppState, body: S, digest: &str, size: Option<i64>) -> Result<Result<(StoredFile, WriteClaim), IngestError>, RegistryError>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    if let Some(hex) = digest.strip_prefix("sha256:") {
+        let claim = WriteClaim::take(&state.db, hex).await?;
+        return Ok(state.storage.ingest(body, digest, size).await.map(|stored| (stored, claim)));
     }
+    let scratch = state.storage.scratch_file();
+    let (hex, written) = match hash_to_scratch(&scratch, body, digest, size).await {
+        Ok(hashed) => hashed,
+        Err(e) => return Ok(Err(e)),
+    };
+    let claim = WriteClaim::take(&state.db, &hex).await?;
+    Ok(match state.storage.commit(scratch.path(), &hex, written as u64).await {
+        Ok(key) => Ok((StoredFile { sha256: hex, size: written, key }, claim)),
+        Err(e) => Err(IngestError::Io(e)),
+    })
 }
 
-async fn release(claim: Option<WriteClaim>) {
-    if let Some(c) = claim {
-        c.release().await;
+/// Writes `body` to `scratch`, refusing bytes past `size`; checks them against `digest`.
+/// Returns (sha256 hex, bytes written).
+async fn hash_to_scratch<S, E>(scratch: &ScratchFile, mut body: S, digest: &str, size: Option<i64>) -> Result<(String, i64), IngestError>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    use tokio::io::AsyncWriteExt;
+    let mut file = tokio::fs::File::from_std(scratch.create()?);
+    let mut hasher = BlobHasher::for_digest(digest);
+    let mut written: i64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| IngestError::Source { digest: digest.to_string(), reason: e.to_string() })?;
+        written += chunk.len() as i64;
+        if let Some(expected) = size.filter(|s| written > *s) {
+            return Err(IngestError::Size { digest: digest.to_string(), expected, actual: written });
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await?;
     }
+    file.sync_data().await?;
+    let (hex, actual) = hasher.finish();
+    if let Some(expected) = size.filter(|s| *s != written) {
+        return Err(IngestError::Size { digest: digest.to_string(), expected, actual: written });
+    }
+    if actual != digest {
+        return Err(IngestError::Digest { expected: digest.to_string(), actual });
+    }
+    Ok((hex, written))
 }
 
 /// Records stored bytes as a blob pushed to the repository.
@@ -174,11 +216,15 @@ pub async fn start_upload(
     body: web::Payload,
 ) -> Result<HttpResponse, RegistryError> {
     let name = path.into_inner();
-    authorize(&state, &req, &name, Action::Push).await?;
+    match &query.from {
+        Some(from) if query.mount.is_some() => authorize_mount(&state, &req, &name, from).await?,
+        _ => authorize(&state, &req, &name, Action::Push).await?,
+    }
     existing_target(&state, &name).await?;
 
     if let (Some(digest), Some(from)) = (&query.mount, &query.from) {
-        if valid_digest(digest) && authorize(&state, &req, from, Action::Pull).await.is_ok() {
+        if valid_digest(digest) {
+            // `served` asks for pull rights on a private source; a public one needs none.
             if let Ok((from_repo, number)) = super::served(&state, &req, from).await {
                 let d = digest.clone();
                 let source = state
@@ -202,11 +248,10 @@ pub async fn start_upload(
         if !valid_digest(digest) {
             return Err(RegistryError::DigestInvalid(digest.clone()));
         }
-        let claim = claim_digest(&state, digest).await?;
-        let stored = ingest_pushed(&state, body, digest).await?;
+        let (stored, claim) = store_claimed(&state, body, digest, None).await?.map_err(ingest_error)?;
         let repo = push_target(&state, &name).await?;
         record_blob(&state, &repo, digest, &stored.sha256, stored.size, &stored.key).await?;
-        release(claim).await;
+        claim.release().await;
         return Ok(blob_created(&name, digest));
     }
 
@@ -220,10 +265,6 @@ pub async fn start_upload(
 
 fn io(e: std::io::Error) -> RegistryError {
     RegistryError::storage("blob upload", e)
-}
-
-async fn ingest_pushed(state: &AppState, body: web::Payload, digest: &str) -> Result<crate::storage::StoredFile, RegistryError> {
-    state.storage.ingest(body, digest, None).await.map_err(ingest_error)
 }
 
 fn ingest_error(e: IngestError) -> RegistryError {
@@ -327,17 +368,16 @@ pub async fn finish_upload(
         // Another request finished, cancelled or extended the upload meanwhile.
         None => return Err(RegistryError::UploadUnknown(id)),
     };
-    let claim = claim_digest(&state, &digest).await?;
-    let stored = state.storage.ingest(state.storage.read_parts(parts), &digest, Some(size)).await;
+    let stored = store_claimed(&state, state.storage.read_parts(parts), &digest, Some(size)).await;
     remove_upload(&state, &id).await?;
-    let stored = stored.map_err(|e| match e {
+    let (stored, claim) = stored?.map_err(|e| match e {
         IngestError::Digest { actual, .. } => RegistryError::DigestInvalid(format!("the uploaded bytes hash to {actual}, not {digest}")),
         IngestError::Source { reason, .. } => RegistryError::Internal(format!("the staged upload is unreadable: {reason}")),
         other => ingest_error(other),
     })?;
     let repo = push_target(&state, &name).await?;
     record_blob(&state, &repo, &digest, &stored.sha256, stored.size, &stored.key).await?;
-    release(claim).await;
+    claim.release().await;
     Ok(blob_created(&name, &digest))
 }
 
@@ -432,15 +472,19 @@ pub async fn put_manifest(state: web::Data<AppState>, req: HttpRequest, path: we
     let media_type = media_type_of(&bytes, content_type.as_deref())
         .ok_or_else(|| RegistryError::ManifestInvalid("not a JSON Docker schema 2 or OCI manifest, list or index".into()))?;
     let refs = references(&media_type, &bytes).map_err(RegistryError::ManifestInvalid)?;
-    let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
     let by_digest = reference.contains(':');
-    if by_digest && reference != digest {
-        return Err(RegistryError::DigestInvalid(format!("the manifest's bytes hash to {digest}, not {reference}")));
+    if by_digest && !valid_digest(&reference) {
+        return Err(RegistryError::DigestInvalid(reference));
     }
     if !by_digest && !valid_tag(&reference) {
         return Err(RegistryError::ManifestInvalid(format!("invalid tag '{reference}'")));
     }
-    let subject = serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|v| v["subject"]["digest"].as_str().map(str::to_string));
+    // Hashed with the algorithm the reference names; sha256 for a tag.
+    let digest = if reference.starts_with("sha512:") { format!("sha512:{:x}", Sha512::digest(&bytes)) } else { format!("sha256:{:x}", Sha256::digest(&bytes)) };
+    if by_digest && reference != digest {
+        return Err(RegistryError::DigestInvalid(format!("the manifest's bytes hash to {digest}, not {reference}")));
+    }
+    let subject = ReferrerFacts::of(&bytes).subject;
     // A new path holds nothing a manifest could reference; only one that references nothing
     // (an empty index) creates the path's repository.
     let repo = match (existing, &refs) {
@@ -529,42 +573,4 @@ fn record_manifest(
     let blob_ids: Vec<String> = add.iter().filter(|id| **id != manifest_id).cloned().collect();
     upload::clear_pushed_blobs(c, repo, &blob_ids)?;
     Ok(Ok(()))
-}
-
-/// `DELETE /v2/<name>/manifests/<digest|tag>`: a new version without the manifest (and the
-/// tags pointing at it), or without the tag.
-pub async fn delete_manifest(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>) -> Result<HttpResponse, RegistryError> {
-    let (name, reference) = path.into_inner();
-    authorize(&state, &req, &name, Action::Push).await?;
-    let (repo, _) = super::served(&state, &req, &name).await?;
-    let r = reference.clone();
-    let removed = state
-        .db
-        .run(move |c| {
-            write_transaction(c, |c| {
-                let latest = repository::find(c, &repo)?.ok_or(diesel::result::Error::NotFound)?.latest_version_number;
-                let remove = if r.contains(':') {
-                    match content::manifest_in_version(c, &repo, latest, &r)? {
-                        Some(m) => {
-                            let mut ids = content::tags_of_manifest(c, &repo, latest, &m)?;
-                            ids.push(m);
-                            ids
-                        }
-                        None => vec![],
-                    }
-                } else {
-                    content::tags_named(c, &repo, latest, &r)?
-                };
-                if remove.is_empty() {
-                    return Ok::<_, DbError>(false);
-                }
-                repository::new_version(c, &repo, &[], &remove)?;
-                Ok(true)
-            })
-        })
-        .await?;
-    if !removed {
-        return Err(RegistryError::ManifestUnknown(format!("{name}:{reference}")));
-    }
-    Ok(HttpResponse::Accepted().insert_header(API_VERSION).finish())
 }

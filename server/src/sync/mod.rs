@@ -2,12 +2,14 @@
 //!
 //! 1. list tags (filtered by include/exclude wildcards);
 //! 2. resolve each tag to a digest with HEAD and fetch only manifests not already stored
-//!    (lists first, then the manifests they list);
+//!    (lists first, then the manifests they list, level by level); then, unless the remote's
+//!    `include_referrers` is off, what refers to them (`referrers.rs`);
 //! 3. `immediate`: download every blob not yet stored, digest-checked, into the store;
 //! 4. in one write transaction: record content (blobs with their remote artifacts), tags,
 //!    and the new version. Nothing is recorded when any step fails.
 
 mod manifest;
+mod referrers;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -25,10 +27,12 @@ use crate::models::remote::Remote;
 use crate::models::repository::Repository;
 use crate::models::{artifact, remote, repository};
 use crate::tasks::{TaskContext, TaskError, TaskResult};
-use crate::upstream::{is_list, Upstream, UpstreamError};
+use crate::upstream::{Upstream, UpstreamError};
 
 pub const TASK_NAME: &str = "pulpish.sync";
 const DEFAULT_CONCURRENCY: usize = 10;
+/// How deep lists may nest (an index listing indexes ...).
+const MAX_NESTING: usize = 4;
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct SyncArgs {
@@ -38,7 +42,7 @@ pub struct SyncArgs {
 }
 
 /// A manifest as the sync knows it: bytes (stored or just fetched) and what it references.
-struct Known {
+pub(crate) struct Known {
     media_type: String,
     bytes: Vec<u8>,
     refs: References,
@@ -71,13 +75,8 @@ pub async fn run(ctx: TaskContext, args: SyncArgs) -> TaskResult {
     // 1. Tags.
     ctx.progress("sync.listing_tags", "Listing tags", None).await?;
     let (include, exclude) = (remote.include_tags(), remote.exclude_tags());
-    let tags: Vec<String> = upstream
-        .list_tags()
-        .await
-        .map_err(context)?
-        .into_iter()
-        .filter(|t| tag_selected(t, &include, &exclude))
-        .collect();
+    let all_tags = upstream.list_tags().await.map_err(context)?;
+    let tags: Vec<String> = all_tags.iter().filter(|t| tag_selected(t, &include, &exclude)).cloned().collect();
     ctx.advance("sync.listing_tags", tags.len() as u64, true).await?;
 
     // 2. Resolve tags to digests, fetch the manifests not stored yet.
@@ -88,18 +87,7 @@ pub async fn run(ctx: TaskContext, args: SyncArgs) -> TaskResult {
         .map(|tag| {
             let (upstream, db, ctx, done) = (upstream.clone(), db.clone(), ctx.clone(), done.clone());
             async move {
-                let known = match upstream.head_manifest(&tag).await? {
-                    Some(digest) => load_stored(&db, &digest).await?,
-                    None => None,
-                };
-                let (digest, known) = match known {
-                    Some((digest, k)) => (digest, k),
-                    None => {
-                        let m = upstream.get_manifest(&tag).await?;
-                        let refs = references(&m.media_type, &m.bytes).map_err(UpstreamError::Invalid)?;
-                        (m.digest, Known { media_type: m.media_type, bytes: m.bytes.to_vec(), refs })
-                    }
-                };
+                let (digest, known) = resolve_tag(&upstream, &db, &tag).await?;
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 if n % 25 == 0 {
                     let _ = ctx.advance("sync.processing_tags", n, false).await;
@@ -121,37 +109,12 @@ pub async fn run(ctx: TaskContext, args: SyncArgs) -> TaskResult {
     ctx.advance("sync.processing_tags", tags.len() as u64, true).await?;
 
     // The manifests that lists name, fetched by digest.
-    let children: Vec<String> = manifests
-        .values()
-        .filter_map(|k| match &k.refs {
-            References::List(l) => Some(l.iter().map(|r| r.digest.clone()).collect::<Vec<_>>()),
-            References::Image { .. } => None,
-        })
-        .flatten()
-        .filter(|d| !manifests.contains_key(d))
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let fetched: Vec<(String, Known)> = stream::iter(children)
-        .map(|digest| {
-            let (upstream, db) = (upstream.clone(), db.clone());
-            async move {
-                if let Some((d, k)) = load_stored(&db, &digest).await? {
-                    return Ok((d, k));
-                }
-                let m = upstream.get_manifest(&digest).await?;
-                if is_list(&m.media_type) {
-                    return Err(UpstreamError::Invalid(format!("manifest list {digest} lists another list")));
-                }
-                let refs = references(&m.media_type, &m.bytes).map_err(UpstreamError::Invalid)?;
-                Ok::<_, UpstreamError>((m.digest, Known { media_type: m.media_type, bytes: m.bytes.to_vec(), refs }))
-            }
-        })
-        .buffer_unordered(concurrency)
-        .try_collect()
-        .await
-        .map_err(context)?;
-    manifests.extend(fetched);
+    fetch_listed(&upstream, &db, &mut manifests, concurrency).await.map_err(context)?;
+
+    // What refers to every manifest recorded (signatures, attestations, SBOMs).
+    if remote.include_referrers {
+        referrers::gather(&ctx, &upstream, &db, &all_tags, &mut manifests, &mut tag_digests, concurrency).await.map_err(context)?;
+    }
 
     // Every blob referenced, with its size.
     let mut blobs: HashMap<String, i64> = HashMap::new();
@@ -183,6 +146,74 @@ pub async fn run(ctx: TaskContext, args: SyncArgs) -> TaskResult {
         .map_err(|e: DbError| failed(format!("recording the sync failed: {e}")))?;
     ctx.advance("sync.associating", 1, true).await?;
     Ok(number.map(|n| vec![hrefs::repository_version(&repo.id, n)]).unwrap_or_default())
+}
+
+/// A tag's digest and manifest: re-read from the database when its digest is stored already.
+async fn resolve_tag(upstream: &Upstream, db: &crate::db::Db, tag: &str) -> Result<(String, Known), UpstreamError> {
+    if let Some(digest) = upstream.head_manifest(tag).await? {
+        if let Some(found) = load_stored(db, &digest).await? {
+            return Ok(found);
+        }
+    }
+    fetch(upstream, tag).await
+}
+
+/// A manifest fetched (and checked) by tag or digest.
+async fn fetch(upstream: &Upstream, reference: &str) -> Result<(String, Known), UpstreamError> {
+    let m = upstream.get_manifest(reference).await?;
+    let refs = references(&m.media_type, &m.bytes).map_err(UpstreamError::Invalid)?;
+    Ok((m.digest, Known { media_type: m.media_type, bytes: m.bytes.to_vec(), refs }))
+}
+
+/// A manifest by digest: the stored one, else fetched.
+async fn by_digest(upstream: &Upstream, db: &crate::db::Db, digest: &str) -> Result<(String, Known), UpstreamError> {
+    match load_stored(db, digest).await? {
+        Some(found) => Ok(found),
+        None => fetch(upstream, digest).await,
+    }
+}
+
+/// Fetches what the lists among `manifests` name and is not there yet, level by level (an index
+/// may list indexes, `MAX_NESTING` levels at most); returns the digests added.
+async fn fetch_listed(
+    upstream: &Arc<Upstream>,
+    db: &crate::db::Db,
+    manifests: &mut HashMap<String, Known>,
+    concurrency: usize,
+) -> Result<Vec<String>, UpstreamError> {
+    let mut added = Vec::new();
+    for level in 0..=MAX_NESTING {
+        let missing: Vec<String> = manifests
+            .values()
+            .filter_map(|k| match &k.refs {
+                References::List(l) => Some(l.iter().map(|r| r.digest.clone()).collect::<Vec<_>>()),
+                References::Image { .. } => None,
+            })
+            .flatten()
+            .filter(|d| !manifests.contains_key(d))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if missing.is_empty() {
+            return Ok(added);
+        }
+        if level == MAX_NESTING {
+            break;
+        }
+        let fetched: Vec<(String, Known)> = stream::iter(missing)
+            .map(|digest| {
+                let (upstream, db) = (upstream.clone(), db.clone());
+                async move { by_digest(&upstream, &db, &digest).await }
+            })
+            .buffer_unordered(concurrency)
+            .try_collect()
+            .await?;
+        for (digest, known) in fetched {
+            added.push(digest.clone());
+            manifests.insert(digest, known);
+        }
+    }
+    Err(UpstreamError::Invalid(format!("manifest lists are nested more than {MAX_NESTING} deep")))
 }
 
 /// A manifest already in the database, re-read from its stored bytes.
@@ -290,11 +321,9 @@ fn record(
         add.push(id.clone());
         blob_ids.insert(digest.as_str(), id);
     }
-    // Image manifests first: lists refer to them.
+    // A list after everything it lists.
     let mut manifest_ids: HashMap<&str, String> = HashMap::new();
-    let mut ordered: Vec<(&String, &Known)> = manifests.iter().collect();
-    ordered.sort_by_key(|(_, k)| matches!(k.refs, References::List(_)));
-    for (digest, k) in ordered {
+    for (digest, k) in dependency_order(manifests) {
         let new = match &k.refs {
             References::Image { config, layers } => NewManifest {
                 digest: digest.clone(),
@@ -342,6 +371,29 @@ fn record(
             .collect()
     };
     Ok(repository::new_version(c, repo_id, &add, &remove)?)
+}
+
+/// Manifests ordered so that each list comes after the manifests it lists (images first, then
+/// lists of images, lists of those, ...).
+fn dependency_order(manifests: &HashMap<String, Known>) -> Vec<(&String, &Known)> {
+    fn height<'a>(digest: &'a str, manifests: &'a HashMap<String, Known>, memo: &mut HashMap<&'a str, usize>, depth: usize) -> usize {
+        if let Some(h) = memo.get(digest) {
+            return *h;
+        }
+        let h = match manifests.get(digest).map(|k| &k.refs) {
+            // Nesting is bounded when fetched; the guard only keeps a cycle from recursing forever.
+            Some(References::List(listed)) if depth < 64 => {
+                1 + listed.iter().map(|l| height(&l.digest, manifests, memo, depth + 1)).max().unwrap_or(0)
+            }
+            _ => 0,
+        };
+        memo.insert(digest, h);
+        h
+    }
+    let mut memo = HashMap::new();
+    let mut ordered: Vec<(usize, &String, &Known)> = manifests.iter().map(|(d, k)| (height(d, manifests, &mut memo, 0), d, k)).collect();
+    ordered.sort_by_key(|(h, d, _)| (*h, d.as_str()));
+    ordered.into_iter().map(|(_, d, k)| (d, k)).collect()
 }
 
 fn tag_names(c: &mut crate::db::DbConnection, present: &[(String, String)]) -> Result<HashMap<String, String>, DbError> {

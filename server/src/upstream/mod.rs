@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, LINK, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 use tokio::sync::Mutex;
 
 use crate::models::remote::Remote;
@@ -28,6 +28,8 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
 pub const MAX_MANIFEST: usize = 4 * 1024 * 1024;
 /// One page of an upstream's tag list (about 100k tags of 128 characters).
 pub const MAX_TAG_PAGE: usize = 16 * 1024 * 1024;
+/// Pages of one referrers answer read at most (each up to `MAX_MANIFEST`).
+const MAX_REFERRER_PAGES: usize = 100;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
@@ -214,6 +216,16 @@ fn seconds(value: f64, field: &str) -> Result<Duration, UpstreamError> {
 
 pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+/// The digest of `bytes` with the algorithm `like` names (`sha256:…` or `sha512:…`); `None` for
+/// any other algorithm.
+pub fn digest_with(like: &str, bytes: &[u8]) -> Option<String> {
+    match like.split_once(':')?.0 {
+        "sha256" => Some(sha256_digest(bytes)),
+        "sha512" => Some(format!("sha512:{:x}", Sha512::digest(bytes))),
+        _ => None,
+    }
 }
 
 impl Upstream {
@@ -528,15 +540,59 @@ impl Upstream {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or("").trim().to_string());
         let bytes = self.read_capped(resp, MAX_MANIFEST, &what).await?;
-        let digest = sha256_digest(&bytes);
-        for expected in [header_digest.as_deref(), reference.starts_with("sha256:").then_some(reference)].into_iter().flatten() {
-            if expected.starts_with("sha256:") && expected != digest {
-                return Err(UpstreamError::DigestMismatch { what, expected: expected.to_string(), actual: digest });
+        // Each digest is checked with its own algorithm; the manifest is known by the one it was
+        // asked for (a `sha512:` reference stays `sha512:`), else by its sha256.
+        let by_digest = reference.contains(':').then_some(reference);
+        for expected in [header_digest.as_deref(), by_digest].into_iter().flatten() {
+            match digest_with(expected, &bytes) {
+                Some(actual) if actual != expected => {
+                    return Err(UpstreamError::DigestMismatch { what, expected: expected.to_string(), actual });
+                }
+                Some(_) => {}
+                None if Some(expected) == by_digest => {
+                    return Err(UpstreamError::Invalid(format!("{what}: unsupported digest algorithm (sha256 and sha512 are)")));
+                }
+                None => {}
             }
         }
+        let digest = by_digest.map(str::to_string).unwrap_or_else(|| sha256_digest(&bytes));
         let media_type = media_type_of(&bytes, content_type.as_deref())
             .ok_or_else(|| UpstreamError::Invalid(format!("{what} is not a Docker schema 2 or OCI manifest (schema 1 is not supported)")))?;
         Ok(FetchedManifest { bytes, digest, media_type })
+    }
+
+    /// What refers to `digest` by the upstream's referrers API (`GET /v2/<name>/referrers/<digest>`,
+    /// following `Link` pages): `None` when the upstream has no such API (a 404, which a registry
+    /// that has it never answers, a 5xx, or anything other than an image index).
+    pub async fn referrers(&self, digest: &str) -> Result<Option<Vec<Descriptor>>, UpstreamError> {
+        let mut found = Vec::new();
+        let mut next = Some(self.url(&format!("referrers/{digest}")));
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            let resp = match self.send(Method::GET, &url, Some(OCI_INDEX), false).await {
+                // Some registries answer unknown routes with a 5xx.
+                Err(UpstreamError::Status { .. }) => return Ok(None),
+                other => other?,
+            };
+            if matches!(resp.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+                return Err(UpstreamError::Unauthorized(self.describe()));
+            }
+            if !resp.status().is_success() {
+                return Ok(None);
+            }
+            next = next_link(resp.headers(), resp.url());
+            let body = self.read_capped(resp, MAX_MANIFEST, &format!("the referrers of {digest}")).await?;
+            let Ok(index) = serde_json::from_slice::<ReferrersIndex>(&body) else { return Ok(None) };
+            if index.schema_version != 2 || index.media_type.as_deref().is_some_and(|m| m != OCI_INDEX) {
+                return Ok(None);
+            }
+            found.extend(index.manifests);
+            pages += 1;
+            if pages >= MAX_REFERRER_PAGES {
+                break;
+            }
+        }
+        Ok(Some(found))
     }
 
     /// Starts a blob download; the caller streams the body.
@@ -549,6 +605,25 @@ impl Upstream {
     pub fn total_timeout(&self) -> Option<Duration> {
         self.total_timeout
     }
+}
+
+/// One descriptor of a referrers index (what a sync needs of it).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub digest: String,
+    #[serde(default)]
+    pub media_type: Option<String>,
+    #[serde(default)]
+    pub artifact_type: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReferrersIndex {
+    schema_version: u32,
+    media_type: Option<String>,
+    manifests: Vec<Descriptor>,
 }
 
 /// The media type: the document's own `mediaType`, else the response's `Content-Type`, else
