@@ -20,7 +20,7 @@ use crate::models::distribution::{self, Distribution};
 use crate::models::repository::{self, Repository};
 use crate::models::referrer::ReferrerFacts;
 use crate::models::{artifact, new_id, now, upload};
-use crate::storage::{BlobHasher, IngestError, ScratchFile, StoredFile};
+use crate::storage::{IngestError, StoredFile};
 use crate::sync::{references, References};
 use crate::upstream::{media_type_of, MAX_MANIFEST};
 
@@ -145,47 +145,12 @@ where
         let claim = WriteClaim::take(&state.db, hex).await?;
         return Ok(state.storage.ingest(body, digest, size).await.map(|stored| (stored, claim)));
     }
-    let scratch = state.storage.scratch_file();
-    let (hex, written) = match hash_to_scratch(&scratch, body, digest, size).await {
-        Ok(hashed) => hashed,
+    let staged = match state.storage.stage_verified(body, digest, size).await {
+        Ok(staged) => staged,
         Err(e) => return Ok(Err(e)),
     };
-    let claim = WriteClaim::take(&state.db, &hex).await?;
-    Ok(match state.storage.commit(scratch.path(), &hex, written as u64).await {
-        Ok(key) => Ok((StoredFile { sha256: hex, size: written, key }, claim)),
-        Err(e) => Err(IngestError::Io(e)),
-    })
-}
-
-/// Writes `body` to `scratch`, refusing bytes past `size`; checks them against `digest`.
-/// Returns (sha256 hex, bytes written).
-async fn hash_to_scratch<S, E>(scratch: &ScratchFile, mut body: S, digest: &str, size: Option<i64>) -> Result<(String, i64), IngestError>
-where
-    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    use tokio::io::AsyncWriteExt;
-    let mut file = tokio::fs::File::from_std(scratch.create()?);
-    let mut hasher = BlobHasher::for_digest(digest);
-    let mut written: i64 = 0;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| IngestError::Source { digest: digest.to_string(), reason: e.to_string() })?;
-        written += chunk.len() as i64;
-        if let Some(expected) = size.filter(|s| written > *s) {
-            return Err(IngestError::Size { digest: digest.to_string(), expected, actual: written });
-        }
-        hasher.update(&chunk);
-        file.write_all(&chunk).await?;
-    }
-    file.sync_data().await?;
-    let (hex, actual) = hasher.finish();
-    if let Some(expected) = size.filter(|s| *s != written) {
-        return Err(IngestError::Size { digest: digest.to_string(), expected, actual: written });
-    }
-    if actual != digest {
-        return Err(IngestError::Digest { expected: digest.to_string(), actual });
-    }
-    Ok((hex, written))
+    let claim = WriteClaim::take(&state.db, &staged.sha256).await?;
+    Ok(state.storage.commit_staged(staged).await.map(|stored| (stored, claim)).map_err(IngestError::Io))
 }
 
 /// Records stored bytes as a blob pushed to the repository.

@@ -174,15 +174,38 @@ impl Storage {
             writer.commit().await?;
             return Ok(StoredFile { sha256: hex, size: written, key });
         }
+        let staged = self.stage_verified(body, digest, size).await?;
+        Ok(self.commit_staged(staged).await?)
+    }
+
+    /// Writes `body` to a scratch file, checked against `digest` and `size`: for a digest that
+    /// does not name the store's key (`sha512:`), which is known only once the bytes are read.
+    pub async fn stage_verified<S, E>(&self, body: S, digest: &str, size: Option<i64>) -> Result<Staged, IngestError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
         let temp = self.scratch_file();
         let mut file = LocalFile(tokio::fs::File::from_std(temp.create()?));
         let mut hasher = BlobHasher::for_digest(digest);
         let written = write_body(&mut file, body, digest, size, |chunk| hasher.update(chunk)).await?;
         file.0.sync_data().await?;
-        let (hex, _) = verified(hasher, digest, size, written)?;
-        let key = self.commit(temp.path(), &hex, written as u64).await?;
-        Ok(StoredFile { sha256: hex, size: written, key })
+        let (sha256, _) = verified(hasher, digest, size, written)?;
+        Ok(Staged { temp, sha256, size: written })
     }
+
+    /// Moves verified bytes from their scratch file into the store.
+    pub async fn commit_staged(&self, staged: Staged) -> std::io::Result<StoredFile> {
+        let key = self.commit(staged.temp.path(), &staged.sha256, staged.size as u64).await?;
+        Ok(StoredFile { sha256: staged.sha256, size: staged.size, key })
+    }
+}
+
+/// Verified bytes in a scratch file (removed when dropped), with their sha256 hex and size.
+pub struct Staged {
+    temp: ScratchFile,
+    pub sha256: String,
+    pub size: i64,
 }
 
 fn verified(hasher: BlobHasher, digest: &str, size: Option<i64>, written: i64) -> Result<(String, String), IngestError> {
