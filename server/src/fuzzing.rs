@@ -135,6 +135,12 @@ pub fn fuzz_manifest(data: &[u8]) {
         }
         seen.push(media_type);
     }
+    let facts = crate::models::referrer::ReferrerFacts::of(data);
+    assert!(facts.subject.as_deref().is_none_or(crate::registry::valid_digest), "subject {:?}", facts.subject);
+    assert!(facts.artifact_type.as_deref().is_none_or(|t| !t.is_empty() && !t.contains('\0')), "artifact type {:?}", facts.artifact_type);
+    if let Some(a) = &facts.annotations {
+        assert!(serde_json::from_str::<serde_json::Value>(a).is_ok_and(|v| v.is_object()), "annotations {a:?}");
+    }
 }
 
 /// One `tags/list` page. (serde_json skips the fields it ignores without checking them as fully
