@@ -696,5 +696,145 @@ async fn sha512_everywhere(backend: Backend) {
     support::assert_store_intact(&s).await;
 }
 
+/// Referrers whose annotations are megabytes: a page stops at about 4 MiB (at least one per
+/// page) with a `Link`, and following the links lists every one exactly once.
+async fn referrer_pages_are_bounded_in_bytes(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let oci = Oci { s: &s };
+    let img = oci.image("spec/big", "v1").await;
+    oci.push_blob("spec/big", b"{}").await;
+    let subject = descriptor(MANIFEST, &img.digest, img.bytes.len());
+    let layer = descriptor("application/vnd.oci.image.layer.v1.tar", &img.layer, 300);
+    let mut pushed = Vec::new();
+    for i in 0..3 {
+        let note = format!("{i}{}", "x".repeat(2 * 1024 * 1024 + 100));
+        let bytes = serde_json::to_vec(&artifact_manifest("application/vnd.example.big", &layer, &subject, &note)).unwrap();
+        let r = oci.put_manifest("spec/big", &sha256(&bytes), &bytes).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+        pushed.push(sha256(&bytes));
+    }
+    pushed.sort();
+    let mut url = format!("/v2/spec/big/referrers/{}", img.digest);
+    let mut listed = Vec::new();
+    for _ in 0..10 {
+        let r = oci.anon(Method::GET, &url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let link = r.headers().get("link").map(|l| l.to_str().unwrap().to_string());
+        let body = r.bytes().await.unwrap();
+        assert!(body.len() < 5 * 1024 * 1024, "a page of {} bytes", body.len());
+        let page: Value = serde_json::from_slice(&body).unwrap();
+        for m in page["manifests"].as_array().unwrap() {
+            assert!(m["annotations"]["org.example.note"].as_str().unwrap().len() > 2 * 1024 * 1024, "annotations listed whole");
+            listed.push(m["digest"].as_str().unwrap().to_string());
+        }
+        match link {
+            Some(l) => url = l.trim_start_matches('<').split('>').next().unwrap().to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(listed, pushed, "every referrer once, in digest order, over several pages");
+}
+
+/// What goes into a 401 challenge cannot be steered by the request: a name that is no
+/// repository name is refused before it reaches the header, and the host only lends the realm
+/// the characters of a host.
+async fn challenges_quote_nothing_from_the_request(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let oci = Oci { s: &s };
+    for name in ["a%22,realm=%22http:%2F%2Fevil", "a%0d%0aX-Evil:%201"] {
+        let r = oci.anon(Method::POST, &format!("/v2/{name}/blobs/uploads/")).send().await.unwrap();
+        assert!(r.headers().get("www-authenticate").is_none(), "{name}");
+        assert_eq!(error(r).await, (StatusCode::BAD_REQUEST, "NAME_INVALID".into()), "{name}");
+    }
+    let r = oci.anon(Method::POST, "/v2/ok/blobs/uploads/").header("host", "evil\",scope=\"x").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = header(&r, "www-authenticate");
+    assert_eq!(challenge.matches('"').count(), 6, "realm, service and scope, each quoted once: {challenge}");
+    assert!(challenge.contains("realm=\"http://evilscopex/token\""), "{challenge}");
+}
+
+/// Which manifests are referrers: an OCI manifest's `subject` however deeply the rest of the
+/// document nests, not a Docker schema 2 manifest's (that format has none); and a private
+/// repository's referrers ask for credentials before anything else is checked.
+async fn what_counts_as_a_referrer(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let oci = Oci { s: &s };
+    let img = oci.image("spec/which", "v1").await;
+    oci.push_blob("spec/which", b"{}").await;
+    let subject = descriptor(MANIFEST, &img.digest, img.bytes.len());
+    let layer = descriptor("application/vnd.oci.image.layer.v1.tar", &img.layer, 300);
+    let mut deep = artifact_manifest("application/vnd.example.deep", &layer, &subject, "deep");
+    let mut nested = json!(1);
+    for _ in 0..1000 {
+        nested = json!([nested]);
+    }
+    deep["x-nested"] = nested;
+    let deep_bytes = serde_json::to_vec(&deep).unwrap();
+    let r = oci.put_manifest("spec/which", &sha256(&deep_bytes), &deep_bytes).await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    assert_eq!(header(&r, "oci-subject"), img.digest);
+
+    let mut docker = artifact_manifest("application/vnd.example.docker", &layer, &subject, "docker");
+    docker["mediaType"] = json!("application/vnd.docker.distribution.manifest.v2+json");
+    docker["config"] = descriptor("application/vnd.docker.container.image.v1+json", &img.config, 78);
+    let docker_bytes = serde_json::to_vec(&docker).unwrap();
+    let r = oci
+        .admin(Method::PUT, &format!("/v2/spec/which/manifests/{}", sha256(&docker_bytes)))
+        .header("content-type", "application/vnd.docker.distribution.manifest.v2+json")
+        .body(docker_bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    assert!(r.headers().get("oci-subject").is_none(), "a Docker manifest refers to nothing");
+
+    let r = oci.anon(Method::GET, &format!("/v2/spec/which/referrers/{}", img.digest)).send().await.unwrap();
+    let index: Value = r.json().await.unwrap();
+    let listed: Vec<&str> = index["manifests"].as_array().unwrap().iter().map(|m| m["digest"].as_str().unwrap()).collect();
+    assert_eq!(listed, vec![sha256(&deep_bytes).as_str()]);
+
+    oci.make_private("spec/which").await;
+    for path in [format!("/v2/spec/which/referrers/{}", img.digest), "/v2/spec/which/referrers/sha256:nothex".into(), format!("/v2/spec/which/referrers/{}?last=bad", img.digest)] {
+        let r = oci.anon(Method::GET, &path).send().await.unwrap();
+        assert_eq!(error(r).await, (StatusCode::UNAUTHORIZED, "UNAUTHORIZED".into()), "{path}");
+    }
+}
+
+/// A blob DELETE racing a manifest PUT that uses the blob: whichever lands first, the latest
+/// version never holds a manifest without its blobs (the repository's row is the writers' turn).
+async fn blob_delete_racing_a_manifest_put(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let oci = Oci { s: &s };
+    let img = oci.image("spec/race", "v0").await;
+    let token = oci.token("scope=repository:spec/race:pull,push").await;
+    for round in 0..30 {
+        let layer_bytes = random_blob(200 + round);
+        let layer = oci.push_blob("spec/race", &layer_bytes).await;
+        let m = image_manifest(&descriptor("application/vnd.oci.image.config.v1+json", &img.config, 78), &[descriptor("application/vnd.oci.image.layer.v1.tar", &layer, layer_bytes.len())]);
+        let bytes = serde_json::to_vec(&m).unwrap();
+        let put = oci.bearer(Method::PUT, &format!("/v2/spec/race/manifests/r{round}"), &token).header("content-type", MANIFEST).body(bytes.clone()).send();
+        let delete = oci.bearer(Method::DELETE, &format!("/v2/spec/race/blobs/{layer}"), &token).send();
+        let (put, delete) = tokio::join!(put, delete);
+        let (put, delete) = (put.unwrap().status(), delete.unwrap().status());
+        let manifest = oci.anon(Method::GET, &format!("/v2/spec/race/manifests/r{round}")).header("accept", MANIFEST).send().await.unwrap().status();
+        let blob = oci.anon(Method::HEAD, &format!("/v2/spec/race/blobs/{layer}")).send().await.unwrap().status();
+        match (put, delete) {
+            // The manifest first: the delete is refused and the blob stays.
+            (StatusCode::CREATED, StatusCode::CONFLICT) => assert_eq!((manifest, blob), (StatusCode::OK, StatusCode::OK), "round {round}"),
+            // The delete first: the manifest names a blob the repository no longer has.
+            (StatusCode::BAD_REQUEST, StatusCode::ACCEPTED) => assert_eq!((manifest, blob), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND), "round {round}"),
+            other => panic!("round {round}: PUT and DELETE answered {other:?}; manifest {manifest}, blob {blob}"),
+        }
+    }
+}
+
 on_both_backends!(end_1_2_3_base_blobs_and_manifests, end_4_5_6_13_blob_uploads, end_10_blob_delete, end_11_mount_with_a_token, sha512_everywhere);
-on_databases!(end_7_8_9_manifests_and_tags, end_12_referrers, referrers_pages_hold_at_most_1000);
+on_databases!(
+    end_7_8_9_manifests_and_tags,
+    end_12_referrers,
+    referrers_pages_hold_at_most_1000,
+    referrer_pages_are_bounded_in_bytes,
+    challenges_quote_nothing_from_the_request,
+    what_counts_as_a_referrer,
+    blob_delete_racing_a_manifest_put,
+);

@@ -135,7 +135,7 @@ pub fn fuzz_manifest(data: &[u8]) {
         }
         seen.push(media_type);
     }
-    let facts = crate::models::referrer::ReferrerFacts::of(data);
+    let facts = crate::models::referrer::ReferrerFacts::of(crate::upstream::OCI_MANIFEST, data);
     assert!(facts.subject.as_deref().is_none_or(crate::registry::valid_digest), "subject {:?}", facts.subject);
     assert!(facts.artifact_type.as_deref().is_none_or(|t| !t.is_empty() && !t.contains('\0')), "artifact type {:?}", facts.artifact_type);
     if let Some(a) = &facts.annotations {

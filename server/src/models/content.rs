@@ -291,7 +291,7 @@ pub fn ensure_manifest(conn: &mut DbConnection, m: &NewManifest) -> QueryResult<
         return Ok((id, false));
     }
     let id = new_content(conn, MANIFEST)?;
-    let facts = super::referrer::ReferrerFacts::of(&m.data);
+    let facts = super::referrer::ReferrerFacts::of(&m.media_type, &m.data);
     let inserted = crate::insert_or_ignore!(
         conn,
         diesel::insert_into(manifest::table).values((

@@ -3,7 +3,7 @@
 //! columns of their own, so that the referrers of a digest are one indexed lookup.
 
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
+use diesel::sql_types::{BigInt, Nullable};
 
 use crate::db::schema::{manifest, repository_content};
 use crate::db::DbConnection;
@@ -17,21 +17,47 @@ pub struct ReferrerFacts {
     pub annotations: Option<String>,
 }
 
+/// The fields of a manifest the facts come from. Typed, as the manifest's validation parses it,
+/// so that whatever else the document holds (however deeply nested) is skipped alike.
+#[derive(serde::Deserialize)]
+struct Shape {
+    subject: Option<Subject>,
+    #[serde(rename = "artifactType")]
+    artifact_type: Option<String>,
+    config: Option<Config>,
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Subject {
+    digest: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Config {
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
+}
+
 impl ReferrerFacts {
-    /// The facts of a manifest's bytes. The artifact type is `artifactType`, else (for an
-    /// image manifest with a subject) its config's media type, as the spec says to report it.
-    pub fn of(bytes: &[u8]) -> ReferrerFacts {
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else { return ReferrerFacts::default() };
-        let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty() && !s.contains('\0')).map(str::to_string);
-        let subject = text(&v["subject"]["digest"]).filter(|d| crate::registry::valid_digest(d));
-        let artifact_type = text(&v["artifactType"]).or_else(|| subject.as_ref().and_then(|_| text(&v["config"]["mediaType"])));
-        let annotations = v["annotations"].as_object().filter(|a| !a.is_empty()).map(|a| serde_json::Value::Object(a.clone()).to_string());
+    /// The facts of an OCI image manifest's or index's bytes (Docker's schema 2 has no
+    /// `subject`). The artifact type is `artifactType`, else (for an image manifest with a
+    /// subject) its config's media type, as the spec says to report it.
+    pub fn of(media_type: &str, bytes: &[u8]) -> ReferrerFacts {
+        if !matches!(media_type, crate::upstream::OCI_MANIFEST | crate::upstream::OCI_INDEX) {
+            return ReferrerFacts::default();
+        }
+        let Ok(shape) = serde_json::from_slice::<Shape>(bytes) else { return ReferrerFacts::default() };
+        let text = |v: Option<String>| v.filter(|s| !s.is_empty() && !s.contains('\0'));
+        let subject = text(shape.subject.map(|s| s.digest)).filter(|d| crate::registry::valid_digest(d));
+        let artifact_type = text(shape.artifact_type).or_else(|| subject.as_ref().and_then(|_| text(shape.config.and_then(|c| c.media_type))));
+        let annotations = shape.annotations.filter(|a| !a.is_empty()).map(|a| serde_json::to_string(&a).expect("strings serialise"));
         ReferrerFacts { subject, artifact_type, annotations }
     }
 }
 
 /// A referrer as the referrers index lists it.
-#[derive(Debug, Clone, PartialEq, Queryable)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Referrer {
     pub digest: String,
     pub media_type: String,
@@ -40,9 +66,15 @@ pub struct Referrer {
     pub annotations: Option<String>,
 }
 
+/// What one page of a referrers index may hold, annotations included: a referrer's annotations
+/// can be megabytes, and a page of a thousand of them must not be gigabytes in memory.
+pub const PAGE_BYTES: i64 = 4 * 1024 * 1024;
+
 /// The manifests in a repository version whose subject is `subject`, optionally of one
-/// artifact type, ordered by digest; after `last`, at most `limit`.
-pub fn in_version(
+/// artifact type, ordered by digest, after `last`: at most `limit` and about `PAGE_BYTES`
+/// (at least one). The flag says whether more may follow.
+#[allow(clippy::too_many_arguments)]
+pub fn page(
     conn: &mut DbConnection,
     repository_id: &str,
     number: i64,
@@ -50,7 +82,7 @@ pub fn in_version(
     artifact_type: Option<&str>,
     last: Option<&str>,
     limit: i64,
-) -> QueryResult<Vec<Referrer>> {
+) -> QueryResult<(Vec<Referrer>, bool)> {
     let members = repository_content::table
         .filter(repository_content::repository_id.eq(repository_id.to_string()))
         .filter(repository_content::version_added.le(number))
@@ -63,16 +95,46 @@ pub fn in_version(
     if let Some(l) = last {
         q = q.filter(manifest::digest.gt(l.to_string()));
     }
-    q.order(manifest::digest.asc())
+    // First without the annotations, only their lengths: what fits is known before any is read.
+    // (digest, media type, size, artifact type, length of the annotations)
+    type Row = (String, String, i64, Option<String>, Option<i64>);
+    let rows: Vec<Row> = q
+        .order(manifest::digest.asc())
         .limit(limit)
         .select((
             manifest::digest,
             manifest::media_type,
             diesel::dsl::sql::<BigInt>("CAST(length(manifest.data) AS BIGINT)"),
             manifest::artifact_type,
-            manifest::annotations,
+            diesel::dsl::sql::<Nullable<BigInt>>("CAST(length(manifest.annotations) AS BIGINT)"),
         ))
-        .load(conn)
+        .load(conn)?;
+    let mut more = rows.len() as i64 == limit;
+    let mut taken = Vec::new();
+    let mut bytes = 0;
+    for (digest, media_type, size, artifact_type, annotated) in rows {
+        let cost = 256 + digest.len() as i64 + media_type.len() as i64 + artifact_type.as_ref().map_or(0, |t| t.len() as i64) + annotated.unwrap_or(0);
+        if !taken.is_empty() && bytes + cost > PAGE_BYTES {
+            more = true;
+            break;
+        }
+        bytes += cost;
+        taken.push((Referrer { digest, media_type, size, artifact_type, annotations: None }, annotated.is_some()));
+    }
+    let annotated: Vec<&str> = taken.iter().filter(|(_, a)| *a).map(|(r, _)| r.digest.as_str()).collect();
+    let mut annotations: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for chunk in annotated.chunks(100) {
+        let found: Vec<(String, Option<String>)> = manifest::table.filter(manifest::digest.eq_any(chunk)).select((manifest::digest, manifest::annotations)).load(conn)?;
+        annotations.extend(found.into_iter().filter_map(|(d, a)| a.map(|a| (d, a))));
+    }
+    let referrers = taken
+        .into_iter()
+        .map(|(mut r, _)| {
+            r.annotations = annotations.remove(&r.digest);
+            r
+        })
+        .collect();
+    Ok((referrers, more))
 }
 
 const INDEXED: &str = "manifest_subjects_indexed";
@@ -104,11 +166,11 @@ fn fill_subjects(conn: &mut DbConnection) -> QueryResult<usize> {
             .load(conn)?;
         let Some(last) = ids.last().cloned() else { return Ok(filled) };
         for id in ids {
-            let data: Vec<u8> = manifest::table.find(&id).select(manifest::data).first(conn)?;
+            let (media_type, data): (String, Vec<u8>) = manifest::table.find(&id).select((manifest::media_type, manifest::data)).first(conn)?;
             if !data.windows(9).any(|w| w == b"\"subject\"") {
                 continue;
             }
-            let facts = ReferrerFacts::of(&data);
+            let facts = ReferrerFacts::of(&media_type, &data);
             if facts.subject.is_some() {
                 diesel::update(manifest::table.find(&id))
                     .set((manifest::subject.eq(&facts.subject), manifest::artifact_type.eq(&facts.artifact_type), manifest::annotations.eq(&facts.annotations)))
@@ -130,7 +192,7 @@ mod tests {
             "config":{"mediaType":"application/vnd.dev.cosign.artifact.sig.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},
             "layers":[],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":7},
             "annotations":{"org.example":"x"}}"#;
-        let f = ReferrerFacts::of(sig);
+        let f = ReferrerFacts::of(crate::upstream::OCI_MANIFEST, sig);
         assert_eq!(f.subject.as_deref(), Some("sha256:0000000000000000000000000000000000000000000000000000000000000000"));
         assert_eq!(f.artifact_type.as_deref(), Some("application/vnd.dev.cosign.artifact.sig.v1+json"));
         assert_eq!(f.annotations.as_deref(), Some(r#"{"org.example":"x"}"#));
@@ -139,9 +201,13 @@ mod tests {
     #[test]
     fn explicit_artifact_type_wins_and_bad_subjects_are_none() {
         let m = br#"{"artifactType":"application/spdx+json","config":{"mediaType":"application/vnd.oci.empty.v1+json"},"subject":{"digest":"sha256:nothex"}}"#;
-        let f = ReferrerFacts::of(m);
+        let f = ReferrerFacts::of(crate::upstream::OCI_MANIFEST, m);
         assert_eq!(f.subject, None);
         assert_eq!(f.artifact_type.as_deref(), Some("application/spdx+json"));
-        assert_eq!(ReferrerFacts::of(b"not json"), ReferrerFacts::default());
+        assert_eq!(ReferrerFacts::of(crate::upstream::OCI_MANIFEST, b"not json"), ReferrerFacts::default());
+        // Docker's schema 2 has no subject; deep nesting elsewhere does not hide one.
+        let deep = format!(r#"{{"x":{}1{},"subject":{{"digest":"sha256:{}"}}}}"#, "[".repeat(100_000), "]".repeat(100_000), "0".repeat(64));
+        assert!(ReferrerFacts::of(crate::upstream::OCI_MANIFEST, deep.as_bytes()).subject.is_some());
+        assert_eq!(ReferrerFacts::of("application/vnd.docker.distribution.manifest.v2+json", deep.as_bytes()), ReferrerFacts::default());
     }
 }

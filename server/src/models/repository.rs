@@ -225,6 +225,14 @@ fn lock(conn: &mut DbConnection, repository_id: &str) -> QueryResult<()> {
     Ok(())
 }
 
+/// The latest version number of a repository whose next version this transaction may write:
+/// read under the repository's lock, so that what the writer checks against it (a manifest's
+/// blobs, a blob's users) cannot change before its version lands.
+pub fn latest_for_write(conn: &mut DbConnection, repository_id: &str) -> QueryResult<i64> {
+    lock(conn, repository_id)?;
+    repository::table.find(repository_id).select(repository::latest_version_number).first(conn)
+}
+
 /// Makes the next version of a repository from the latest one plus `add` minus `remove`.
 /// Returns the new version's number, or None when nothing would change (no empty versions).
 pub fn new_version(conn: &mut DbConnection, repository_id: &str, add: &[String], remove: &[String]) -> QueryResult<Option<i64>> {

@@ -106,9 +106,13 @@ fn verify_token(secret: &[u8], token: &str) -> Option<Claims> {
     (claims.exp > chrono::Utc::now().timestamp()).then_some(claims)
 }
 
+/// The token endpoint on the host the client asked for. The host comes from the request
+/// (`Host`, `X-Forwarded-Host`): only the characters a host and port are made of are kept, so
+/// that it cannot break out of the challenge's quotes.
 fn realm(req: &HttpRequest) -> String {
     let info = req.connection_info();
-    format!("{}://{}/token", info.scheme(), info.host())
+    let host: String = info.host().chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_')).collect();
+    format!("{}://{host}/token", info.scheme())
 }
 
 fn scope(name: &str, action: Action) -> String {
@@ -133,6 +137,8 @@ pub async fn authorize_mount(state: &AppState, req: &HttpRequest, name: &str, fr
 }
 
 async fn check_grant(state: &AppState, req: &HttpRequest, name: &str, action: Action, scopes: String) -> Result<(), RegistryError> {
+    // The name goes into the challenge: one that is not a repository name goes nowhere.
+    crate::api::validate::oci_name(name).map_err(RegistryError::NameInvalid)?;
     let challenge = || RegistryError::Unauthorized(Challenge { realm: realm(req), scope: scopes.clone() });
     let headers: &HeaderMap = req.headers();
     let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return Err(challenge()) };

@@ -29,7 +29,7 @@ where
 }
 
 fn latest_version(c: &mut DbConnection, repo: &str) -> Result<i64, DbError> {
-    Ok(repository::find(c, repo)?.ok_or(diesel::result::Error::NotFound)?.latest_version_number)
+    Ok(repository::latest_for_write(c, repo)?)
 }
 
 /// `DELETE /v2/<name>/manifests/<digest|tag>`: a new version without the manifest (and the

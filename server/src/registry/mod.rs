@@ -277,14 +277,16 @@ impl PageQuery {
 
 /// `Link: </v2/...?n=N&last=X>; rel="next"` when a page came back full; `extra` query pairs
 /// (a filter) are carried to the next page.
-fn next_link(path: &str, n: i64, items: &[String], extra: &[(&str, &str)]) -> Option<String> {
+fn next_link(path: &str, n: i64, items: &[String]) -> Option<String> {
     let last = items.last()?;
-    (items.len() as i64 == n).then(|| {
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        q.extend_pairs(extra).append_pair("n", &n.to_string()).append_pair("last", last);
-        let q = q.finish();
-        format!("<{path}?{q}>; rel=\"next\"")
-    })
+    (items.len() as i64 == n).then(|| page_link(path, n, last, &[]))
+}
+
+/// `<path?extra&n=N&last=X>; rel="next"`.
+fn page_link(path: &str, n: i64, last: &str, extra: &[(&str, &str)]) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.extend_pairs(extra).append_pair("n", &n.to_string()).append_pair("last", last);
+    format!("<{path}?{}>; rel=\"next\"", q.finish())
 }
 
 async fn tags(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, q: web::Query<PageQuery>) -> Result<HttpResponse, RegistryError> {
@@ -297,7 +299,7 @@ async fn tags(state: web::Data<AppState>, req: HttpRequest, path: web::Path<Stri
         .await?;
     let mut resp = HttpResponse::Ok();
     resp.insert_header(API_VERSION);
-    if let Some(link) = next_link(&format!("/v2/{name}/tags/list"), n, &names, &[]) {
+    if let Some(link) = next_link(&format!("/v2/{name}/tags/list"), n, &names) {
         resp.insert_header((header::LINK, link));
     }
     Ok(resp.json(serde_json::json!({"name": name, "tags": names})))
@@ -310,7 +312,7 @@ async fn catalog(state: web::Data<AppState>, req: HttpRequest, q: web::Query<Pag
     let names = state.db.run(move |c| distribution::base_paths(c, last.as_deref(), n, with_private).map_err(DbError::from)).await?;
     let mut resp = HttpResponse::Ok();
     resp.insert_header(API_VERSION);
-    if let Some(link) = next_link("/v2/_catalog", n, &names, &[]) {
+    if let Some(link) = next_link("/v2/_catalog", n, &names) {
         resp.insert_header((header::LINK, link));
     }
     Ok(resp.json(serde_json::json!({"repositories": names})))

@@ -449,7 +449,7 @@ pub async fn put_manifest(state: web::Data<AppState>, req: HttpRequest, path: we
     if by_digest && reference != digest {
         return Err(RegistryError::DigestInvalid(format!("the manifest's bytes hash to {digest}, not {reference}")));
     }
-    let subject = ReferrerFacts::of(&bytes).subject;
+    let subject = ReferrerFacts::of(&media_type, &bytes).subject;
     // A new path holds nothing a manifest could reference; only one that references nothing
     // (an empty index) creates the path's repository.
     let repo = match (existing, &refs) {
@@ -494,7 +494,7 @@ fn record_manifest(
     refs: &References,
     tag: Option<&str>,
 ) -> Result<Result<(), RegistryError>, DbError> {
-    let latest = repository::find(c, repo)?.ok_or(diesel::result::Error::NotFound)?.latest_version_number;
+    let latest = repository::latest_for_write(c, repo)?;
     let mut add = Vec::new();
     let new = match refs {
         References::Image { config, layers } => {

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{next_link, served, valid_digest, RegistryError, API_VERSION};
+use super::{page_link, served, valid_digest, RegistryError, API_VERSION};
 use crate::app::AppState;
 use crate::db::DbError;
 use crate::models::referrer;
@@ -42,13 +42,14 @@ impl ReferrersQuery {
 
 pub async fn list(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>, q: web::Query<ReferrersQuery>) -> Result<HttpResponse, RegistryError> {
     let (name, digest) = path.into_inner();
+    // Who may read comes first: a private repository's callers learn nothing before they log in.
+    let (repo, number) = served(&state, &req, &name).await?;
     if !valid_digest(&digest) {
         return Err(RegistryError::DigestInvalid(digest));
     }
     let (artifact_type, n, last) = q.checked()?;
-    let (repo, number) = served(&state, &req, &name).await?;
     let (d, t) = (digest.clone(), artifact_type.clone());
-    let found = state.db.run(move |c| referrer::in_version(c, &repo, number, &d, t.as_deref(), last.as_deref(), n).map_err(DbError::from)).await?;
+    let (found, more) = state.db.run(move |c| referrer::page(c, &repo, number, &d, t.as_deref(), last.as_deref(), n).map_err(DbError::from)).await?;
 
     let manifests: Vec<Value> = found.iter().map(descriptor).collect();
     let mut resp = HttpResponse::Ok();
@@ -58,9 +59,8 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, path: web::Path<
         resp.insert_header(("OCI-Filters-Applied", "artifactType"));
         extra.push(("artifactType", t.as_str()));
     }
-    let digests: Vec<String> = found.into_iter().map(|r| r.digest).collect();
-    if let Some(link) = next_link(&format!("/v2/{name}/referrers/{digest}"), n, &digests, &extra) {
-        resp.insert_header((header::LINK, link));
+    if let Some(last) = found.last().filter(|_| more) {
+        resp.insert_header((header::LINK, page_link(&format!("/v2/{name}/referrers/{digest}"), n, &last.digest, &extra)));
     }
     Ok(resp.body(json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": manifests}).to_string()))
 }
