@@ -427,18 +427,62 @@ async fn referrers_of_referrers_up_to_the_bound(backend: Backend) {
 /// Remote and repository for `upstream` at `url` (on_demand, `tag` only, no retries), synced
 /// once whatever the outcome: the task and the repository href.
 async fn try_sync(s: &TestServer, url: &str, upstream: &str, name: &str, tag: &str) -> (Value, String) {
-    let body = json!({"name": name, "url": url, "upstream_name": upstream, "policy": "on_demand", "include_tags": [tag], "max_retries": 0});
+    try_sync_with(s, json!({"name": name, "url": url, "upstream_name": upstream, "include_tags": [tag]})).await
+}
+
+/// The same with the remote's fields in `remote` (on_demand and no retries unless it says).
+async fn try_sync_with(s: &TestServer, remote: Value) -> (Value, String) {
+    let mut body = json!({"policy": "on_demand", "max_retries": 0});
+    for (k, v) in remote.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let name = body["name"].clone();
     let (status, r) = s.post("remotes/container/container/", body).await;
     assert_eq!(status, StatusCode::CREATED, "{r}");
     let (_, repo) = s.post("repositories/container/container/", json!({"name": name, "remote": r["pulp_href"]})).await;
     let repo = repo["pulp_href"].as_str().unwrap().to_string();
-    let (status, t) = s.post(&format!("{repo}sync/"), json!({})).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{t}");
-    (s.wait_task(t["task"].as_str().unwrap()).await, repo)
+    (sync_once(s, &repo, json!({})).await, repo)
 }
 
-/// A referrers API that is not one (404, 500, an answer that is no index) means "no API": asked
-/// once per sync, and the cosign tag still comes. A listed digest of an unknown algorithm, or one
+/// One sync of `repo`, whatever the outcome.
+async fn sync_once(s: &TestServer, repo: &str, body: Value) -> Value {
+    let (status, t) = s.post(&format!("{repo}sync/"), body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{t}");
+    s.wait_task(t["task"].as_str().unwrap()).await
+}
+
+async fn latest_version(s: &TestServer, repo: &str) -> String {
+    s.get(repo).await.1["latest_version_href"].as_str().unwrap().to_string()
+}
+
+/// A fault upstream serving `latest` and its cosign signature: the upstream, the image and the
+/// signature's bytes.
+async fn signed_fault_upstream() -> (FaultUpstream, Pushed, Vec<u8>) {
+    let (mut state, _) = fault_image(b"layer".to_vec());
+    let (latest, media_type) = state.tags["latest"].clone();
+    let subject = Pushed { digest: fault_sha256(&latest), bytes: latest.clone() };
+    let mut sig_doc: Value = serde_json::from_slice(&latest).unwrap();
+    sig_doc["annotations"] = json!({"dev.cosignproject.cosign/signature": "MEUC"});
+    let sig = serde_json::to_vec(&sig_doc).unwrap();
+    state.tags.insert(format!("sha256-{}.sig", subject.hex()), (sig.clone(), media_type));
+    (FaultUpstream::start(state).await, subject, sig)
+}
+
+type Pages = std::sync::Arc<dyn Fn(&actix_web::HttpRequest) -> actix_web::HttpResponse + Send + Sync>;
+
+/// A referrers answer: an index of `digests`, with a `Link` to `next` when given.
+fn referrers_page(digests: &[String], next: Option<String>) -> actix_web::HttpResponse {
+    let manifests: Vec<Value> = digests.iter().map(|d| json!({"mediaType": OCI_MANIFEST, "digest": d, "size": 10})).collect();
+    let mut resp = actix_web::HttpResponse::Ok();
+    resp.content_type(OCI_INDEX);
+    if let Some(next) = next {
+        resp.insert_header(("Link", format!("<{next}>; rel=\"next\"")));
+    }
+    resp.body(json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}).to_string())
+}
+
+/// A referrers API that is not one (404, 400, 405, an answer that is no index) means "no API":
+/// asked once per sync, and the cosign tag still comes. A listed digest of an unknown algorithm, or one
 /// the upstream no longer has, is skipped; a manifest whose bytes do not hash to the sha512 digest it is fetched by fails the
 /// sync, which records nothing.
 async fn a_misbehaving_referrers_api(backend: Backend) {
@@ -458,8 +502,13 @@ async fn a_misbehaving_referrers_api(backend: Backend) {
         json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{"mediaType": OCI_MANIFEST, "digest": digest, "size": 10}]}).to_string()
     };
 
-    let answers =
-        [(404, String::new()), (500, "oops".to_string()), (200, "<html>not an index</html>".to_string()), (200, String::from_utf8(latest.clone()).unwrap())];
+    let answers = [
+        (404, String::new()),
+        (400, String::new()),
+        (405, String::new()),
+        (200, "<html>not an index</html>".to_string()),
+        (200, String::from_utf8(latest.clone()).unwrap()),
+    ];
     for (i, answer) in answers.into_iter().enumerate() {
         {
             let mut st = up.state.lock().unwrap();
@@ -487,6 +536,198 @@ async fn a_misbehaving_referrers_api(backend: Backend) {
     let why = task["error"]["description"].as_str().unwrap();
     assert!(why.contains("digest mismatch") && why.contains(&liar), "{why}");
     assert!(s.get(&repo).await.1["latest_version_href"].as_str().unwrap().ends_with("/versions/0/"));
+    up.stop().await;
+}
+
+/// A referrers API that fails (a 5xx or 429 after the retries, a timeout, a page over 4 MiB) is
+/// not taken for one the upstream lacks: the sync fails naming the upstream and the digest, and
+/// records nothing, so a mirror sync keeps the referrers it has.
+async fn a_failing_referrers_api_fails_the_sync(backend: Backend) {
+    let (up, subject, sig) = signed_fault_upstream().await;
+    let s = TestServer::start(backend).await;
+    let (task, repo) = try_sync(&s, &up.url(), "fault/app", "m", "latest").await;
+    assert_eq!(task["state"], "completed", "{task}");
+    let synced = latest_version(&s, &repo).await;
+    assert_eq!(held(&s, &synced).await.manifests, [subject.digest.clone(), fault_sha256(&sig)].into());
+    let remote = s.get(&repo).await.1["remote"].as_str().unwrap().to_string();
+    s.completed(s.patch(&remote, json!({"total_timeout": 1.0})).await).await;
+
+    let stall: Pages = std::sync::Arc::new(|_| {
+        let late = futures_util::stream::once(async {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            Ok::<_, actix_web::Error>(bytes::Bytes::from_static(b"{}"))
+        });
+        actix_web::HttpResponse::Ok().content_type(OCI_INDEX).streaming(late)
+    });
+    let huge: Pages = std::sync::Arc::new(|_| {
+        let body = format!(r#"{{"schemaVersion":2,"manifests":[],"x":"{}"}}"#, "a".repeat(5 << 20));
+        actix_web::HttpResponse::Ok().content_type(OCI_INDEX).body(body)
+    });
+    let faults: [(&str, Option<(u16, String)>, Option<Pages>, &str); 5] = [
+        ("500", Some((500, "oops".into())), None, "HTTP 500"),
+        ("503", Some((503, String::new())), None, "HTTP 503"),
+        ("429", Some((429, String::new())), None, "rate limiting"),
+        ("a stall", None, Some(stall), "timed out"),
+        ("a 5 MiB page", None, Some(huge), "larger than"),
+    ];
+    for (what, answer, pages, says) in faults {
+        {
+            let mut st = up.state.lock().unwrap();
+            st.referrers = answer;
+            st.referrer_pages = pages;
+        }
+        let task = sync_once(&s, &repo, json!({"mirror": true})).await;
+        assert_eq!(task["state"], "failed", "{what}: {task}");
+        let why = task["error"]["description"].as_str().unwrap();
+        assert!(why.contains(&format!("referrers of {}", subject.digest)) && why.contains(&up.addr) && why.contains(says), "{what}: {why}");
+        assert_eq!(latest_version(&s, &repo).await, synced, "{what}: nothing recorded");
+    }
+    assert_eq!(held(&s, &synced).await.manifests, [subject.digest.clone(), fault_sha256(&sig)].into());
+    up.stop().await;
+}
+
+/// The referrers API is read no further than the sync's budget of referrers and 10 pages per
+/// digest (each cut reported as the depth bound is), and not again from a page already read.
+async fn referrer_pages_are_bounded(backend: Backend) {
+    let (up, subject, sig) = signed_fault_upstream().await;
+    let s = TestServer::start(backend).await;
+    // Endless pages of `per_page` new digests (of an algorithm a sync skips, so none is fetched).
+    let endless = |per_page: usize| -> Pages {
+        std::sync::Arc::new(move |req: &actix_web::HttpRequest| {
+            let page: usize = req.query_string().strip_prefix("page=").and_then(|p| p.parse().ok()).unwrap_or(0);
+            let digests: Vec<String> = (0..per_page).map(|i| format!("blake3:{page:08}{i:08}")).collect();
+            referrers_page(&digests, Some(format!("{}?page={}", req.path(), page + 1)))
+        })
+    };
+    // Cut at 10 pages, the image's and its signature's (the next level is still gathered); cut at
+    // the budget (10,000) on the third page of 4000, and no level after.
+    let cases: [(&str, usize, usize, &str); 2] = [("pages", 1, 20, "more than 10 pages"), ("budget", 4000, 3, "more than 10000 referrers")];
+    for (name, per_page, gets, says) in cases {
+        {
+            let mut st = up.state.lock().unwrap();
+            st.referrer_pages = Some(endless(per_page));
+            st.referrer_gets = 0;
+        }
+        let (task, repo) = try_sync(&s, &up.url(), "fault/app", name, "latest").await;
+        assert_eq!(task["state"], "completed", "{name}: {task}");
+        assert_eq!(up.state.lock().unwrap().referrer_gets, gets, "{name}");
+        let reports = task["progress_reports"].as_array().unwrap();
+        let bounded = reports.iter().find(|r| r["code"] == "sync.referrers_bounded").unwrap_or_else(|| panic!("{name}: {task}"));
+        assert!(bounded["message"].as_str().unwrap().contains(says), "{name}: {bounded}");
+        assert_eq!(held(&s, &latest_version(&s, &repo).await).await.manifests, [subject.digest.clone(), fault_sha256(&sig)].into());
+    }
+
+    // A `Link` back at the page itself (absolute, on the same origin: followed) is read once.
+    let base = up.url();
+    let looping: Pages = std::sync::Arc::new(move |req: &actix_web::HttpRequest| {
+        referrers_page(&["blake3:00".to_string()], Some(format!("{base}{}", req.path())))
+    });
+    {
+        let mut st = up.state.lock().unwrap();
+        st.referrer_pages = Some(looping);
+        st.referrer_gets = 0;
+    }
+    let (task, _) = try_sync(&s, &up.url(), "fault/app", "loop", "latest").await;
+    assert_eq!(task["state"], "completed", "{task}");
+    // Once for the image, once for its signature (the next level).
+    assert_eq!(up.state.lock().unwrap().referrer_gets, 2);
+    assert!(task["progress_reports"].as_array().unwrap().iter().all(|r| r["code"] != "sync.referrers_bounded"), "{task}");
+    up.stop().await;
+}
+
+/// A `Link` to the next page of the tag list or of the referrers on another origin is not
+/// followed: the sync fails naming its host, and that host gets no request (and so not the
+/// remote's Basic credentials, which the upstream asks for and gets).
+async fn credentials_go_to_no_other_origin(backend: Backend) {
+    let (other, _) = fault_image(b"layer".to_vec());
+    let elsewhere = FaultUpstream::start(other).await;
+    let (up, _, _) = signed_fault_upstream().await;
+    let credentials = "Basic c2VjcmV0dXNlcjpTM2NyM3Qh"; // secretuser:S3cr3t!
+    up.state.lock().unwrap().basic_auth = Some(credentials.to_string());
+    let s = TestServer::start(backend).await;
+    let remote = |name: &str| {
+        json!({"name": name, "url": up.url(), "upstream_name": "fault/app", "username": "secretuser", "password": "S3cr3t!", "include_tags": ["latest"]})
+    };
+    let (task, _) = try_sync_with(&s, remote("ok")).await;
+    assert_eq!(task["state"], "completed", "{task}");
+
+    let tags_next = format!("{}/v2/fault/app/tags/list?last=latest&n=1000", elsewhere.url());
+    up.state.lock().unwrap().tag_list_link = Some(format!("<{tags_next}>; rel=\"next\""));
+    let (task, repo) = try_sync_with(&s, remote("tags")).await;
+    assert_eq!(task["state"], "failed", "{task}");
+    let why = task["error"]["description"].as_str().unwrap();
+    assert!(why.contains(&format!("another host, {}", elsewhere.addr)), "{why}");
+    assert!(latest_version(&s, &repo).await.ends_with("/versions/0/"));
+
+    let referrers_next = format!("{}/v2/fault/app/referrers/x?page=2", elsewhere.url());
+    {
+        let mut st = up.state.lock().unwrap();
+        st.tag_list_link = None;
+        st.referrer_pages = Some(std::sync::Arc::new(move |_| referrers_page(&["blake3:00".to_string()], Some(referrers_next.clone()))));
+    }
+    let (task, _) = try_sync_with(&s, remote("referrers")).await;
+    assert_eq!(task["state"], "failed", "{task}");
+    let why = task["error"]["description"].as_str().unwrap();
+    assert!(why.contains(&format!("another host, {}", elsewhere.addr)), "{why}");
+
+    assert!(up.state.lock().unwrap().authorizations.iter().any(|a| a == credentials));
+    assert_eq!(elsewhere.requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(elsewhere.state.lock().unwrap().authorizations.is_empty());
+    up.stop().await;
+    elsewhere.stop().await;
+}
+
+/// What the referrers API or a fallback tag lists for a digest is recorded only if its own
+/// `subject` is that digest: an image the tag filters leave out (`v2`) cannot come in that way.
+/// A fallback tag listing such an image is dropped; the true referrer it lists is kept.
+async fn listed_referrers_must_refer_to_their_subject(backend: Backend) {
+    let (mut state, _) = fault_image(b"layer".to_vec());
+    let (v1, media_type) = state.tags["latest"].clone();
+    let (v2_state, _) = fault_image(b"excluded".to_vec());
+    let v2 = v2_state.tags["latest"].0.clone();
+    state.tags.insert("v2".into(), (v2.clone(), media_type.clone()));
+    state.blobs.extend(v2_state.blobs);
+    let v1_digest = fault_sha256(&v1);
+    let artifact = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": SPDX,
+        "config": {"mediaType": EMPTY, "digest": digest_of(b"{}"), "size": 2},
+        "layers": [{"mediaType": SPDX, "digest": digest_of(b"sbom"), "size": 4}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": v1_digest, "size": v1.len()},
+    }))
+    .unwrap();
+    state.tags.insert("art".into(), (artifact.clone(), OCI_MANIFEST.into()));
+    let listed = vec![fault_sha256(&v2), fault_sha256(&artifact)];
+    let up = FaultUpstream::start(state).await;
+    let s = TestServer::start(backend).await;
+    let expected: BTreeSet<String> = [v1_digest.clone(), fault_sha256(&artifact)].into();
+
+    // The referrers API lists v2 for v1.
+    let (for_v1, all) = (v1_digest.clone(), listed.clone());
+    up.state.lock().unwrap().referrer_pages = Some(std::sync::Arc::new(move |req: &actix_web::HttpRequest| {
+        referrers_page(if req.path().ends_with(&for_v1) { &all } else { &[] }, None)
+    }));
+    let (task, repo) = try_sync(&s, &up.url(), "fault/app", "api", "latest").await;
+    assert_eq!(task["state"], "completed", "{task}");
+    let h = held(&s, &latest_version(&s, &repo).await).await;
+    assert_eq!(h.manifests, expected);
+    assert_eq!(h.tags.keys().collect::<Vec<_>>(), ["latest"]);
+
+    // No API; the fallback tag lists v2 and the artifact.
+    let fallback = format!("sha256-{}", v1_digest.strip_prefix("sha256:").unwrap());
+    let manifests: Vec<Value> = listed.iter().map(|d| json!({"mediaType": OCI_MANIFEST, "digest": d, "size": 10})).collect();
+    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})).unwrap();
+    {
+        let mut st = up.state.lock().unwrap();
+        st.referrer_pages = None;
+        st.tags.insert(fallback.clone(), (index.clone(), OCI_INDEX.into()));
+    }
+    let (task, repo) = try_sync(&s, &up.url(), "fault/app", "fallback", "latest").await;
+    assert_eq!(task["state"], "completed", "{task}");
+    let h = held(&s, &latest_version(&s, &repo).await).await;
+    assert_eq!(h.manifests, expected);
+    assert_eq!(h.tags.keys().collect::<Vec<_>>(), ["latest"]);
+    let (_, v2_units) = s.get(&format!("content/container/manifests/?digest={}", fault_sha256(&v2))).await;
+    assert_eq!(v2_units["count"], 0, "{v2_units}");
     up.stop().await;
 }
 
@@ -554,6 +795,10 @@ on_databases!(
     mirror_mode_keeps_referrers,
     referrers_of_referrers_up_to_the_bound,
     a_misbehaving_referrers_api,
+    a_failing_referrers_api_fails_the_sync,
+    referrer_pages_are_bounded,
+    credentials_go_to_no_other_origin,
+    listed_referrers_must_refer_to_their_subject,
     referrers_api_behind_token_auth,
     nested_indexes_up_to_four_levels,
     include_referrers_in_the_api

@@ -50,6 +50,14 @@ pub struct FaultState {
     pub referrers: Option<(u16, String)>,
     /// Requests of `referrers/<digest>` received.
     pub referrer_gets: usize,
+    /// Answers `referrers/...` requests instead of `referrers` (pages, `Link`s, stalls).
+    pub referrer_pages: Option<Arc<dyn Fn(&HttpRequest) -> HttpResponse + Send + Sync>>,
+    /// A `Link` header sent with the tag list.
+    pub tag_list_link: Option<String>,
+    /// The `Authorization` value every request must carry (else 401 with a Basic challenge).
+    pub basic_auth: Option<String>,
+    /// The `Authorization` headers received, in order.
+    pub authorizations: Vec<String>,
 }
 
 /// `limit` bytes of `fill`, in 64 KiB chunks, counted into `sent` as they are produced.
@@ -129,10 +137,15 @@ type Shared = web::Data<(Arc<Mutex<FaultState>>, Arc<AtomicUsize>)>;
 async fn handle(req: HttpRequest, data: Shared) -> HttpResponse {
     data.1.fetch_add(1, Ordering::SeqCst);
     let path = req.path().to_string();
+    let mut state = data.0.lock().unwrap();
+    let authorization = req.headers().get("authorization").map(|v| v.to_str().unwrap_or("(not text)").to_string());
+    state.authorizations.extend(authorization.clone());
+    if state.basic_auth.is_some() && state.basic_auth != authorization {
+        return HttpResponse::Unauthorized().insert_header(("WWW-Authenticate", r#"Basic realm="fault""#)).finish();
+    }
     if path == "/v2/" {
         return HttpResponse::Ok().json(serde_json::json!({}));
     }
-    let mut state = data.0.lock().unwrap();
     let prefix = format!("/v2/{}/", state.name);
     let Some(rest) = path.strip_prefix(&prefix) else {
         return HttpResponse::NotFound().json(serde_json::json!({"errors": [{"code": "NAME_UNKNOWN"}]}));
@@ -147,12 +160,20 @@ async fn handle(req: HttpRequest, data: Shared) -> HttpResponse {
     }
     if rest.starts_with("referrers/") {
         state.referrer_gets += 1;
+        if let Some(pages) = state.referrer_pages.clone() {
+            drop(state);
+            return pages(&req);
+        }
         let (status, body) = state.referrers.clone().unwrap_or((404, String::new()));
         return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).content_type("application/vnd.oci.image.index.v1+json").body(body);
     }
     if rest == "tags/list" {
         let tags: Vec<&String> = state.tags.keys().collect();
-        return HttpResponse::Ok().json(serde_json::json!({"name": state.name, "tags": tags}));
+        let mut resp = HttpResponse::Ok();
+        if let Some(link) = &state.tag_list_link {
+            resp.insert_header(("Link", link.clone()));
+        }
+        return resp.json(serde_json::json!({"name": state.name, "tags": tags}));
     }
     if let Some(reference) = rest.strip_prefix("manifests/") {
         let found = state

@@ -356,7 +356,7 @@ fn record(
         synced_tag_names.insert(tag.clone());
     }
 
-    let latest = repository::find(c, repo_id)?.ok_or(diesel::result::Error::NotFound)?.latest_version_number;
+    let latest = repository::latest_for_write(c, repo_id)?;
     let present = repository::version_content(c, repo_id, latest)?;
     let adding: HashSet<&String> = add.iter().collect();
     let remove: Vec<String> = if mirror {

@@ -1,12 +1,17 @@
 //! What refers to the manifests a sync records: signatures, attestations, SBOMs.
 //!
-//! For each manifest, the upstream's referrers API when it has one (asked once per sync: a 404
-//! or anything but an image index means it has none), else the OCI 1.1 fallback tag
-//! `sha256-<hex>`; and always cosign's tags `sha256-<hex>.sig`, `.att` and `.sbom`. The tags are
-//! looked up in the upstream's full tag list (no request per candidate) and recorded as tags,
-//! whatever the remote's tag filters say. Referrers of referrers follow, level by level, up to
-//! `MAX_DEPTH` levels and `MAX_REFERRERS` manifests; past either bound the sync records what it
-//! has and says what it left.
+//! For each manifest, the upstream's referrers API when it has one (asked once per sync: a 404,
+//! 400 or 405, or a 200 that is no image index, means it has none; a 5xx, 429 or timeout fails
+//! the sync rather than let a flaky upstream pass for one without referrers), else the OCI 1.1
+//! fallback tag `sha256-<hex>`; and always cosign's tags `sha256-<hex>.sig`, `.att` and `.sbom`.
+//! The tags are looked up in the upstream's full tag list (no request per candidate) and
+//! recorded as tags, whatever the remote's tag filters say. A manifest the referrers API or a
+//! fallback index lists for a digest is kept only if its own `subject` is that digest (cosign's
+//! tags have none and are taken as they are), so the referrers path brings no image the filters
+//! leave out; a fallback tag is kept only with everything it lists. Referrers of referrers
+//! follow, level by level, up to `MAX_DEPTH` levels and `MAX_REFERRERS` manifests (the referrers
+//! API is read no further than that budget, and `MAX_REFERRER_PAGES` pages per digest); past a
+//! bound the sync records what it has and says what it left.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -17,7 +22,8 @@ use super::{by_digest, fetch_listed, resolve_tag, Known, References};
 use crate::db::Db;
 use crate::db::DbError;
 use crate::tasks::TaskContext;
-use crate::upstream::{Upstream, UpstreamError};
+use crate::models::referrer::ReferrerFacts;
+use crate::upstream::{Cut, ReferrerList, Upstream, UpstreamError, MAX_REFERRER_PAGES};
 
 /// Levels of referrers followed: referrers of the synced manifests are level 1, theirs level 2.
 pub const MAX_DEPTH: usize = 4;
@@ -53,7 +59,7 @@ fn gone_is_none<T>(fetched: Result<T, UpstreamError>) -> Result<Option<T>, Upstr
 }
 
 /// Cuts the tags and digests to fetch to `budget` in all (tags first); false when it cut any.
-fn within_budget(tags: &mut Vec<String>, digests: &mut Vec<String>, budget: usize) -> bool {
+fn within_budget<T, D>(tags: &mut Vec<T>, digests: &mut Vec<D>, budget: usize) -> bool {
     if tags.len() + digests.len() <= budget {
         return true;
     }
@@ -68,6 +74,17 @@ fn storable(known: &Known) -> bool {
         References::Image { config, layers } => std::iter::once(config).chain(layers).all(|b| b.digest.starts_with("sha256:")),
         References::List(_) => true,
     }
+}
+
+/// Whether `tag` is the OCI fallback tag (an index of referrers), not one of cosign's.
+fn is_fallback(tag: &str) -> bool {
+    !tag.contains('.')
+}
+
+/// Whether a manifest listed as a referrer of `subject` says so itself: else an upstream could
+/// list any manifest (an image the tag filters leave out) and have it recorded.
+fn refers_to(known: &Known, subject: &str) -> bool {
+    ReferrerFacts::of(&known.media_type, &known.bytes).subject.as_deref() == Some(subject)
 }
 
 /// Adds the referrers of every manifest in `manifests` (and theirs, recursively) to
@@ -90,7 +107,18 @@ pub(super) async fn gather(
     frontier.sort();
     let mut fetched = 0usize;
     let mut skipped: HashSet<String> = HashSet::new();
+    // Listed for a digest they do not refer to: never fetched again.
+    let mut refused: HashSet<String> = HashSet::new();
     let mut left = None;
+    // An answer cut at its page cap: reported, but the next levels are still gathered.
+    let mut paged: Option<String> = None;
+    let mut note_cut = |subject: &str, cut: Option<Cut>, left: &mut Option<String>| match cut {
+        Some(Cut::Budget) => *left = Some(format!("more than {MAX_REFERRERS} referrers: the rest were not synced")),
+        Some(Cut::Pages) => {
+            paged.get_or_insert_with(|| format!("the referrers of {subject} span more than {MAX_REFERRER_PAGES} pages: the rest were not synced"));
+        }
+        None => {}
+    };
     for depth in 1..=MAX_DEPTH + 1 {
         if frontier.is_empty() {
             break;
@@ -99,77 +127,128 @@ pub(super) async fn gather(
             left = Some(format!("referrers more than {MAX_DEPTH} levels deep were not synced"));
             break;
         }
-        let mut want_tags: Vec<String> = Vec::new();
+        let budget = MAX_REFERRERS.saturating_sub(fetched);
+        let mut want_tags: Vec<(String, String)> = Vec::new();
         for digest in &frontier {
             for tag in candidate_tags(digest) {
                 if upstream_tags.contains(tag.as_str()) && taken.insert(tag.clone()) {
-                    want_tags.push(tag);
+                    want_tags.push((tag, digest.clone()));
                 }
             }
         }
-        let mut want: Vec<String> = Vec::new();
-        let mut asked: HashSet<String> = HashSet::new();
+        // Referrer digest → the digest it was listed for.
+        let mut listed_for: Vec<(String, String)> = Vec::new();
+        let mut ask: Vec<String> = Vec::new();
         if api.is_none() {
-            let found = upstream.referrers(&frontier[0]).await?;
+            let found = upstream.referrers(&frontier[0], budget).await?;
             api = Some(found.is_some());
             if found.is_none() {
                 tracing::info!(upstream = %upstream.describe(), "the upstream has no referrers API: using the fallback and cosign tags");
             }
-            want.extend(found.into_iter().flatten().map(|d| d.digest));
-            asked.insert(frontier[0].clone());
+            if let Some(list) = found {
+                note_cut(&frontier[0], list.cut, &mut left);
+                listed_for.extend(list.descriptors.into_iter().map(|d| (d.digest, frontier[0].clone())));
+            }
+            ask.extend(frontier[1..].iter().cloned());
+        } else if api == Some(true) {
+            ask.extend(frontier.iter().cloned());
         }
         if api == Some(true) {
-            let ask: Vec<String> = frontier.iter().filter(|d| !asked.contains(*d)).cloned().collect();
-            let lists: Vec<Option<Vec<crate::upstream::Descriptor>>> = stream::iter(ask)
+            let lists: Vec<(String, Option<ReferrerList>)> = stream::iter(ask)
                 .map(|digest| {
                     let upstream = upstream.clone();
-                    async move { upstream.referrers(&digest).await }
+                    async move { upstream.referrers(&digest, budget).await.map(|l| (digest, l)) }
                 })
                 .buffer_unordered(concurrency)
                 .try_collect()
                 .await?;
-            want.extend(lists.into_iter().flatten().flatten().map(|d| d.digest));
-        }
-        let mut seen = HashSet::new();
-        want.retain(|d| !manifests.contains_key(d) && seen.insert(d.clone()));
-        want.retain(|d| {
-            let ok = d.starts_with("sha256:") || d.starts_with("sha512:");
-            if !ok {
-                tracing::warn!(digest = %d, "skipping a referrer named by a digest algorithm other than sha256 and sha512");
+            for (subject, list) in lists {
+                // A 404 once the upstream has shown it has the API: nothing refers to it.
+                let Some(list) = list else { continue };
+                note_cut(&subject, list.cut, &mut left);
+                listed_for.extend(list.descriptors.into_iter().map(|d| (d.digest, subject.clone())));
             }
-            ok
-        });
+        }
+        listed_for.sort();
+        let mut seen = HashSet::new();
+        listed_for.retain(|(d, _)| !manifests.contains_key(d) && !refused.contains(d) && seen.insert(d.clone()));
+        let listed = listed_for.len();
+        listed_for.retain(|(d, _)| d.starts_with("sha256:") || d.starts_with("sha512:"));
+        if listed_for.len() < listed {
+            let n = listed - listed_for.len();
+            tracing::warn!(skipped = n, "skipping referrers named by a digest algorithm other than sha256 and sha512");
+        }
 
-        if !within_budget(&mut want_tags, &mut want, MAX_REFERRERS.saturating_sub(fetched)) {
+        if !within_budget(&mut want_tags, &mut listed_for, budget) {
             left = Some(format!("more than {MAX_REFERRERS} referrers: the rest were not synced"));
         }
         let before: HashSet<String> = manifests.keys().cloned().collect();
-        let resolved: Vec<Option<(String, String, Known)>> = stream::iter(want_tags)
-            .map(|tag| {
+        let resolved: Vec<Option<(String, String, String, Known)>> = stream::iter(want_tags.iter().cloned())
+            .map(|(tag, subject)| {
                 let (upstream, db) = (upstream.clone(), db.clone());
-                async move { gone_is_none(resolve_tag(&upstream, &db, &tag).await).map(|found| found.map(|(digest, known)| (tag, digest, known))) }
+                async move {
+                    gone_is_none(resolve_tag(&upstream, &db, &tag).await).map(|found| found.map(|(digest, known)| (tag, subject, digest, known)))
+                }
             })
             .buffer_unordered(concurrency)
             .try_collect()
             .await?;
-        let by_digest_fetched: Vec<Option<(String, Known)>> = stream::iter(want)
-            .map(|digest| {
-                let (upstream, db) = (upstream.clone(), db.clone());
-                async move { gone_is_none(by_digest(&upstream, &db, &digest).await) }
-            })
-            .buffer_unordered(concurrency)
-            .try_collect()
-            .await?;
-        let (resolved, by_digest_fetched) = (resolved.into_iter().flatten(), by_digest_fetched.into_iter().flatten());
+        // A fallback tag is an index of the referrers of its digest: what it lists is fetched
+        // like what a referrers API lists, within the budget, and must refer to that digest.
+        let mut fallbacks: Vec<(String, String, Known, Vec<String>)> = Vec::new();
         let mut new_tags = Vec::new();
-        for (tag, digest, known) in resolved {
+        let mut spent = want_tags.len() + listed_for.len();
+        let mut wanted: HashSet<String> = listed_for.iter().map(|(d, _)| d.clone()).collect();
+        for (tag, subject, digest, known) in resolved.into_iter().flatten() {
+            if !is_fallback(&tag) {
+                manifests.entry(digest.clone()).or_insert(known);
+                new_tags.push((tag, digest));
+                continue;
+            }
+            let References::List(children) = &known.refs else {
+                tracing::warn!(%tag, %digest, "skipping a fallback tag that is not an index of referrers");
+                continue;
+            };
+            let children: Vec<String> = children.iter().map(|c| c.digest.clone()).collect();
+            for child in &children {
+                if manifests.contains_key(child) || refused.contains(child) || !wanted.insert(child.clone()) {
+                    continue;
+                }
+                if spent >= budget {
+                    left = Some(format!("more than {MAX_REFERRERS} referrers: the rest were not synced"));
+                    break;
+                }
+                spent += 1;
+                listed_for.push((child.clone(), subject.clone()));
+            }
+            fallbacks.push((tag, digest, known, children));
+        }
+        let by_digest_fetched: Vec<Option<(String, String, Known)>> = stream::iter(listed_for)
+            .map(|(digest, subject)| {
+                let (upstream, db) = (upstream.clone(), db.clone());
+                async move { gone_is_none(by_digest(&upstream, &db, &digest).await).map(|found| found.map(|(d, known)| (d, subject, known))) }
+            })
+            .buffer_unordered(concurrency)
+            .try_collect()
+            .await?;
+        for (digest, subject, known) in by_digest_fetched.into_iter().flatten() {
+            if refers_to(&known, &subject) {
+                manifests.entry(digest).or_insert(known);
+            } else {
+                tracing::warn!(%digest, %subject, "skipping a manifest listed as a referrer whose subject is not the digest it was listed for");
+                refused.insert(digest);
+            }
+        }
+        // Kept only whole: an index listing a manifest the repository lacks cannot be served.
+        for (tag, digest, known, children) in fallbacks {
+            if let Some(missing) = children.iter().find(|c| !manifests.contains_key(*c)) {
+                tracing::warn!(%tag, %missing, "skipping a fallback tag that lists a manifest not synced as a referrer of its digest (the referrers it lists that are are kept)");
+                continue;
+            }
             manifests.entry(digest.clone()).or_insert(known);
             new_tags.push((tag, digest));
         }
-        for (digest, known) in by_digest_fetched {
-            manifests.entry(digest).or_insert(known);
-        }
-        // A fallback tag's index lists the referrers themselves.
+        // Lists among the referrers (an index-type artifact) bring what they list.
         fetch_listed(upstream, db, manifests, concurrency).await?;
 
         let mut added: Vec<String> = manifests.keys().filter(|d| !before.contains(*d)).cloned().collect();
@@ -191,7 +270,9 @@ pub(super) async fn gather(
     manifests.retain(|d, _| !skipped.contains(d));
     tags.retain(|(_, d)| !skipped.contains(d));
     ctx.advance("sync.referrers", fetched as u64, true).await.map_err(progress_failed)?;
-    if let Some(why) = left {
+    let why: Vec<String> = left.into_iter().chain(paged).collect();
+    if !why.is_empty() {
+        let why = why.join("; ");
         tracing::warn!(upstream = %upstream.describe(), fetched, "{why}");
         ctx.progress("sync.referrers_bounded", &format!("Not all referrers synced: {why}"), None).await.map_err(progress_failed)?;
         ctx.advance("sync.referrers_bounded", 0, true).await.map_err(progress_failed)?;
@@ -214,7 +295,7 @@ mod tests {
         let (mut tags, mut digests) = (list(4, "t"), list(3, "d"));
         assert!(!within_budget(&mut tags, &mut digests, 1));
         assert_eq!((tags.len(), digests.len()), (1, 0));
-        assert!(!within_budget(&mut list(1, "t"), &mut vec![], 0));
+        assert!(!within_budget(&mut list(1, "t"), &mut Vec::<String>::new(), 0));
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub const MAX_MANIFEST: usize = 4 * 1024 * 1024;
 /// One page of an upstream's tag list (about 100k tags of 128 characters).
 pub const MAX_TAG_PAGE: usize = 16 * 1024 * 1024;
 /// Pages of one referrers answer read at most (each up to `MAX_MANIFEST`).
-const MAX_REFERRER_PAGES: usize = 100;
+pub const MAX_REFERRER_PAGES: usize = 10;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
@@ -482,7 +482,7 @@ impl Upstream {
         while let Some(url) = next.take() {
             let resp = self.send(Method::GET, &url, None, false).await?;
             self.check_status(&resp, &what)?;
-            next = next_link(resp.headers(), resp.url());
+            next = self.next_page(resp.headers(), resp.url())?;
             let body = self.read_capped(resp, MAX_TAG_PAGE, &format!("the tag list page {url}")).await?;
             let page = parse_tag_page(&body).map_err(|e| UpstreamError::Invalid(format!("unreadable tag list from {url}: {e}")))?;
             let mut fresh = 0;
@@ -562,37 +562,83 @@ impl Upstream {
     }
 
     /// What refers to `digest` by the upstream's referrers API (`GET /v2/<name>/referrers/<digest>`,
-    /// following `Link` pages): `None` when the upstream has no such API (a 404, which a registry
-    /// that has it never answers, a 5xx, or anything other than an image index).
-    pub async fn referrers(&self, digest: &str) -> Result<Option<Vec<Descriptor>>, UpstreamError> {
+    /// following `Link` pages): `None` when the upstream has no such API, which is a first answer
+    /// of 404 (what a registry that has the API never answers, and what spec clients take to mean
+    /// "no API"), 400 or 405 (routes a registry does not know), or a 200 that is not an image index.
+    /// Anything else (a 5xx or 429 after the retries, a timeout, a page over `MAX_MANIFEST` bytes,
+    /// a later page that is no index) fails, naming the digest: taking a flaky upstream for one
+    /// without referrers would make a mirror sync remove them. Reads at most `budget` distinct
+    /// descriptors and `MAX_REFERRER_PAGES` pages, and stops at a page that adds no new digest
+    /// (a `Link` back at a page already read); `cut` says when it left some unread.
+    pub async fn referrers(&self, digest: &str, budget: usize) -> Result<Option<ReferrerList>, UpstreamError> {
+        let failed = |e: UpstreamError| match e {
+            UpstreamError::Unauthorized(_) => e,
+            e => UpstreamError::Invalid(format!("reading the referrers of {digest} from {} failed: {e}", self.describe())),
+        };
         let mut found = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut read: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut next = Some(self.url(&format!("referrers/{digest}")));
-        let mut pages = 0;
+        let mut cut = None;
         while let Some(url) = next.take() {
-            let resp = match self.send(Method::GET, &url, Some(OCI_INDEX), false).await {
-                // Some registries answer unknown routes with a 5xx.
-                Err(UpstreamError::Status { .. }) => return Ok(None),
-                other => other?,
+            if !read.insert(url.clone()) {
+                break;
+            }
+            if read.len() > MAX_REFERRER_PAGES {
+                cut = Some(Cut::Pages);
+                break;
+            }
+            let first = read.len() == 1;
+            let resp = self.send(Method::GET, &url, Some(OCI_INDEX), false).await.map_err(failed)?;
+            match resp.status() {
+                s if s.is_success() => {}
+                StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED if first => return Ok(None),
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(UpstreamError::Unauthorized(self.describe())),
+                s => return Err(failed(UpstreamError::Status { url, status: s.as_u16() })),
+            }
+            next = self.next_page(resp.headers(), resp.url())?;
+            let body = self.read_capped(resp, MAX_MANIFEST, &format!("the referrers page {url}")).await.map_err(failed)?;
+            let index = serde_json::from_slice::<ReferrersIndex>(&body)
+                .ok()
+                .filter(|i| i.schema_version == 2 && i.media_type.as_deref().is_none_or(|m| m == OCI_INDEX));
+            let Some(index) = index else {
+                if first {
+                    return Ok(None);
+                }
+                return Err(failed(UpstreamError::Invalid(format!("the referrers page {url} is not an image index"))));
             };
-            if matches!(resp.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-                return Err(UpstreamError::Unauthorized(self.describe()));
+            let before = found.len();
+            found.extend(index.manifests.into_iter().filter(|d| seen.insert(d.digest.clone())));
+            if found.len() == before {
+                break;
             }
-            if !resp.status().is_success() {
-                return Ok(None);
-            }
-            next = next_link(resp.headers(), resp.url());
-            let body = self.read_capped(resp, MAX_MANIFEST, &format!("the referrers of {digest}")).await?;
-            let Ok(index) = serde_json::from_slice::<ReferrersIndex>(&body) else { return Ok(None) };
-            if index.schema_version != 2 || index.media_type.as_deref().is_some_and(|m| m != OCI_INDEX) {
-                return Ok(None);
-            }
-            found.extend(index.manifests);
-            pages += 1;
-            if pages >= MAX_REFERRER_PAGES {
+            if found.len() >= budget {
+                if found.len() > budget || next.is_some() {
+                    cut = Some(Cut::Budget);
+                }
+                found.truncate(budget);
                 break;
             }
         }
-        Ok(Some(found))
+        Ok(Some(ReferrerList { descriptors: found, cut }))
+    }
+
+    /// The next page a `Link` header names, refused when it is on another origin (scheme, host,
+    /// port) than the remote's url: the request would carry the remote's credentials there.
+    fn next_page(&self, headers: &HeaderMap, base: &url::Url) -> Result<Option<String>, UpstreamError> {
+        let Some(next) = next_link(headers, base) else { return Ok(None) };
+        if next.origin() != self.registry.origin() {
+            let host = match (next.host_str(), next.port()) {
+                (Some(h), Some(p)) => format!("{h}:{p}"),
+                (h, _) => h.unwrap_or("(none)").to_string(),
+            };
+            return Err(UpstreamError::Invalid(format!(
+                "the upstream {} names a next page on another host, {host} ({}): not followed, so that the remote's credentials are sent nowhere else",
+                self.describe(),
+                next.as_str()
+            )));
+        }
+        Ok(Some(next.to_string()))
     }
 
     /// Starts a blob download; the caller streams the body.
@@ -616,6 +662,23 @@ pub struct Descriptor {
     pub media_type: Option<String>,
     #[serde(default)]
     pub artifact_type: Option<String>,
+}
+
+/// What an upstream's referrers API listed for one digest, and why it read no further if it
+/// left some unread.
+#[derive(Debug)]
+pub struct ReferrerList {
+    pub descriptors: Vec<Descriptor>,
+    pub cut: Option<Cut>,
+}
+
+/// Why a referrers answer was read no further.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cut {
+    /// It spans more than `MAX_REFERRER_PAGES` pages.
+    Pages,
+    /// It lists more than the budget it was asked with.
+    Budget,
 }
 
 #[derive(serde::Deserialize)]
@@ -672,7 +735,7 @@ pub fn is_list(media_type: &str) -> bool {
 }
 
 /// `Link: </v2/x/tags/list?last=a&n=10>; rel="next"`, resolved against the request URL.
-fn next_link(headers: &HeaderMap, base: &url::Url) -> Option<String> {
+fn next_link(headers: &HeaderMap, base: &url::Url) -> Option<url::Url> {
     let link = headers.get(LINK)?.to_str().ok()?;
     for part in link.split(',') {
         let part = part.trim();
@@ -680,7 +743,7 @@ fn next_link(headers: &HeaderMap, base: &url::Url) -> Option<String> {
             continue;
         }
         let target = part.split(';').next()?.trim().trim_start_matches('<').trim_end_matches('>');
-        return base.join(target).ok().map(|u| u.to_string());
+        return base.join(target).ok();
     }
     None
 }
