@@ -152,7 +152,7 @@ async fn json_output_background_tasks_and_profiles(backend: Backend) {
     let waited = cli.json(&["task", "wait", &task]);
     assert_eq!(waited["state"], "completed");
     assert_eq!(cli.json(&["task", "show", &task])["pulp_href"], task.as_str());
-    assert!(cli.json(&["task", "list"]).as_array().unwrap().len() >= 1);
+    assert!(!cli.json(&["task", "list"]).as_array().unwrap().is_empty());
     let out = cli.run(&["task", "cancel", &task]);
     assert_eq!(out.status.code(), Some(1), "a finished task cannot be canceled");
     assert!(stderr(&out).contains("409"), "{}", stderr(&out));

@@ -468,7 +468,7 @@ async fn signed_fault_upstream() -> (FaultUpstream, Pushed, Vec<u8>) {
     (FaultUpstream::start(state).await, subject, sig)
 }
 
-type Pages = std::sync::Arc<dyn Fn(&actix_web::HttpRequest) -> actix_web::HttpResponse + Send + Sync>;
+use support::fault::Answer as Pages;
 
 /// A referrers answer: an index of `digests`, with a `Link` to `next` when given.
 fn referrers_page(digests: &[String], next: Option<String>) -> actix_web::HttpResponse {
@@ -563,7 +563,9 @@ async fn a_failing_referrers_api_fails_the_sync(backend: Backend) {
         let body = format!(r#"{{"schemaVersion":2,"manifests":[],"x":"{}"}}"#, "a".repeat(5 << 20));
         actix_web::HttpResponse::Ok().content_type(OCI_INDEX).body(body)
     });
-    let faults: [(&str, Option<(u16, String)>, Option<Pages>, &str); 5] = [
+    // (what, canned answer, answering function, what the error says)
+    type Fault<'a> = (&'a str, Option<(u16, String)>, Option<Pages>, &'a str);
+    let faults: [Fault; 5] = [
         ("500", Some((500, "oops".into())), None, "HTTP 500"),
         ("503", Some((503, String::new())), None, "HTTP 503"),
         ("429", Some((429, String::new())), None, "rate limiting"),

@@ -463,7 +463,8 @@ fn repo(api: &Api, format: Format, c: RepoCommand) -> Result<(), CliError> {
             let href = api.href_of(REPOS, "repository", &name)?;
             let items = api.list_all(&format!("{href}versions/"))?;
             if format == Format::Json {
-                return Ok(output::list(format, &items, &[]));
+                output::list(format, &items, &[]);
+                return Ok(());
             }
             let rows: Vec<Value> = items
                 .iter()

@@ -32,6 +32,9 @@ pub enum BlobBehaviour {
     Paced(Duration),
 }
 
+/// An answer made by the test for each request.
+pub type Answer = Arc<dyn Fn(&HttpRequest) -> HttpResponse + Send + Sync>;
+
 #[derive(Default)]
 pub struct FaultState {
     pub name: String,
@@ -51,7 +54,7 @@ pub struct FaultState {
     /// Requests of `referrers/<digest>` received.
     pub referrer_gets: usize,
     /// Answers `referrers/...` requests instead of `referrers` (pages, `Link`s, stalls).
-    pub referrer_pages: Option<Arc<dyn Fn(&HttpRequest) -> HttpResponse + Send + Sync>>,
+    pub referrer_pages: Option<Answer>,
     /// A `Link` header sent with the tag list.
     pub tag_list_link: Option<String>,
     /// The `Authorization` value every request must carry (else 401 with a Basic challenge).

@@ -47,8 +47,8 @@ macro_rules! on_both_backends {
                 $crate::database_tests!($name);
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn s3() {
-                    if crate::support::garage::available() {
-                        super::$name(crate::support::Backend::S3).await
+                    if $crate::support::garage::available() {
+                        super::$name($crate::support::Backend::S3).await
                     }
                 }
             }
@@ -71,11 +71,11 @@ macro_rules! database_tests {
     ($name:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn sqlite() {
-            super::$name(crate::support::Backend::Sqlite).await
+            super::$name($crate::support::Backend::Sqlite).await
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn postgres() {
-            super::$name(crate::support::Backend::Postgres).await
+            super::$name($crate::support::Backend::Postgres).await
         }
     };
 }
