@@ -125,6 +125,16 @@ impl Oci<'_> {
         Pushed { digest, bytes, config, layer }
     }
 
+    /// An image tagged `v1` to refer to, and the empty config artifacts use: the image, its
+    /// descriptor as a `subject`, and its layer's descriptor for artifacts to carry.
+    async fn subject(&self, name: &str) -> (Pushed, Value, Value) {
+        let img = self.image(name, "v1").await;
+        self.push_blob(name, b"{}").await;
+        let subject = descriptor(MANIFEST, &img.digest, img.bytes.len());
+        let layer = descriptor("application/vnd.oci.image.layer.v1.tar", &img.layer, 300);
+        (img, subject, layer)
+    }
+
     /// What a refused write must leave as it was: the repository's latest version, the blob
     /// units and the stored artifacts.
     async fn snapshot(&self, name: &str) -> (Value, i64, i64) {
@@ -477,9 +487,7 @@ async fn end_11_mount_with_a_token(backend: Backend) {
 async fn end_12_referrers(backend: Backend) {
     let s = TestServer::start(backend).await;
     let oci = Oci { s: &s };
-    let img = oci.image("spec/refs", "v1").await;
-    oci.push_blob("spec/refs", b"{}").await;
-    let subject = descriptor(MANIFEST, &img.digest, img.bytes.len());
+    let (img, subject, _) = oci.subject("spec/refs").await;
     let sbom_bytes: &[u8] = br#"{"spdxVersion":"SPDX-2.3"}"#;
     let sbom_layer = oci.push_blob("spec/refs", sbom_bytes).await;
     let sig_layer = oci.push_blob("spec/refs", b"signature bytes").await;
@@ -590,10 +598,7 @@ async fn end_12_referrers(backend: Backend) {
 async fn referrers_pages_hold_at_most_1000(backend: Backend) {
     let s = TestServer::start(backend).await;
     let oci = Oci { s: &s };
-    let img = oci.image("spec/many", "v1").await;
-    oci.push_blob("spec/many", b"{}").await;
-    let subject = descriptor(MANIFEST, &img.digest, img.bytes.len());
-    let layer = descriptor("application/vnd.oci.image.layer.v1.tar", &img.layer, 300);
+    let (img, subject, layer) = oci.subject("spec/many").await;
     // A token: Basic credentials would cost a password hash per request.
     let token = oci.token("scope=repository:spec/many:pull,push").await;
     for i in 0..1001 {
@@ -701,10 +706,7 @@ async fn sha512_everywhere(backend: Backend) {
 async fn referrer_pages_are_bounded_in_bytes(backend: Backend) {
     let s = TestServer::start(backend).await;
     let oci = Oci { s: &s };
-    let img = oci.image("spec/big", "v1").await;
-    oci.push_blob("spec/big", b"{}").await;
-    let subject = descriptor(MANIFEST, &img.digest, img.bytes.len());
-    let layer = descriptor("application/vnd.oci.image.layer.v1.tar", &img.layer, 300);
+    let (img, subject, layer) = oci.subject("spec/big").await;
     let mut pushed = Vec::new();
     for i in 0..3 {
         let note = format!("{i}{}", "x".repeat(2 * 1024 * 1024 + 100));
@@ -759,10 +761,7 @@ async fn challenges_quote_nothing_from_the_request(backend: Backend) {
 async fn what_counts_as_a_referrer(backend: Backend) {
     let s = TestServer::start(backend).await;
     let oci = Oci { s: &s };
-    let img = oci.image("spec/which", "v1").await;
-    oci.push_blob("spec/which", b"{}").await;
-    let subject = descriptor(MANIFEST, &img.digest, img.bytes.len());
-    let layer = descriptor("application/vnd.oci.image.layer.v1.tar", &img.layer, 300);
+    let (img, subject, layer) = oci.subject("spec/which").await;
     let mut deep = artifact_manifest("application/vnd.example.deep", &layer, &subject, "deep");
     let mut nested = json!(1);
     for _ in 0..1000 {

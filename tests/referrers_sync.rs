@@ -107,6 +107,17 @@ impl V2 {
     }
 
     /// A cosign-shaped signature of `subject` under the tag `sha256-<hex>.sig`.
+    /// The OCI 1.1 fallback tag `sha256-<hex>` of `subject`: an index of `(media type,
+    /// referrer)` descriptors with their artifact types.
+    async fn fallback_tag(&self, name: &str, subject: &Pushed, listed: &[(&str, &Pushed, &str)]) -> Pushed {
+        let manifests: Vec<Value> = listed
+            .iter()
+            .map(|(media_type, r, artifact_type)| json!({"mediaType": media_type, "digest": r.digest, "size": r.bytes.len(), "artifactType": artifact_type}))
+            .collect();
+        let tag = format!("sha256-{}", subject.hex());
+        self.manifest(name, Some(&tag), &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})).await
+    }
+
     async fn signature(&self, name: &str, subject: &Pushed) -> Pushed {
         let payload = serde_json::to_vec(&json!({
             "critical": {"identity": {"docker-reference": format!("example.test/{name}")}, "image": {"docker-manifest-digest": subject.digest}, "type": "cosign container image signature"},
@@ -220,15 +231,7 @@ async fn fallback_and_cosign_tags_come_with_the_image(backend: Backend) {
     let sig = up.signature("app", &v1).await;
     let sbom = up.artifact("app", &v1, SPDX, br#"{"spdxVersion": "SPDX-2.3"}"#).await;
     let fallback = format!("sha256-{}", v1.hex());
-    let index = up
-        .manifest(
-            "app",
-            Some(&fallback),
-            &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
-                {"mediaType": OCI_MANIFEST, "digest": sbom.digest, "size": sbom.bytes.len(), "artifactType": SPDX}
-            ]}),
-        )
-        .await;
+    let index = up.fallback_tag("app", &v1, &[(OCI_MANIFEST, &sbom, SPDX)]).await;
     // What refers to the unselected `other` stays upstream.
     let other_sig = up.signature("app", &other).await;
 
@@ -387,15 +390,7 @@ async fn referrers_of_referrers_up_to_the_bound(backend: Backend) {
         )
         .await;
     let fallback = format!("sha256-{}", v1.hex());
-    let index = up
-        .manifest(
-            "app",
-            Some(&fallback),
-            &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
-                {"mediaType": OCI_INDEX, "digest": nested.digest, "size": nested.bytes.len(), "artifactType": "application/vnd.example.bundle"}
-            ]}),
-        )
-        .await;
+    let index = up.fallback_tag("app", &v1, &[(OCI_INDEX, &nested, "application/vnd.example.bundle")]).await;
 
     // A second image whose signatures chain six deep: the bound (4 levels) keeps four.
     let v2 = up.image("app", "v2", "v2").await;
