@@ -68,6 +68,7 @@ macro_rules! version_members {
             .select(repository_content::content_id)
     };
 }
+pub(crate) use version_members;
 
 macro_rules! in_version {
     ($query:expr, $id_column:expr, $filter:expr) => {{

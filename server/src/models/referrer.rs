@@ -83,11 +83,7 @@ pub fn page(
     last: Option<&str>,
     limit: i64,
 ) -> QueryResult<(Vec<Referrer>, bool)> {
-    let members = repository_content::table
-        .filter(repository_content::repository_id.eq(repository_id.to_string()))
-        .filter(repository_content::version_added.le(number))
-        .filter(repository_content::version_removed.is_null().or(repository_content::version_removed.gt(number)))
-        .select(repository_content::content_id);
+    let members = super::content::version_members!(repository_id.to_string(), number);
     let mut q = manifest::table.filter(manifest::subject.eq(subject)).filter(manifest::content_id.eq_any(members)).into_boxed();
     if let Some(t) = artifact_type {
         q = q.filter(manifest::artifact_type.eq(t.to_string()));

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use sha2::{Digest, Sha256, Sha512};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
@@ -526,21 +525,12 @@ async fn receive(
         }
         Ok(())
     });
-    let sha512 = source.digest.starts_with("sha512:");
+    let mut hashing = crate::storage::BlobHasher::for_digest(&source.digest);
     let hasher = tokio::task::spawn_blocking(move || -> (String, String) {
-        let (mut h256, mut h512) = (Sha256::new(), sha512.then(Sha512::new));
         while let Some(chunk) = hasher_rx.blocking_recv() {
-            h256.update(&chunk);
-            if let Some(h) = h512.as_mut() {
-                h.update(&chunk);
-            }
+            hashing.update(&chunk);
         }
-        let hex = format!("{:x}", h256.finalize());
-        let actual = match h512 {
-            Some(h) => format!("sha512:{:x}", h.finalize()),
-            None => format!("sha256:{hex}"),
-        };
-        (hex, actual)
+        hashing.finish()
     });
 
     let deadline = total_timeout.map(|t| Instant::now() + t);

@@ -6,31 +6,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::access::{authorize, Action};
 use super::push::existing_target;
-use super::{valid_digest, RegistryError, API_VERSION};
+use super::{in_write_transaction, valid_digest, RegistryError, API_VERSION};
 use crate::app::AppState;
-use crate::db::{is_unique_violation, write_transaction, DbConnection, DbError};
+use crate::db::{DbConnection, DbError};
 use crate::models::{content, repository, upload};
-
-/// Runs `change` in a write transaction, again (up to 5 times) when another writer took the
-/// next version number first.
-async fn in_write_transaction<F>(state: &AppState, change: F) -> Result<(), RegistryError>
-where
-    F: Fn(&mut DbConnection) -> Result<Result<(), RegistryError>, DbError> + Clone + Send + 'static,
-{
-    let mut attempt = 0;
-    loop {
-        let change = change.clone();
-        match state.db.run(move |c| write_transaction(c, |c| change(c))).await {
-            Ok(outcome) => return outcome,
-            Err(DbError::Query(e)) if is_unique_violation(&e) && attempt < 5 => attempt += 1,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-fn latest_version(c: &mut DbConnection, repo: &str) -> Result<i64, DbError> {
-    Ok(repository::latest_for_write(c, repo)?)
-}
 
 /// `DELETE /v2/<name>/manifests/<digest|tag>`: a new version without the manifest (and the
 /// tags pointing at it), or without the tag.
@@ -40,7 +19,7 @@ pub async fn delete_manifest(state: web::Data<AppState>, req: HttpRequest, path:
     let (repo, _) = super::served(&state, &req, &name).await?;
     let unknown = format!("{name}:{reference}");
     in_write_transaction(&state, move |c| {
-        let latest = latest_version(c, &repo)?;
+        let latest = repository::latest_for_write(c, &repo)?;
         let remove = if reference.contains(':') {
             match content::manifest_in_version(c, &repo, latest, &reference)? {
                 Some(m) => {
@@ -80,7 +59,7 @@ pub async fn delete_blob(state: web::Data<AppState>, req: HttpRequest, path: web
 fn remove_blob(c: &mut DbConnection, repo: &str, digest: &str) -> Result<Result<(), RegistryError>, DbError> {
     let unknown = || Ok(Err(RegistryError::BlobUnknown(digest.to_string())));
     let Some(blob_id) = content::blob_id(c, digest)? else { return unknown() };
-    let latest = latest_version(c, repo)?;
+    let latest = repository::latest_for_write(c, repo)?;
     let in_latest = repository::holds(c, repo, latest, &blob_id)?;
     if in_latest {
         if let Some(m) = content::manifest_using_blob(c, repo, latest, &blob_id)? {

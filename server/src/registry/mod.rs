@@ -21,7 +21,7 @@ pub use error::RegistryError;
 use range::ByteRange;
 
 use crate::app::AppState;
-use crate::db::DbError;
+use crate::db::{is_unique_violation, write_transaction, DbConnection, DbError};
 use crate::models::{content, distribution};
 
 pub(crate) const API_VERSION: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
@@ -86,6 +86,23 @@ pub(crate) async fn served(state: &AppState, req: &HttpRequest, name: &str) -> R
         access::authorize(state, req, name, access::Action::Pull).await?;
     }
     version.ok_or_else(|| RegistryError::NameUnknown(format!("{name} serves no repository yet")))
+}
+
+/// Runs `change` in a write transaction, again (up to 5 times) when another writer took the
+/// next version number first.
+pub(crate) async fn in_write_transaction<F>(state: &AppState, change: F) -> Result<(), RegistryError>
+where
+    F: Fn(&mut DbConnection) -> Result<Result<(), RegistryError>, DbError> + Clone + Send + 'static,
+{
+    let mut attempt = 0;
+    loop {
+        let change = change.clone();
+        match state.db.run(move |c| write_transaction(c, |c| change(c))).await {
+            Ok(outcome) => return outcome,
+            Err(DbError::Query(e)) if is_unique_violation(&e) && attempt < 5 => attempt += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 pub fn valid_digest(d: &str) -> bool {

@@ -7,7 +7,6 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use sha2::{Digest, Sha256, Sha512};
 
 use super::access::{authorize, authorize_mount, Action};
 use super::{valid_digest, valid_tag, RegistryError, API_VERSION};
@@ -445,7 +444,7 @@ pub async fn put_manifest(state: web::Data<AppState>, req: HttpRequest, path: we
         return Err(RegistryError::ManifestInvalid(format!("invalid tag '{reference}'")));
     }
     // Hashed with the algorithm the reference names; sha256 for a tag.
-    let digest = if reference.starts_with("sha512:") { format!("sha512:{:x}", Sha512::digest(&bytes)) } else { format!("sha256:{:x}", Sha256::digest(&bytes)) };
+    let digest = crate::upstream::digest_with(&reference, &bytes).unwrap_or_else(|| crate::upstream::sha256_digest(&bytes));
     if by_digest && reference != digest {
         return Err(RegistryError::DigestInvalid(format!("the manifest's bytes hash to {digest}, not {reference}")));
     }
@@ -459,22 +458,9 @@ pub async fn put_manifest(state: web::Data<AppState>, req: HttpRequest, path: we
         (None, References::Image { config, .. }) => return Err(RegistryError::ManifestBlobUnknown(config.digest.clone())),
     };
 
-    let (r, d, mt, tag) = (repo.clone(), digest.clone(), media_type.clone(), (!by_digest).then(|| reference.clone()));
-    let mut attempt = 0;
-    loop {
-        let (r, d, mt, tag, refs, data) = (r.clone(), d.clone(), mt.clone(), tag.clone(), refs.clone(), bytes.clone());
-        let result = state
-            .db
-            .run(move |c| write_transaction(c, |c| record_manifest(c, &r, &d, &mt, data, &refs, tag.as_deref())))
-            .await;
-        match result {
-            Ok(Ok(())) => break,
-            Ok(Err(e)) => return Err(e),
-            // Two pushes raced for the next version number: go again on the new latest.
-            Err(DbError::Query(e)) if is_unique_violation(&e) && attempt < 5 => attempt += 1,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let (d, mt, tag) = (digest.clone(), media_type.clone(), (!by_digest).then(|| reference.clone()));
+    // Two pushes racing for the next version number: the later one goes again on the new latest.
+    super::in_write_transaction(&state, move |c| record_manifest(c, &repo, &d, &mt, bytes.clone(), &refs, tag.as_deref())).await?;
     let mut resp = HttpResponse::Created();
     resp.insert_header(API_VERSION)
         .insert_header((header::LOCATION, format!("/v2/{name}/manifests/{digest}")))

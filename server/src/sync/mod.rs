@@ -174,14 +174,13 @@ async fn by_digest(upstream: &Upstream, db: &crate::db::Db, digest: &str) -> Res
 }
 
 /// Fetches what the lists among `manifests` name and is not there yet, level by level (an index
-/// may list indexes, `MAX_NESTING` levels at most); returns the digests added.
+/// may list indexes, `MAX_NESTING` levels at most).
 async fn fetch_listed(
     upstream: &Arc<Upstream>,
     db: &crate::db::Db,
     manifests: &mut HashMap<String, Known>,
     concurrency: usize,
-) -> Result<Vec<String>, UpstreamError> {
-    let mut added = Vec::new();
+) -> Result<(), UpstreamError> {
     for level in 0..=MAX_NESTING {
         let missing: Vec<String> = manifests
             .values()
@@ -195,7 +194,7 @@ async fn fetch_listed(
             .into_iter()
             .collect();
         if missing.is_empty() {
-            return Ok(added);
+            return Ok(());
         }
         if level == MAX_NESTING {
             break;
@@ -208,10 +207,7 @@ async fn fetch_listed(
             .buffer_unordered(concurrency)
             .try_collect()
             .await?;
-        for (digest, known) in fetched {
-            added.push(digest.clone());
-            manifests.insert(digest, known);
-        }
+        manifests.extend(fetched);
     }
     Err(UpstreamError::Invalid(format!("manifest lists are nested more than {MAX_NESTING} deep")))
 }

@@ -76,6 +76,10 @@ fn storable(known: &Known) -> bool {
     }
 }
 
+fn over_budget() -> String {
+    format!("more than {MAX_REFERRERS} referrers: the rest were not synced")
+}
+
 /// Whether `tag` is the OCI fallback tag (an index of referrers), not one of cosign's.
 fn is_fallback(tag: &str) -> bool {
     !tag.contains('.')
@@ -113,7 +117,7 @@ pub(super) async fn gather(
     // An answer cut at its page cap: reported, but the next levels are still gathered.
     let mut paged: Option<String> = None;
     let mut note_cut = |subject: &str, cut: Option<Cut>, left: &mut Option<String>| match cut {
-        Some(Cut::Budget) => *left = Some(format!("more than {MAX_REFERRERS} referrers: the rest were not synced")),
+        Some(Cut::Budget) => *left = Some(over_budget()),
         Some(Cut::Pages) => {
             paged.get_or_insert_with(|| format!("the referrers of {subject} span more than {MAX_REFERRER_PAGES} pages: the rest were not synced"));
         }
@@ -138,23 +142,20 @@ pub(super) async fn gather(
         }
         // Referrer digest → the digest it was listed for.
         let mut listed_for: Vec<(String, String)> = Vec::new();
-        let mut ask: Vec<String> = Vec::new();
+        // The first question tells whether the upstream has the API at all.
+        let mut answers: Vec<(String, Option<ReferrerList>)> = Vec::new();
+        let mut ask: &[String] = &frontier;
         if api.is_none() {
             let found = upstream.referrers(&frontier[0], budget).await?;
             api = Some(found.is_some());
             if found.is_none() {
                 tracing::info!(upstream = %upstream.describe(), "the upstream has no referrers API: using the fallback and cosign tags");
             }
-            if let Some(list) = found {
-                note_cut(&frontier[0], list.cut, &mut left);
-                listed_for.extend(list.descriptors.into_iter().map(|d| (d.digest, frontier[0].clone())));
-            }
-            ask.extend(frontier[1..].iter().cloned());
-        } else if api == Some(true) {
-            ask.extend(frontier.iter().cloned());
+            answers.push((frontier[0].clone(), found));
+            ask = &frontier[1..];
         }
         if api == Some(true) {
-            let lists: Vec<(String, Option<ReferrerList>)> = stream::iter(ask)
+            let rest: Vec<(String, Option<ReferrerList>)> = stream::iter(ask.iter().cloned())
                 .map(|digest| {
                     let upstream = upstream.clone();
                     async move { upstream.referrers(&digest, budget).await.map(|l| (digest, l)) }
@@ -162,12 +163,13 @@ pub(super) async fn gather(
                 .buffer_unordered(concurrency)
                 .try_collect()
                 .await?;
-            for (subject, list) in lists {
-                // A 404 once the upstream has shown it has the API: nothing refers to it.
-                let Some(list) = list else { continue };
-                note_cut(&subject, list.cut, &mut left);
-                listed_for.extend(list.descriptors.into_iter().map(|d| (d.digest, subject.clone())));
-            }
+            answers.extend(rest);
+        }
+        for (subject, list) in answers {
+            // A 404 once the upstream has shown it has the API: nothing refers to it.
+            let Some(list) = list else { continue };
+            note_cut(&subject, list.cut, &mut left);
+            listed_for.extend(list.descriptors.into_iter().map(|d| (d.digest, subject.clone())));
         }
         listed_for.sort();
         let mut seen = HashSet::new();
@@ -180,7 +182,7 @@ pub(super) async fn gather(
         }
 
         if !within_budget(&mut want_tags, &mut listed_for, budget) {
-            left = Some(format!("more than {MAX_REFERRERS} referrers: the rest were not synced"));
+            left = Some(over_budget());
         }
         let before: HashSet<String> = manifests.keys().cloned().collect();
         let resolved: Vec<Option<(String, String, String, Known)>> = stream::iter(want_tags.iter().cloned())
@@ -215,7 +217,7 @@ pub(super) async fn gather(
                     continue;
                 }
                 if spent >= budget {
-                    left = Some(format!("more than {MAX_REFERRERS} referrers: the rest were not synced"));
+                    left = Some(over_budget());
                     break;
                 }
                 spent += 1;
