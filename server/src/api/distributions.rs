@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::db::{DbConnection, DbError};
 use crate::error::ApiError;
 use crate::models::distribution::{self, Distribution};
-use crate::models::{new_id, now, repository};
+use crate::models::{now, repository};
 use crate::tasks;
 
 /// A distribution to create, or to replace with PUT (`PatchedDistributionRequest` for PATCH).
@@ -108,20 +108,7 @@ fn load_view(conn: &mut DbConnection, d: Distribution, host: &str) -> Result<Dis
 }
 
 fn blank() -> Distribution {
-    let t = now();
-    Distribution {
-        id: new_id(),
-        name: String::new(),
-        base_path: String::new(),
-        repository_id: None,
-        repository_version_id: None,
-        private: false,
-        description: None,
-        pulp_created: t,
-        pulp_last_updated: t,
-        pulp_labels: "{}".into(),
-        hidden: false,
-    }
+    Distribution::new("", "")
 }
 
 fn apply(conn: &mut DbConnection, existing: Distribution, req: DistributionRequest, full: bool) -> Result<Distribution, ApiError> {

@@ -69,6 +69,11 @@ pub struct RemoteRequest {
     /// and cosign's `.sig`, `.att` and `.sbom` tags), whatever `includes` and `excludes` say.
     /// Default true.
     pub include_referrers: Option<bool>,
+    /// Whether an on-demand download that failed for a transient cause (a 5xx, a 429, a
+    /// timeout, a broken connection) is retried in the background with backoff, so that a later
+    /// client finds the blob stored. The client that met the failure still gets its error.
+    /// Default false.
+    pub retry_in_background: Option<bool>,
     /// PEM CA certificate(s) to trust for the upstream.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
@@ -176,6 +181,8 @@ pub struct RemoteResponse {
     pub tls_validation: bool,
     /// Whether a sync also brings the referrers (signatures, attestations, SBOMs) of what it syncs.
     pub include_referrers: bool,
+    /// Whether failed on-demand downloads are retried in the background.
+    pub retry_in_background: bool,
     pub ca_cert: Option<String>,
     pub client_cert: Option<String>,
     /// The proxy's URL without its credentials (they are write-only: see `hidden_fields`).
@@ -222,6 +229,7 @@ impl From<Remote> for RemoteResponse {
             policy: r.policy,
             tls_validation: r.tls_validation,
             include_referrers: r.include_referrers,
+            retry_in_background: r.retry_in_background,
             ca_cert: r.ca_cert,
             proxy_url: r.proxy_url.as_deref().map(remote::without_credentials),
             download_concurrency: r.download_concurrency,
@@ -266,6 +274,9 @@ fn blank() -> Remote {
         client_key: None,
         pulp_labels: "{}".into(),
         include_referrers: true,
+        kind: remote::CONTAINER.into(),
+        tag_ttl: remote::DEFAULT_TAG_TTL,
+        retry_in_background: false,
     }
 }
 
@@ -292,6 +303,7 @@ fn apply(conn: &mut DbConnection, existing: Remote, req: RemoteRequest, full: bo
     if let Some(v) = req.password { row.password = v; }
     if let Some(v) = req.tls_validation { row.tls_validation = v; }
     if let Some(v) = req.include_referrers { row.include_referrers = v; }
+    if let Some(v) = req.retry_in_background { row.retry_in_background = v; }
     if let Some(v) = req.ca_cert { row.ca_cert = v; }
     if let Some(v) = req.client_cert { row.client_cert = v; }
     if let Some(v) = req.client_key { row.client_key = v; }

@@ -37,6 +37,9 @@ diesel::table! {
         client_key -> Nullable<Text>,
         pulp_labels -> Text,
         include_referrers -> Bool,
+        kind -> Text,
+        tag_ttl -> BigInt,
+        retry_in_background -> Bool,
     }
 }
 
@@ -170,6 +173,9 @@ diesel::table! {
         pulp_last_updated -> Timestamp,
         pulp_labels -> Text,
         hidden -> Bool,
+        kind -> Text,
+        remote_id -> Nullable<Text>,
+        pull_through_id -> Nullable<Text>,
     }
 }
 
@@ -236,7 +242,7 @@ diesel::joinable!(reserved_resource -> task (task_id));
 diesel::allow_tables_to_appear_in_same_query!(
     admin_user, remote, repository, repository_version, content, blob, manifest, manifest_blob,
     manifest_list_entry, tag, artifact, content_artifact, remote_artifact, repository_content,
-    distribution, task, reserved_resource, worker, upload, pushed_blob, setting, upload_part, staged_secret, blob_lease, artifact_claim, artifact_deletion,
+    distribution, task, reserved_resource, worker, upload, pushed_blob, setting, upload_part, staged_secret, blob_lease, artifact_claim, artifact_deletion, tag_check, sync_schedule,
 );
 
 diesel::table! {
@@ -289,5 +295,30 @@ diesel::table! {
         owner -> Text,
         address -> Text,
         expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    tag_check (repository_id, name) {
+        repository_id -> Text,
+        name -> Text,
+        checked_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sync_schedule (id) {
+        id -> Text,
+        repository_id -> Text,
+        remote_id -> Text,
+        interval_seconds -> BigInt,
+        mirror -> Bool,
+        enabled -> Bool,
+        next_run -> Nullable<Timestamp>,
+        last_task_id -> Nullable<Text>,
+        failures -> Integer,
+        backoff_ms -> BigInt,
+        pulp_created -> Timestamp,
+        pulp_last_updated -> Timestamp,
     }
 }

@@ -22,6 +22,38 @@ pub struct Distribution {
     pub pulp_labels: String,
     /// Left out of the registry's catalog (still served).
     pub hidden: bool,
+    /// `container`, or `pull-through` (serves `<base_path>/<upstream repository>` of its remote).
+    #[serde(default = "super::remote::container")]
+    pub kind: String,
+    /// A pull-through distribution's pull-through remote; for one it made, that repository's remote.
+    #[serde(default)]
+    pub remote_id: Option<String>,
+    /// For a distribution a pull-through distribution made: that pull-through distribution.
+    #[serde(default)]
+    pub pull_through_id: Option<String>,
+}
+
+impl Distribution {
+    /// A public container distribution serving nothing yet.
+    pub fn new(name: &str, base_path: &str) -> Distribution {
+        let t = super::now();
+        Distribution {
+            id: super::new_id(),
+            name: name.to_string(),
+            base_path: base_path.to_string(),
+            repository_id: None,
+            repository_version_id: None,
+            private: false,
+            description: None,
+            pulp_created: t,
+            pulp_last_updated: t,
+            pulp_labels: "{}".into(),
+            hidden: false,
+            kind: super::remote::CONTAINER.into(),
+            remote_id: None,
+            pull_through_id: None,
+        }
+    }
 }
 
 pub fn insert(conn: &mut DbConnection, row: &Distribution) -> QueryResult<()> {

@@ -45,6 +45,29 @@ pub struct Remote {
     /// attestations, SBOMs), whatever the tag filters say.
     #[serde(default = "yes")]
     pub include_referrers: bool,
+    /// `container` (one upstream repository) or `pull-through` (any repository of the upstream
+    /// registry; `upstream_name` is empty and the tag filters are over repository names).
+    #[serde(default = "container")]
+    pub kind: String,
+    /// Seconds a pull-through tag is served before it is checked upstream again (0: always).
+    #[serde(default = "default_tag_ttl")]
+    pub tag_ttl: i64,
+    /// Whether an on-demand download that failed for a transient cause is retried in the
+    /// background, so that a later client finds the blob stored.
+    #[serde(default)]
+    pub retry_in_background: bool,
+}
+
+pub const CONTAINER: &str = "container";
+pub const PULL_THROUGH: &str = "pull-through";
+pub const DEFAULT_TAG_TTL: i64 = 300;
+
+pub(crate) fn container() -> String {
+    CONTAINER.into()
+}
+
+fn default_tag_ttl() -> i64 {
+    DEFAULT_TAG_TTL
 }
 
 fn yes() -> bool {

@@ -50,23 +50,12 @@ async fn push_target(state: &AppState, name: &str) -> Result<String, RegistryErr
                     }
                     None => {
                         let repo = create_repository(c, &n)?;
-                        let t = now();
-                        distribution::insert(
-                            c,
-                            &Distribution {
-                                id: new_id(),
-                                name: n.clone(),
-                                base_path: n.clone(),
-                                repository_id: Some(repo.clone()),
-                                repository_version_id: None,
-                                private: false,
-                                description: Some("created by the first push".into()),
-                                pulp_created: t,
-                                pulp_last_updated: t,
-                                pulp_labels: "{}".into(),
-                                hidden: false,
-                            },
-                        )?;
+                        let d = Distribution {
+                            repository_id: Some(repo.clone()),
+                            description: Some("created by the first push".into()),
+                            ..Distribution::new(&n, &n)
+                        };
+                        distribution::insert(c, &d)?;
                         Ok(Ok(repo))
                     }
                 }

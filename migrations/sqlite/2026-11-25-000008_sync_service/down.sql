@@ -1,0 +1,10 @@
+DROP TABLE sync_schedule;
+DROP TABLE tag_check;
+DROP INDEX distribution_kind;
+DROP INDEX distribution_pull_through;
+ALTER TABLE distribution DROP COLUMN pull_through_id;
+ALTER TABLE distribution DROP COLUMN remote_id;
+ALTER TABLE distribution DROP COLUMN kind;
+ALTER TABLE remote DROP COLUMN retry_in_background;
+ALTER TABLE remote DROP COLUMN tag_ttl;
+ALTER TABLE remote DROP COLUMN kind;
