@@ -149,6 +149,49 @@ impl Remote {
         Ok(row)
     }
 
+    /// The remote a pull-through remote makes for one upstream repository (named as Pulp
+    /// names it, `<base_path>/<upstream name>`): a container remote with this one's settings.
+    pub fn for_upstream_repository(&self, name: &str, upstream_name: &str) -> Remote {
+        let t = super::now();
+        let mut child = Remote {
+            id: super::new_id(),
+            name: name.to_string(),
+            upstream_name: upstream_name.to_string(),
+            kind: CONTAINER.into(),
+            include_tags: None,
+            exclude_tags: None,
+            pulp_labels: "{}".into(),
+            pulp_created: t,
+            pulp_last_updated: t,
+            ..self.clone()
+        };
+        self.copy_settings_to(&mut child);
+        child
+    }
+
+    /// Gives a remote made for one upstream repository this pull-through remote's connection
+    /// settings (URL, credentials, TLS, proxy, timeouts, policy, freshness); true when any changed.
+    pub fn copy_settings_to(&self, child: &mut Remote) -> bool {
+        let mut changed = false;
+        macro_rules! copy {
+            ($($field:ident),*) => {$(
+                if child.$field != self.$field {
+                    child.$field = self.$field.clone();
+                    changed = true;
+                }
+            )*};
+        }
+        copy!(
+            url, policy, username, password, tls_validation, ca_cert, proxy_url, download_concurrency, connect_timeout,
+            total_timeout, max_retries, sock_connect_timeout, sock_read_timeout, headers, rate_limit, client_cert,
+            client_key, tag_ttl, retry_in_background
+        );
+        if changed {
+            child.pulp_last_updated = super::now();
+        }
+        changed
+    }
+
     pub fn include_tags(&self) -> Option<Vec<String>> {
         self.include_tags.as_deref().and_then(|s| serde_json::from_str(s).ok())
     }
