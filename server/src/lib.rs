@@ -14,6 +14,7 @@ pub mod fuzzing;
 pub mod models;
 pub mod observe;
 pub mod ondemand;
+pub mod pull_through;
 pub mod registry;
 pub mod shutdown;
 pub mod storage;

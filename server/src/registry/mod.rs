@@ -22,7 +22,7 @@ use range::ByteRange;
 
 use crate::app::AppState;
 use crate::db::{is_unique_violation, write_transaction, DbConnection, DbError};
-use crate::models::{content, distribution};
+use crate::models::{content, distribution, remote};
 
 pub(crate) const API_VERSION: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
 const MAX_PAGE: i64 = 10_000;
@@ -135,30 +135,47 @@ async fn manifest(state: web::Data<AppState>, req: HttpRequest, path: web::Path<
     }
     // One trip to the database for the distribution and the manifest: this is the hot path.
     let (n, r) = (name.clone(), reference.clone());
-    let (found, private) = state
+    let (found, private, cache) = state
         .db
         .run(move |c| {
-            let Some(d) = distribution::find_by_base_path(c, &n)? else { return Ok::<_, DbError>((None, false)) };
-            let Some((repo, number)) = distribution::served_version(c, &d)? else { return Ok((None, d.private)) };
+            let Some(d) = distribution::find_by_base_path(c, &n)?.filter(|d| d.kind != remote::PULL_THROUGH) else {
+                return Ok::<_, DbError>((None, false, None));
+            };
+            let Some((repo, number)) = distribution::served_version(c, &d)? else { return Ok((None, d.private, None)) };
             let m = if by_digest { content::manifest_by_digest(c, &repo, number, &r)? } else { content::manifest_for_tag(c, &repo, number, &r)? };
-            Ok((Some(m), d.private))
+            // Made by a pull-through distribution (and serving its latest version): kept fresh.
+            let cache = crate::pull_through::Cache::of(c, &d, &repo, (!by_digest).then_some(r.as_str()))?;
+            Ok((Some(m), d.private, cache))
         })
         .await?;
     let Some(found) = found else {
-        // Unknown path (or one serving nothing): let `served` say which, with the right error.
+        // No distribution: one a pull-through distribution makes for this name, else the error
+        // `served` gives.
+        if let Some(m) = crate::pull_through::first_pull(&state, &req, &name, &reference).await? {
+            return Ok(manifest_response(m));
+        }
         served(&state, &req, &name).await?;
         return Err(RegistryError::NameUnknown(name));
     };
     if private {
         access::authorize(&state, &req, &name, access::Action::Pull).await?;
     }
-    let found = found.ok_or_else(|| RegistryError::ManifestUnknown(format!("{name}:{reference}")))?;
-    Ok(HttpResponse::Ok()
+    let found = match cache {
+        Some(cache) if !cache.fresh(&found, by_digest) => {
+            crate::pull_through::refresh(&state, &cache, &reference, found).await?
+        }
+        _ => found.ok_or_else(|| RegistryError::ManifestUnknown(format!("{name}:{reference}")))?,
+    };
+    Ok(manifest_response(found))
+}
+
+fn manifest_response(found: content::ServedManifest) -> HttpResponse {
+    HttpResponse::Ok()
         .insert_header(API_VERSION)
         .insert_header(("Docker-Content-Digest", found.digest.clone()))
         .insert_header((header::ETAG, format!("\"{}\"", found.digest)))
         .content_type(found.media_type)
-        .body(found.data))
+        .body(found.data)
 }
 
 async fn blob(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>) -> Result<HttpResponse, RegistryError> {

@@ -10,6 +10,7 @@
 
 mod manifest;
 mod referrers;
+pub mod schedule;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -43,9 +44,9 @@ pub struct SyncArgs {
 
 /// A manifest as the sync knows it: bytes (stored or just fetched) and what it references.
 pub(crate) struct Known {
-    media_type: String,
-    bytes: Vec<u8>,
-    refs: References,
+    pub(crate) media_type: String,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) refs: References,
 }
 
 fn failed(e: impl std::fmt::Display) -> TaskError {
@@ -116,15 +117,7 @@ pub async fn run(ctx: TaskContext, args: SyncArgs) -> TaskResult {
         referrers::gather(&ctx, &upstream, &db, &all_tags, &mut manifests, &mut tag_digests, concurrency).await.map_err(context)?;
     }
 
-    // Every blob referenced, with its size.
-    let mut blobs: HashMap<String, i64> = HashMap::new();
-    for k in manifests.values() {
-        if let References::Image { config, layers } = &k.refs {
-            for b in std::iter::once(config).chain(layers) {
-                blobs.insert(b.digest.clone(), b.size);
-            }
-        }
-    }
+    let blobs = blobs_of(&manifests);
 
     // 3. immediate: download the blobs not stored yet.
     let mut stored: HashMap<String, String> = HashMap::new();
@@ -148,6 +141,19 @@ pub async fn run(ctx: TaskContext, args: SyncArgs) -> TaskResult {
     Ok(number.map(|n| vec![hrefs::repository_version(&repo.id, n)]).unwrap_or_default())
 }
 
+/// Every blob the manifests reference, with its size.
+pub(crate) fn blobs_of(manifests: &HashMap<String, Known>) -> HashMap<String, i64> {
+    let mut blobs = HashMap::new();
+    for k in manifests.values() {
+        if let References::Image { config, layers } = &k.refs {
+            for b in std::iter::once(config).chain(layers) {
+                blobs.insert(b.digest.clone(), b.size);
+            }
+        }
+    }
+    blobs
+}
+
 /// A tag's digest and manifest: re-read from the database when its digest is stored already.
 async fn resolve_tag(upstream: &Upstream, db: &crate::db::Db, tag: &str) -> Result<(String, Known), UpstreamError> {
     if let Some(digest) = upstream.head_manifest(tag).await? {
@@ -159,7 +165,7 @@ async fn resolve_tag(upstream: &Upstream, db: &crate::db::Db, tag: &str) -> Resu
 }
 
 /// A manifest fetched (and checked) by tag or digest.
-async fn fetch(upstream: &Upstream, reference: &str) -> Result<(String, Known), UpstreamError> {
+pub(crate) async fn fetch(upstream: &Upstream, reference: &str) -> Result<(String, Known), UpstreamError> {
     let m = upstream.get_manifest(reference).await?;
     let refs = references(&m.media_type, &m.bytes).map_err(UpstreamError::Invalid)?;
     Ok((m.digest, Known { media_type: m.media_type, bytes: m.bytes.to_vec(), refs }))
@@ -297,7 +303,7 @@ async fn download_blobs(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn record(
+pub(crate) fn record(
     c: &mut crate::db::DbConnection,
     repo_id: &str,
     remote_id: &str,
