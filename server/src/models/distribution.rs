@@ -72,6 +72,20 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Distributio
     distribution::table.find(id).select(Distribution::as_select()).first(conn).optional()
 }
 
+/// A distribution of this kind (`CONTAINER` or `PULL_THROUGH`): the API of one kind never sees the other.
+pub fn find_of_kind(conn: &mut DbConnection, id: &str, kind: &str) -> QueryResult<Option<Distribution>> {
+    Ok(find(conn, id)?.filter(|d| d.kind == kind))
+}
+
+/// The ids of the distributions a pull-through distribution made, oldest first.
+pub fn made_by(conn: &mut DbConnection, pull_through_id: &str) -> QueryResult<Vec<String>> {
+    distribution::table
+        .filter(distribution::pull_through_id.eq(pull_through_id))
+        .order((distribution::pulp_created, distribution::id))
+        .select(distribution::id)
+        .load(conn)
+}
+
 pub fn find_by_name(conn: &mut DbConnection, name: &str) -> QueryResult<Option<Distribution>> {
     distribution::table
         .filter(distribution::name.eq(name))
@@ -88,10 +102,14 @@ pub fn find_by_base_path(conn: &mut DbConnection, base_path: &str) -> QueryResul
         .optional()
 }
 
-pub fn list(conn: &mut DbConnection, criteria: &Criteria, window: Window) -> QueryResult<Page<Distribution>> {
+pub fn list(conn: &mut DbConnection, kind: &str, criteria: &Criteria, window: Window) -> QueryResult<Page<Distribution>> {
     let postgres = matches!(conn, DbConnection::Pg(_));
     let filtered = || {
-        let mut q = crate::filter_text!(distribution::table.into_boxed(), distribution::name, criteria.text_match("name"));
+        let mut q = crate::filter_text!(
+            distribution::table.filter(distribution::kind.eq(kind.to_string())).into_boxed(),
+            distribution::name,
+            criteria.text_match("name")
+        );
         q = crate::filter_labels!(q, criteria, postgres);
         q = crate::filter_text!(q, distribution::base_path, criteria.text_match("base_path"));
         if let Some(ids) = criteria.list("pulp_href__in") {
@@ -115,22 +133,43 @@ pub fn list(conn: &mut DbConnection, criteria: &Criteria, window: Window) -> Que
     Ok(Page { count, rows })
 }
 
-/// Base paths, sorted, after `last`, at most `limit` (for `/v2/_catalog`).
-/// Base paths in order, after `last`; private ones only when `with_private`; hidden ones never.
+/// Base paths in order, after `last`, at most `limit` (for `/v2/_catalog`); private ones (and
+/// those a private pull-through distribution made) only when `with_private`; hidden ones and
+/// pull-through distributions (which serve nothing themselves) never.
 pub fn base_paths(conn: &mut DbConnection, last: Option<&str>, limit: i64, with_private: bool) -> QueryResult<Vec<String>> {
     let mut q = distribution::table
         .select(distribution::base_path)
         .filter(distribution::hidden.eq(false))
+        .filter(distribution::kind.ne(super::remote::PULL_THROUGH))
         .order(distribution::base_path)
         .limit(limit)
         .into_boxed();
     if !with_private {
-        q = q.filter(distribution::private.eq(false));
+        let private_parents: Vec<String> = distribution::table
+            .filter(distribution::kind.eq(super::remote::PULL_THROUGH))
+            .filter(distribution::private.eq(true))
+            .select(distribution::id)
+            .load(conn)?;
+        q = q
+            .filter(distribution::private.eq(false))
+            .filter(distribution::pull_through_id.is_null().or(distribution::pull_through_id.assume_not_null().ne_all(private_parents)));
     }
     if let Some(l) = last {
         q = q.filter(distribution::base_path.gt(l.to_string()));
     }
     q.load(conn)
+}
+
+/// Whether pulling from `d` needs credentials: it is private, or a private pull-through
+/// distribution made it.
+pub fn is_private(conn: &mut DbConnection, d: &Distribution) -> QueryResult<bool> {
+    if d.private {
+        return Ok(true);
+    }
+    match &d.pull_through_id {
+        Some(parent) => Ok(find(conn, parent)?.is_some_and(|p| p.private)),
+        None => Ok(false),
+    }
 }
 
 /// The (repository id, version number) a distribution serves: its pinned version, or its

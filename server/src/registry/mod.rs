@@ -76,7 +76,7 @@ pub(crate) async fn served(state: &AppState, req: &HttpRequest, name: &str) -> R
         .run(move |c| {
             let Some(d) = distribution::find_by_base_path(c, &n)? else { return Ok::<_, DbError>(None) };
             let version = distribution::served_version(c, &d)?;
-            Ok(Some((d.private, version)))
+            Ok(Some((distribution::is_private(c, &d)?, version)))
         })
         .await?;
     let Some((private, version)) = found else {
@@ -141,11 +141,12 @@ async fn manifest(state: web::Data<AppState>, req: HttpRequest, path: web::Path<
             let Some(d) = distribution::find_by_base_path(c, &n)?.filter(|d| d.kind != remote::PULL_THROUGH) else {
                 return Ok::<_, DbError>((None, false, None));
             };
-            let Some((repo, number)) = distribution::served_version(c, &d)? else { return Ok((None, d.private, None)) };
+            let private = distribution::is_private(c, &d)?;
+            let Some((repo, number)) = distribution::served_version(c, &d)? else { return Ok((None, private, None)) };
             let m = if by_digest { content::manifest_by_digest(c, &repo, number, &r)? } else { content::manifest_for_tag(c, &repo, number, &r)? };
             // Made by a pull-through distribution (and serving its latest version): kept fresh.
             let cache = crate::pull_through::Cache::of(c, &d, &repo, (!by_digest).then_some(r.as_str()))?;
-            Ok((Some(m), d.private, cache))
+            Ok((Some(m), private, cache))
         })
         .await?;
     let Some(found) = found else {
