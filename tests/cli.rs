@@ -134,6 +134,13 @@ async fn failures_have_clear_messages_and_exit_codes(backend: Backend) {
 
     let out = cli.run(&["repo", "sync"]);
     assert_eq!(out.status.code(), Some(2), "usage errors come from clap");
+
+    // The upstream's credentials have their own flags: the CLI still logs in as admin.
+    cli.ok(&["remote", "create", "--name", "with-creds", "--url", "http://127.0.0.1:1", "--upstream-name", "x", "--upstream-username", "up", "--upstream-password", "up-secret"]);
+    let (_, remotes) = s.get("remotes/container/container/?name=with-creds").await;
+    let hidden = remotes["results"][0]["hidden_fields"].as_array().unwrap().clone();
+    assert!(hidden.iter().any(|f| f["name"] == "password" && f["is_set"] == true), "{remotes}");
+    assert!(!remotes.to_string().contains("up-secret"));
 }
 
 async fn json_output_background_tasks_and_profiles(backend: Backend) {

@@ -8,8 +8,8 @@ use crate::output::{self, Format};
 use crate::profile::{self, Profile};
 use crate::Connection;
 
-const REMOTES: &str = "remotes/container/container/";
-const REPOS: &str = "repositories/container/container/";
+pub(crate) const REMOTES: &str = "remotes/container/container/";
+pub(crate) const REPOS: &str = "repositories/container/container/";
 const DISTS: &str = "distributions/container/container/";
 
 #[derive(Subcommand)]
@@ -29,12 +29,18 @@ pub enum Command {
     /// Distributions: serve a repository at /v2/<base-path>.
     #[command(subcommand)]
     Distribution(DistributionCommand),
+    /// Pull-through caching: serve any repository of an upstream registry, fetched when pulled.
+    #[command(subcommand)]
+    PullThrough(crate::pull_through::PullThroughCommand),
     /// Content in a repository version.
     #[command(subcommand)]
     Content(ContentCommand),
     /// Background tasks: list, follow, cancel.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Sync schedules: sync a repository every interval, backing off after failures.
+    #[command(subcommand)]
+    Schedule(crate::schedule::ScheduleCommand),
 }
 
 #[derive(Subcommand)]
@@ -65,9 +71,11 @@ pub struct RemoteFields {
     /// Comma-separated tag wildcards to leave out
     #[arg(long, value_delimiter = ',')]
     exclude_tags: Option<Vec<String>>,
-    #[arg(long)]
+    /// The upstream's user name (`--username` is who logs in to pulpish)
+    #[arg(long = "upstream-username")]
     username: Option<String>,
-    #[arg(long)]
+    /// The upstream's password (`--password` is the pulpish login's)
+    #[arg(long = "upstream-password")]
     password: Option<String>,
     /// Verify the upstream's TLS certificate (true/false)
     #[arg(long)]
@@ -77,6 +85,9 @@ pub struct RemoteFields {
     include_referrers: Option<bool>,
     #[arg(long)]
     download_concurrency: Option<u32>,
+    /// Retry a failed on-demand download in the background (5xx, 429, timeouts), so the next client finds the blob stored (true/false; default false)
+    #[arg(long)]
+    retry_in_background: Option<bool>,
 }
 
 impl RemoteFields {
@@ -97,6 +108,7 @@ impl RemoteFields {
         put("tls_validation", self.tls_validation.map(Value::from));
         put("include_referrers", self.include_referrers.map(Value::from));
         put("download_concurrency", self.download_concurrency.map(Value::from));
+        put("retry_in_background", self.retry_in_background.map(Value::from));
         m
     }
 }
@@ -194,8 +206,8 @@ pub enum RepoCommand {
         #[arg(long)]
         background: bool,
     },
-    /// Sync from a remote into a new version, with a progress bar.
-    #[command(after_help = "Example:\n  pulpish repo sync --name busybox --mirror\n  pulpish repo sync --name busybox --remote other --background")]
+    /// Sync from a remote into a new version, with a progress bar; with --every, on a schedule.
+    #[command(after_help = "Example:\n  pulpish repo sync --name busybox --mirror\n  pulpish repo sync --name busybox --remote other --background\n  pulpish repo sync --name busybox --every 1h")]
     Sync {
         #[arg(long)]
         name: String,
@@ -208,6 +220,10 @@ pub enum RepoCommand {
         /// Print the task and return at once.
         #[arg(long)]
         background: bool,
+        /// Sync every DURATION (30s, 5m, 1h, 2d or seconds) instead of once: creates or updates
+        /// the repository's sync schedule (see `pulpish schedule`).
+        #[arg(long, value_parser = crate::schedule::parse_every, value_name = "DURATION", conflicts_with = "background")]
+        every: Option<u64>,
     },
     /// List a repository's versions with their content counts.
     #[command(after_help = "Example:\n  pulpish repo versions --name busybox")]
@@ -327,7 +343,7 @@ fn connect(conn: &Connection) -> Result<Api, CliError> {
 }
 
 /// Starts a task-answered request; waits (with progress) unless `background`.
-fn follow(api: &Api, format: Format, answer: Value, background: bool, message: &str) -> Result<Value, CliError> {
+pub(crate) fn follow(api: &Api, format: Format, answer: Value, background: bool, message: &str) -> Result<Value, CliError> {
     let href = answer["task"].as_str().unwrap_or_default().to_string();
     if background {
         output::done(format, &format!("Started task {href}"), &answer);
@@ -367,13 +383,15 @@ pub fn run(command: Command, conn: &Connection, format: Format) -> Result<(), Cl
         Command::Remote(c) => remote(&api, format, c)?,
         Command::Repo(c) => repo(&api, format, c)?,
         Command::Distribution(c) => distribution(&api, format, c)?,
+        Command::PullThrough(c) => crate::pull_through::run(&api, format, c)?,
         Command::Content(c) => content(&api, format, c)?,
         Command::Task(c) => task(&api, format, c)?,
+        Command::Schedule(c) => crate::schedule::run(&api, format, c)?,
     }
     Ok(())
 }
 
-fn list_path(list: &str, name_contains: Option<String>) -> String {
+pub(crate) fn list_path(list: &str, name_contains: Option<String>) -> String {
     match name_contains {
         Some(n) => format!("{list}?name__contains={}", encode(&n)),
         None => list.to_string(),
@@ -444,7 +462,8 @@ fn repo(api: &Api, format: Format, c: RepoCommand) -> Result<(), CliError> {
             let href = api.href_of(REPOS, "repository", &name)?;
             follow(api, format, api.delete(&href)?, background, &format!("Deleted repository '{name}'"))?;
         }
-        RepoCommand::Sync { name, remote, mirror, background } => {
+        RepoCommand::Sync { name, remote, mirror, every: Some(every), .. } => crate::schedule::sync_every(api, format, &name, remote, mirror, every)?,
+        RepoCommand::Sync { name, remote, mirror, background, every: None } => {
             let href = api.href_of(REPOS, "repository", &name)?;
             let mut body = json!({"mirror": mirror});
             if let Some(r) = remote {

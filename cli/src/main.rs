@@ -4,6 +4,8 @@ mod client;
 mod commands;
 mod output;
 mod profile;
+mod pull_through;
+mod schedule;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -67,6 +67,12 @@ fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(remotes::update)
             .service(remotes::partial_update)
             .service(remotes::remove)
+            .service(api::pull_through::remote_list)
+            .service(api::pull_through::remote_create)
+            .service(api::pull_through::remote_read)
+            .service(api::pull_through::remote_update)
+            .service(api::pull_through::remote_partial_update)
+            .service(api::pull_through::remote_remove)
             .service(repositories::list)
             .service(repositories::create)
             .service(repositories::read)
@@ -90,6 +96,12 @@ fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(distributions::update)
             .service(distributions::partial_update)
             .service(distributions::remove)
+            .service(api::pull_through::distribution_list)
+            .service(api::pull_through::distribution_create)
+            .service(api::pull_through::distribution_read)
+            .service(api::pull_through::distribution_update)
+            .service(api::pull_through::distribution_partial_update)
+            .service(api::pull_through::distribution_remove)
             .service(content::list_blobs)
             .service(content::read_blob)
             .service(content::list_manifests)
@@ -110,7 +122,13 @@ fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(labels::distribution_set)
             .service(labels::distribution_unset)
             .service(workers::list)
-            .service(workers::read),
+            .service(workers::read)
+            .service(api::schedules::list)
+            .service(api::schedules::create)
+            .service(api::schedules::read)
+            .service(api::schedules::update)
+            .service(api::schedules::partial_update)
+            .service(api::schedules::remove),
     );
 }
 
@@ -291,6 +309,7 @@ pub async fn start(state: AppState, listener: TcpListener) -> Result<RunningServ
     }
     tasks::start_workers(state.clone(), state.config.workers).await?;
     spawn_sweeper(state.clone());
+    crate::sync::schedule::spawn(state.clone());
     let data = web::Data::new(state.clone());
     let server = HttpServer::new(move || {
         let (app, _) = App::new()

@@ -61,6 +61,8 @@ pub struct FaultState {
     pub basic_auth: Option<String>,
     /// The `Authorization` headers received, in order.
     pub authorizations: Vec<String>,
+    /// The `Retry-After` (seconds) sent with the failures of `FailTimes`.
+    pub retry_after: Option<u64>,
 }
 
 /// `limit` bytes of `fill`, in 64 KiB chunks, counted into `sent` as they are produced.
@@ -137,6 +139,7 @@ pub fn sha256(bytes: &[u8]) -> String {
 
 type Shared = web::Data<(Arc<Mutex<FaultState>>, Arc<AtomicUsize>)>;
 
+#[expect(clippy::await_holding_lock, reason = "the guard is dropped before the first await")]
 async fn handle(req: HttpRequest, data: Shared) -> HttpResponse {
     data.1.fetch_add(1, Ordering::SeqCst);
     let path = req.path().to_string();
@@ -200,8 +203,11 @@ async fn handle(req: HttpRequest, data: Shared) -> HttpResponse {
         if let BlobBehaviour::FailTimes(n, code) = behaviour {
             if n > 0 {
                 state.blobs.get_mut(digest).unwrap().1 = BlobBehaviour::FailTimes(n - 1, code);
-                return HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap())
-                    .json(serde_json::json!({"errors": [{"code": "UNKNOWN", "message": "injected"}]}));
+                let mut resp = HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap());
+                if let Some(seconds) = state.retry_after {
+                    resp.insert_header(("Retry-After", seconds.to_string()));
+                }
+                return resp.json(serde_json::json!({"errors": [{"code": "UNKNOWN", "message": "injected"}]}));
             }
         }
         let sent = state.filler_sent.clone();

@@ -88,15 +88,7 @@ impl Registry {
             tls_section.as_deref().unwrap_or_default()
         );
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start docker-registry (apt-get install docker-registry)");
+        let child = serve(dir.path());
         let registry = Registry { addr, child, dir, scheme: if tls.is_some() { "https" } else { "http" } };
         registry.wait_up();
         registry
@@ -210,6 +202,33 @@ impl Registry {
             .output()
             .unwrap();
         assert!(out.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// `docker-registry serve` on the config in `dir`, its log appended to `dir/registry.log`.
+fn serve(dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("registry.log")).unwrap();
+    Command::new("docker-registry")
+        .arg("serve")
+        .arg(dir.join("config.yml"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start docker-registry (apt-get install docker-registry)")
+}
+
+impl Registry {
+    /// Stops the registry (SIGKILL): its port refuses connections until `start_again`.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the registry again on the same port and storage, after `stop`.
+    pub fn start_again(&mut self) {
+        self.child = serve(self.dir.path());
+        self.wait_up();
     }
 }
 

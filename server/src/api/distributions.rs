@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::db::{DbConnection, DbError};
 use crate::error::ApiError;
 use crate::models::distribution::{self, Distribution};
-use crate::models::{now, repository};
+use crate::models::{now, remote, repository};
 use crate::tasks;
 
 /// A distribution to create, or to replace with PUT (`PatchedDistributionRequest` for PATCH).
@@ -52,6 +52,35 @@ pub struct DistributionRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = std::collections::HashMap<String, String>, required = false)]
     pub pulp_labels: Option<Option<serde_json::Value>>,
+    /// A pull-through distribution's remote (not a container distribution's field: no body sets
+    /// it here).
+    #[serde(skip)]
+    pub remote: Option<Option<String>>,
+}
+
+/// The two kinds of distribution: one table (base paths unique across both), one set of rules,
+/// two endpoints that never see each other's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DistributionKind {
+    Container,
+    PullThrough,
+}
+
+impl DistributionKind {
+    /// The value of the `kind` column.
+    pub fn column(self) -> &'static str {
+        match self {
+            DistributionKind::Container => remote::CONTAINER,
+            DistributionKind::PullThrough => remote::PULL_THROUGH,
+        }
+    }
+
+    pub fn href(self, id: &str) -> String {
+        match self {
+            DistributionKind::Container => hrefs::distribution(id),
+            DistributionKind::PullThrough => hrefs::distribution_pull_through(id),
+        }
+    }
 }
 
 super::responses::patched_schema!(
@@ -78,6 +107,10 @@ pub struct DistributionResponse {
     pub hidden: bool,
     #[schema(value_type = std::collections::HashMap<String, String>)]
     pub pulp_labels: serde_json::Value,
+    /// For a distribution a pull-through distribution made: the remote made with it (read-only).
+    pub remote: Option<String>,
+    /// The pull-through distribution that made this one, if one did (read-only).
+    pub pull_through_distribution: Option<String>,
 }
 
 fn view(d: Distribution, version_number: Option<(String, i64)>, host: &str) -> DistributionResponse {
@@ -91,6 +124,8 @@ fn view(d: Distribution, version_number: Option<(String, i64)>, host: &str) -> D
         registry_path: format!("{host}/{}", d.base_path),
         repository: d.repository_id.as_deref().map(hrefs::repository),
         repository_version: version_number.map(|(repo, n)| hrefs::repository_version(&repo, n)),
+        remote: d.remote_id.as_deref().map(hrefs::remote),
+        pull_through_distribution: d.pull_through_id.as_deref().map(hrefs::distribution_pull_through),
         name: d.name,
         base_path: d.base_path,
         private: d.private,
@@ -107,19 +142,39 @@ fn load_view(conn: &mut DbConnection, d: Distribution, host: &str) -> Result<Dis
     Ok(view(d, version, host))
 }
 
-fn blank() -> Distribution {
-    Distribution::new("", "")
+fn blank(kind: DistributionKind) -> Distribution {
+    Distribution { kind: kind.column().into(), ..Distribution::new("", "") }
 }
 
-fn apply(conn: &mut DbConnection, existing: Distribution, req: DistributionRequest, full: bool) -> Result<Distribution, ApiError> {
+/// Applies a request to a row of `kind` and checks the result. With `full` (create, PUT),
+/// absent fields take their defaults and the required ones must be present.
+fn apply(conn: &mut DbConnection, existing: Distribution, req: DistributionRequest, full: bool, kind: DistributionKind) -> Result<Distribution, ApiError> {
     let mut checks = Checks::default();
     let mut row = if full {
         checks.required("name", &req.name);
         checks.required("base_path", &req.base_path);
-        Distribution { id: existing.id, pulp_created: existing.pulp_created, ..blank() }
+        if kind == DistributionKind::PullThrough {
+            checks.required("remote", &req.remote);
+        }
+        // What a pull-through distribution made stays made by it: those fields are read-only.
+        Distribution {
+            id: existing.id,
+            pulp_created: existing.pulp_created,
+            remote_id: existing.remote_id,
+            pull_through_id: existing.pull_through_id,
+            ..blank(kind)
+        }
     } else {
         existing
     };
+    match &req.remote {
+        None => {}
+        Some(None) => checks.add("remote", "This field may not be null."),
+        Some(Some(href)) => match hrefs::parse_remote_pull_through(href) {
+            Some(id) if remote::find_of_kind(conn, &id, remote::PULL_THROUGH)?.is_some() => row.remote_id = Some(id),
+            _ => checks.add("remote", format!("Invalid hyperlink - Object does not exist: {href}")),
+        },
+    }
     if let Some(v) = req.name { row.name = v; }
     if let Some(v) = req.base_path { row.base_path = v; }
     if let Some(v) = req.private { row.private = v; }
@@ -201,16 +256,73 @@ fn apply(conn: &mut DbConnection, existing: Distribution, req: DistributionReque
     Ok(row)
 }
 
-async fn find_or_404(state: &AppState, id: String) -> Result<Distribution, ApiError> {
+/// The distribution of `kind` with this id; one of the other kind is not found.
+pub(super) async fn find_or_404(state: &AppState, id: String, kind: DistributionKind) -> Result<Distribution, ApiError> {
     state
         .db
-        .run(move |c| distribution::find(c, &id).map_err(DbError::from))
+        .run(move |c| distribution::find_of_kind(c, &id, kind.column()).map_err(DbError::from))
         .await?
         .ok_or_else(ApiError::not_found)
 }
 
-fn host(req: &HttpRequest) -> String {
+pub(super) fn host(req: &HttpRequest) -> String {
     req.connection_info().host().to_string()
+}
+
+/// How a view is made from a row (with what else it shows, read in the same connection).
+pub(super) type LoadView<T> = fn(&mut DbConnection, Distribution, &str) -> Result<T, DbError>;
+
+/// One page of the distributions of `kind`.
+pub(super) async fn list_of<L: filters::Listed, T: Serialize + Send + 'static>(
+    state: &AppState,
+    req: &HttpRequest,
+    query: &ListQuery<L>,
+    kind: DistributionKind,
+    load: LoadView<T>,
+) -> Result<HttpResponse, ApiError> {
+    let (criteria, window) = (query.criteria.clone(), query.window);
+    let host = host(req);
+    let rows = state
+        .db
+        .run(move |c| {
+            let page = distribution::list(c, kind.column(), &criteria, window)?;
+            let mut views = Vec::with_capacity(page.rows.len());
+            for d in page.rows {
+                views.push(load(c, d, &host)?);
+            }
+            Ok::<_, DbError>(crate::models::Page { count: page.count, rows: views })
+        })
+        .await?;
+    Ok(query.respond(req, rows, |v| v))
+}
+
+/// One distribution of `kind`, as `load` shows it.
+pub(super) async fn read_of<T: Send + 'static>(state: &AppState, req: &HttpRequest, id: String, kind: DistributionKind, load: LoadView<T>) -> Result<T, ApiError> {
+    let row = find_or_404(state, id, kind).await?;
+    let host = host(req);
+    Ok(state.db.run(move |c| load(c, row, &host)).await?)
+}
+
+/// Validates a new distribution of `kind` and queues its creation (its href lands in the
+/// task's `created_resources`).
+pub(super) async fn create_of(state: &AppState, req: DistributionRequest, kind: DistributionKind) -> Result<HttpResponse, ApiError> {
+    let row = state.db.run(move |c| apply(c, blank(kind), req, true, kind)).await?;
+    // Base paths are unique across both kinds: every creation holds the one lock.
+    let task = state
+        .tasks
+        .enqueue(state, tasks::DISTRIBUTION_CREATE, serde_json::json!({ "distribution": row }), vec![hrefs::DISTRIBUTIONS.to_string()])
+        .await?;
+    Ok(accepted(&task))
+}
+
+/// Queues the deletion of a distribution of `kind`.
+pub(super) async fn remove_of(state: &AppState, id: String, kind: DistributionKind) -> Result<HttpResponse, ApiError> {
+    let row = find_or_404(state, id, kind).await?;
+    let task = state
+        .tasks
+        .enqueue(state, tasks::DISTRIBUTION_DELETE, serde_json::json!({ "id": row.id }), vec![kind.href(&row.id)])
+        .await?;
+    Ok(accepted(&task))
 }
 
 crate::listing!(
@@ -235,20 +347,7 @@ crate::listing!(
 )]
 #[get("/distributions/container/container/")]
 pub async fn list(state: web::Data<AppState>, req: HttpRequest, query: ListQuery<DistributionListing>) -> Result<HttpResponse, ApiError> {
-    let (criteria, window) = (query.criteria.clone(), query.window);
-    let host = host(&req);
-    let rows = state
-        .db
-        .run(move |c| {
-            let page = distribution::list(c, &criteria, window)?;
-            let mut views = Vec::with_capacity(page.rows.len());
-            for d in page.rows {
-                views.push(load_view(c, d, &host)?);
-            }
-            Ok::<_, DbError>(crate::models::Page { count: page.count, rows: views })
-        })
-        .await?;
-    Ok(query.respond(&req, rows, |v| v))
+    list_of(&state, &req, &query, DistributionKind::Container, load_view).await
 }
 
 /// Create a container distribution (a task; its href lands in `created_resources`).
@@ -260,13 +359,7 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, query: ListQuery
 )]
 #[post("/distributions/container/container/")]
 pub async fn create(state: web::Data<AppState>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
-    let req: DistributionRequest = body::parse(&bytes)?;
-    let row = state.db.run(move |c| apply(c, blank(), req, true)).await?;
-    let task = state
-        .tasks
-        .enqueue(&state, tasks::DISTRIBUTION_CREATE, serde_json::json!({ "distribution": row }), vec![hrefs::DISTRIBUTIONS.to_string()])
-        .await?;
-    Ok(accepted(&task))
+    create_of(&state, body::parse(&bytes)?, DistributionKind::Container).await
 }
 
 /// Inspect a container distribution.
@@ -283,18 +376,15 @@ pub async fn read(
     id: web::Path<uuid::Uuid>,
     query: DetailQuery<DistributionResponse>,
 ) -> Result<HttpResponse, ApiError> {
-    let row = find_or_404(&state, id.to_string()).await?;
-    let host = host(&req);
-    let v = state.db.run(move |c| load_view(c, row, &host)).await?;
-    Ok(query.respond(v))
+    Ok(query.respond(read_of(&state, &req, id.to_string(), DistributionKind::Container, load_view).await?))
 }
 
-async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> Result<HttpResponse, ApiError> {
-    let req: DistributionRequest = body::parse(bytes)?;
+/// Validates an update of a distribution of `kind` and queues it.
+pub(super) async fn update_with(state: &AppState, id: String, req: DistributionRequest, full: bool, kind: DistributionKind) -> Result<HttpResponse, ApiError> {
     let keep_labels = !full && req.pulp_labels.is_none();
-    let existing = find_or_404(state, id).await?;
-    let row = state.db.run(move |c| apply(c, existing, req, full)).await?;
-    let resources = vec![hrefs::distribution(&row.id)];
+    let existing = find_or_404(state, id, kind).await?;
+    let row = state.db.run(move |c| apply(c, existing, req, full, kind)).await?;
+    let resources = vec![kind.href(&row.id)];
     let args = serde_json::json!({ "distribution": row, tasks::KEEP_LABELS: keep_labels });
     let task = state
         .tasks
@@ -312,7 +402,7 @@ async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> 
 )]
 #[put("/distributions/container/container/{id}/")]
 pub async fn update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
-    update_with(&state, id.to_string(), &bytes, true).await
+    update_with(&state, id.to_string(), body::parse(&bytes)?, true, DistributionKind::Container).await
 }
 
 /// Update some fields of a container distribution.
@@ -324,7 +414,7 @@ pub async fn update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes
 )]
 #[patch("/distributions/container/container/{id}/")]
 pub async fn partial_update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
-    update_with(&state, id.to_string(), &bytes, false).await
+    update_with(&state, id.to_string(), body::parse(&bytes)?, false, DistributionKind::Container).await
 }
 
 /// Delete a container distribution.
@@ -335,10 +425,5 @@ pub async fn partial_update(state: web::Data<AppState>, id: web::Path<uuid::Uuid
 )]
 #[delete("/distributions/container/container/{id}/")]
 pub async fn remove(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
-    let row = find_or_404(&state, id.to_string()).await?;
-    let task = state
-        .tasks
-        .enqueue(&state, tasks::DISTRIBUTION_DELETE, serde_json::json!({ "id": row.id }), vec![hrefs::distribution(&row.id)])
-        .await?;
-    Ok(accepted(&task))
+    remove_of(&state, id.to_string(), DistributionKind::Container).await
 }

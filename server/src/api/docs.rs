@@ -57,21 +57,24 @@ pub const PULP_COMPONENTS: [(&str, &str, &str); 3] = [
 /// Detail routes and the href parameter Pulp names each by: Pulp's document keys an object's
 /// operations by its whole href (`{container_container_remote_href}sync/`), and its clients
 /// substitute the href they hold. Longest prefixes first.
-const HREF_PATHS: [(&str, &str); 10] = [
+const HREF_PATHS: [(&str, &str); 13] = [
     ("/pulp/api/v3/repositories/container/container/{id}/versions/{number}/", "container_container_repository_version_href"),
     ("/pulp/api/v3/repositories/container/container/{id}/", "container_container_repository_href"),
     ("/pulp/api/v3/remotes/container/container/{id}/", "container_container_remote_href"),
     ("/pulp/api/v3/distributions/container/container/{id}/", "container_container_distribution_href"),
+    ("/pulp/api/v3/remotes/container/pull-through/{id}/", "container_container_pull_through_remote_href"),
+    ("/pulp/api/v3/distributions/container/pull-through/{id}/", "container_container_pull_through_distribution_href"),
     ("/pulp/api/v3/content/container/blobs/{id}/", "container_blob_href"),
     ("/pulp/api/v3/content/container/manifests/{id}/", "container_manifest_href"),
     ("/pulp/api/v3/content/container/tags/{id}/", "container_tag_href"),
     ("/pulp/api/v3/artifacts/{id}/", "artifact_href"),
     ("/pulp/api/v3/tasks/{id}/", "task_href"),
     ("/pulp/api/v3/workers/{id}/", "worker_href"),
+    ("/pulp/api/v3/sync-schedules/{id}/", "sync_schedule_href"),
 ];
 
 /// Schema names as Pulp's document has them, so generated bindings look like Pulp's.
-const SCHEMA_NAMES: [(&str, &str); 22] = [
+const SCHEMA_NAMES: [(&str, &str); 28] = [
     ("RemoteRequest", "container.ContainerRemote"),
     ("PatchedRemoteRequest", "Patchedcontainer.ContainerRemote"),
     ("RemoteResponse", "container.ContainerRemoteResponse"),
@@ -81,6 +84,12 @@ const SCHEMA_NAMES: [(&str, &str); 22] = [
     ("DistributionRequest", "container.ContainerDistribution"),
     ("PatchedDistributionRequest", "Patchedcontainer.ContainerDistribution"),
     ("DistributionResponse", "container.ContainerDistributionResponse"),
+    ("PullThroughRemoteRequest", "container.ContainerPullThroughRemote"),
+    ("PatchedPullThroughRemoteRequest", "Patchedcontainer.ContainerPullThroughRemote"),
+    ("PullThroughRemoteResponse", "container.ContainerPullThroughRemoteResponse"),
+    ("PullThroughDistributionRequest", "container.ContainerPullThroughDistribution"),
+    ("PatchedPullThroughDistributionRequest", "Patchedcontainer.ContainerPullThroughDistribution"),
+    ("PullThroughDistributionResponse", "container.ContainerPullThroughDistributionResponse"),
     ("BlobResponse", "container.BlobResponse"),
     ("ManifestResponse", "container.ManifestResponse"),
     ("TagResponse", "container.TagResponse"),

@@ -4,12 +4,15 @@ pub const API: &str = "/pulp/api/v3";
 pub const REMOTES: &str = "/pulp/api/v3/remotes/container/container/";
 pub const REPOSITORIES: &str = "/pulp/api/v3/repositories/container/container/";
 pub const DISTRIBUTIONS: &str = "/pulp/api/v3/distributions/container/container/";
+pub const REMOTES_PULL_THROUGH: &str = "/pulp/api/v3/remotes/container/pull-through/";
+pub const DISTRIBUTIONS_PULL_THROUGH: &str = "/pulp/api/v3/distributions/container/pull-through/";
 pub const BLOBS: &str = "/pulp/api/v3/content/container/blobs/";
 pub const MANIFESTS: &str = "/pulp/api/v3/content/container/manifests/";
 pub const TAGS: &str = "/pulp/api/v3/content/container/tags/";
 pub const ARTIFACTS: &str = "/pulp/api/v3/artifacts/";
 pub const TASKS: &str = "/pulp/api/v3/tasks/";
 pub const WORKERS: &str = "/pulp/api/v3/workers/";
+pub const SYNC_SCHEDULES: &str = "/pulp/api/v3/sync-schedules/";
 
 pub fn remote(id: &str) -> String {
     format!("{REMOTES}{id}/")
@@ -25,6 +28,12 @@ pub fn repository_version(repository_id: &str, number: i64) -> String {
 }
 pub fn distribution(id: &str) -> String {
     format!("{DISTRIBUTIONS}{id}/")
+}
+pub fn remote_pull_through(id: &str) -> String {
+    format!("{REMOTES_PULL_THROUGH}{id}/")
+}
+pub fn distribution_pull_through(id: &str) -> String {
+    format!("{DISTRIBUTIONS_PULL_THROUGH}{id}/")
 }
 pub fn blob(id: &str) -> String {
     format!("{BLOBS}{id}/")
@@ -76,6 +85,12 @@ pub fn parse_repository_version(href: &str) -> Option<(String, i64)> {
 pub fn parse_distribution(href: &str) -> Option<String> {
     id_under(href, DISTRIBUTIONS)
 }
+pub fn parse_remote_pull_through(href: &str) -> Option<String> {
+    id_under(href, REMOTES_PULL_THROUGH)
+}
+pub fn parse_distribution_pull_through(href: &str) -> Option<String> {
+    id_under(href, DISTRIBUTIONS_PULL_THROUGH)
+}
 pub fn parse_blob(href: &str) -> Option<String> {
     id_under(href, BLOBS)
 }
@@ -94,4 +109,10 @@ pub fn parse_artifact(href: &str) -> Option<String> {
 }
 pub fn parse_task(href: &str) -> Option<String> {
     id_under(href, TASKS)
+}
+pub fn sync_schedule(id: &str) -> String {
+    format!("{SYNC_SCHEDULES}{id}/")
+}
+pub fn parse_sync_schedule(href: &str) -> Option<String> {
+    id_under(href, SYNC_SCHEDULES)
 }

@@ -136,7 +136,48 @@ pub struct RemoteRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 100)]
     pub max_retries: Option<Option<Integer>>,
+    /// A pull-through remote's `tag_ttl` (not a container remote's field: no body sets it here).
+    #[serde(skip)]
+    pub tag_ttl: Option<Option<Integer>>,
 }
+
+/// The two kinds of remote: one table, one set of rules, two endpoints that never see each
+/// other's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteKind {
+    Container,
+    PullThrough,
+}
+
+impl RemoteKind {
+    /// The value of the `kind` column.
+    pub fn column(self) -> &'static str {
+        match self {
+            RemoteKind::Container => remote::CONTAINER,
+            RemoteKind::PullThrough => remote::PULL_THROUGH,
+        }
+    }
+
+    pub fn href(self, id: &str) -> String {
+        match self {
+            RemoteKind::Container => hrefs::remote(id),
+            RemoteKind::PullThrough => hrefs::remote_pull_through(id),
+        }
+    }
+
+    fn default_policy(self) -> &'static str {
+        match self {
+            RemoteKind::Container => "immediate",
+            RemoteKind::PullThrough => PULL_THROUGH_POLICIES[0],
+        }
+    }
+}
+
+/// A pull-through remote has nothing to sync ahead: content comes when a client asks for it.
+const PULL_THROUGH_POLICIES: [&str; 2] = ["on_demand", "streamed"];
+
+/// The longest a pull-through tag may be served unchecked: a year, in seconds.
+pub const MAX_TAG_TTL: i64 = 31_536_000;
 
 super::responses::patched_schema!(
     /// Some fields of a remote (PATCH): the same fields as `RemoteRequest`, none required.
@@ -245,14 +286,14 @@ impl From<Remote> for RemoteResponse {
     }
 }
 
-fn blank() -> Remote {
+fn blank(kind: RemoteKind) -> Remote {
     let t = now();
     Remote {
         id: new_id(),
         name: String::new(),
         url: String::new(),
         upstream_name: String::new(),
-        policy: "immediate".into(),
+        policy: kind.default_policy().into(),
         include_tags: None,
         exclude_tags: None,
         username: None,
@@ -274,21 +315,24 @@ fn blank() -> Remote {
         client_key: None,
         pulp_labels: "{}".into(),
         include_referrers: true,
-        kind: remote::CONTAINER.into(),
+        kind: kind.column().into(),
         tag_ttl: remote::DEFAULT_TAG_TTL,
         retry_in_background: false,
     }
 }
 
-/// Applies a request to a row and checks the result. With `full` (create, PUT), absent
-/// fields take their defaults and the required ones must be present.
-fn apply(conn: &mut DbConnection, existing: Remote, req: RemoteRequest, full: bool) -> Result<Remote, ApiError> {
+/// Applies a request to a row of `kind` and checks the result. With `full` (create, PUT),
+/// absent fields take their defaults and the required ones must be present.
+fn apply(conn: &mut DbConnection, existing: Remote, req: RemoteRequest, full: bool, kind: RemoteKind) -> Result<Remote, ApiError> {
     let mut checks = Checks::default();
     let mut row = if full {
         checks.required("name", &req.name);
         checks.required("url", &req.url);
-        checks.required("upstream_name", &req.upstream_name);
-        Remote { id: existing.id, pulp_created: existing.pulp_created, ..blank() }
+        if kind == RemoteKind::Container {
+            checks.required("upstream_name", &req.upstream_name);
+        }
+        // A container remote has no tag_ttl field: what a pull-through remote gave it stays.
+        Remote { id: existing.id, pulp_created: existing.pulp_created, tag_ttl: existing.tag_ttl, ..blank(kind) }
     } else {
         existing
     };
@@ -348,6 +392,15 @@ fn apply(conn: &mut DbConnection, existing: Remote, req: RemoteRequest, full: bo
         }
         row.max_retries = v.map(|n| n.clamp(0, i64::from(i32::MAX)) as i32);
     }
+    match req.tag_ttl {
+        Some(Some(Integer(n))) => {
+            checks.check("tag_ttl", validate::int_range(n, 0, MAX_TAG_TTL));
+            row.tag_ttl = n;
+        }
+        Some(None) => checks.add("tag_ttl", "This field may not be null."),
+        None if full && kind == RemoteKind::PullThrough => row.tag_ttl = remote::DEFAULT_TAG_TTL,
+        None => {}
+    }
     row.pulp_last_updated = now();
 
     if !checks.has("name") {
@@ -359,7 +412,13 @@ fn apply(conn: &mut DbConnection, existing: Remote, req: RemoteRequest, full: bo
     if !checks.has("upstream_name") && !row.upstream_name.is_empty() {
         checks.check("upstream_name", validate::oci_name(&row.upstream_name));
     }
-    checks.check("policy", validate::policy(&row.policy));
+    match kind {
+        RemoteKind::Container => checks.check("policy", validate::policy(&row.policy)),
+        RemoteKind::PullThrough if !PULL_THROUGH_POLICIES.contains(&row.policy.as_str()) => {
+            checks.add("policy", format!("\"{}\" is not a valid choice. Choose one of: {}.", row.policy, PULL_THROUGH_POLICIES.join(", ")));
+        }
+        RemoteKind::PullThrough => {}
+    }
     if let Some(p) = &row.proxy_url {
         checks.check("proxy_url", validate::http_url(p));
     }
@@ -455,12 +514,54 @@ fn apply_proxy(
     row.proxy_url = Some(u.to_string());
 }
 
-async fn find_or_404(state: &AppState, id: String) -> Result<Remote, ApiError> {
+/// The remote of `kind` with this id; one of the other kind is not found.
+pub(super) async fn find_or_404(state: &AppState, id: String, kind: RemoteKind) -> Result<Remote, ApiError> {
     state
         .db
-        .run(move |c| remote::find(c, &id).map_err(DbError::from))
+        .run(move |c| remote::find_of_kind(c, &id, kind.column()).map_err(DbError::from))
         .await?
         .ok_or_else(ApiError::not_found)
+}
+
+/// One page of the remotes of `kind`.
+pub(super) async fn list_of<L: filters::Listed, T: Serialize>(
+    state: &AppState,
+    req: &HttpRequest,
+    query: &ListQuery<L>,
+    kind: RemoteKind,
+    view: impl FnMut(Remote) -> T,
+) -> Result<HttpResponse, ApiError> {
+    let (criteria, window) = (query.criteria.clone(), query.window);
+    let rows = state.db.run(move |c| remote::list(c, kind.column(), &criteria, window).map_err(DbError::from)).await?;
+    Ok(query.respond(req, rows, view))
+}
+
+/// Creates a remote of `kind` at once (as Pulp does): the row as stored.
+pub(super) async fn create_of(state: &AppState, req: RemoteRequest, kind: RemoteKind) -> Result<Remote, ApiError> {
+    state
+        .db
+        .run(move |c| {
+            let row = apply(c, blank(kind), req, true, kind)?;
+            remote::insert(c, &row).map_err(|e| {
+                if is_unique_violation(&e) {
+                    ApiError::field("name", "remote with this name already exists.")
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok::<_, ApiError>(row)
+        })
+        .await
+}
+
+/// Queues the deletion of a remote of `kind`.
+pub(super) async fn remove_of(state: &AppState, id: String, kind: RemoteKind) -> Result<HttpResponse, ApiError> {
+    let row = find_or_404(state, id, kind).await?;
+    let task = state
+        .tasks
+        .enqueue(state, tasks::REMOTE_DELETE, serde_json::json!({ "id": row.id }), vec![kind.href(&row.id)])
+        .await?;
+    Ok(accepted(&task))
 }
 
 crate::listing!(
@@ -484,9 +585,7 @@ crate::listing!(
 )]
 #[get("/remotes/container/container/")]
 pub async fn list(state: web::Data<AppState>, req: HttpRequest, query: ListQuery<RemoteListing>) -> Result<HttpResponse, ApiError> {
-    let (criteria, window) = (query.criteria.clone(), query.window);
-    let rows = state.db.run(move |c| remote::list(c, &criteria, window).map_err(DbError::from)).await?;
-    Ok(query.respond(&req, rows, RemoteResponse::from))
+    list_of(&state, &req, &query, RemoteKind::Container, RemoteResponse::from).await
 }
 
 /// Create a container remote.
@@ -498,21 +597,7 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, query: ListQuery
 )]
 #[post("/remotes/container/container/")]
 pub async fn create(state: web::Data<AppState>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
-    let req: RemoteRequest = body::parse(&bytes)?;
-    let row = state
-        .db
-        .run(move |c| {
-            let row = apply(c, blank(), req, true)?;
-            remote::insert(c, &row).map_err(|e| {
-                if is_unique_violation(&e) {
-                    ApiError::field("name", "remote with this name already exists.")
-                } else {
-                    e.into()
-                }
-            })?;
-            Ok::<_, ApiError>(row)
-        })
-        .await?;
+    let row = create_of(&state, body::parse(&bytes)?, RemoteKind::Container).await?;
     Ok(HttpResponse::Created().json(RemoteResponse::from(row)))
 }
 
@@ -525,16 +610,17 @@ pub async fn create(state: web::Data<AppState>, bytes: web::Bytes) -> Result<Htt
 )]
 #[get("/remotes/container/container/{id}/")]
 pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, query: DetailQuery<RemoteResponse>) -> Result<HttpResponse, ApiError> {
-    let row = find_or_404(&state, id.to_string()).await?;
+    let row = find_or_404(&state, id.to_string(), RemoteKind::Container).await?;
     Ok(query.respond(RemoteResponse::from(row)))
 }
 
-async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> Result<HttpResponse, ApiError> {
-    let req: RemoteRequest = body::parse(bytes)?;
+/// Validates an update of a remote of `kind` and queues it; a pull-through remote's update also
+/// reaches the remotes made for it (see `tasks::REMOTE_UPDATE`).
+pub(super) async fn update_with(state: &AppState, id: String, req: RemoteRequest, full: bool, kind: RemoteKind) -> Result<HttpResponse, ApiError> {
     let keep_labels = !full && req.pulp_labels.is_none();
-    let existing = find_or_404(state, id).await?;
-    let row = state.db.run(move |c| apply(c, existing, req, full)).await?;
-    let resources = vec![hrefs::remote(&row.id)];
+    let existing = find_or_404(state, id, kind).await?;
+    let row = state.db.run(move |c| apply(c, existing, req, full, kind)).await?;
+    let resources = vec![kind.href(&row.id)];
     // The task's arguments name the secrets staged for it; task rows are readable by API users.
     let mut args = state.db.run(move |c| row.into_task_args(c).map_err(DbError::from)).await?;
     args[tasks::KEEP_LABELS] = keep_labels.into();
@@ -551,7 +637,7 @@ async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> 
 )]
 #[put("/remotes/container/container/{id}/")]
 pub async fn update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
-    update_with(&state, id.to_string(), &bytes, true).await
+    update_with(&state, id.to_string(), body::parse(&bytes)?, true, RemoteKind::Container).await
 }
 
 /// Update some fields of a container remote.
@@ -563,7 +649,7 @@ pub async fn update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes
 )]
 #[patch("/remotes/container/container/{id}/")]
 pub async fn partial_update(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: web::Bytes) -> Result<HttpResponse, ApiError> {
-    update_with(&state, id.to_string(), &bytes, false).await
+    update_with(&state, id.to_string(), body::parse(&bytes)?, false, RemoteKind::Container).await
 }
 
 /// Delete a container remote.
@@ -574,10 +660,5 @@ pub async fn partial_update(state: web::Data<AppState>, id: web::Path<uuid::Uuid
 )]
 #[delete("/remotes/container/container/{id}/")]
 pub async fn remove(state: web::Data<AppState>, id: web::Path<uuid::Uuid>) -> Result<HttpResponse, ApiError> {
-    let row = find_or_404(&state, id.to_string()).await?;
-    let task = state
-        .tasks
-        .enqueue(&state, tasks::REMOTE_DELETE, serde_json::json!({ "id": row.id }), vec![hrefs::remote(&row.id)])
-        .await?;
-    Ok(accepted(&task))
+    remove_of(&state, id.to_string(), RemoteKind::Container).await
 }

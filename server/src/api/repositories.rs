@@ -187,7 +187,7 @@ fn apply(conn: &mut DbConnection, existing: Repository, req: RepositoryRequest, 
         row.remote_id = match v {
             None => None,
             Some(href) => match hrefs::parse_remote(&href) {
-                Some(id) if remote::find(conn, &id)?.is_some() => Some(id),
+                Some(id) if remote::find_of_kind(conn, &id, remote::CONTAINER)?.is_some() => Some(id),
                 _ => {
                     checks.add("remote", format!("Invalid hyperlink - Object does not exist: {href}"));
                     None
@@ -458,7 +458,7 @@ pub async fn sync(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, bytes: 
     let remote_id = match &req.remote {
         Some(href) => {
             let found = match hrefs::parse_remote(href) {
-                Some(rid) => state.db.run(move |c| remote::find(c, &rid).map_err(DbError::from)).await?,
+                Some(rid) => state.db.run(move |c| remote::find_of_kind(c, &rid, remote::CONTAINER).map_err(DbError::from)).await?,
                 None => None,
             };
             found.map(|r| r.id).ok_or_else(|| ApiError::field("remote", format!("Invalid hyperlink - Object does not exist: {href}")))?

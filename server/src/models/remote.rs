@@ -217,14 +217,41 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Remote>> {
     remote::table.find(id).select(Remote::as_select()).first(conn).optional()
 }
 
+/// A remote of this kind (`CONTAINER` or `PULL_THROUGH`): the API of one kind never sees the other.
+pub fn find_of_kind(conn: &mut DbConnection, id: &str, kind: &str) -> QueryResult<Option<Remote>> {
+    Ok(find(conn, id)?.filter(|r| r.kind == kind))
+}
+
+/// The remotes made for a pull-through remote: those of the distributions made by the
+/// pull-through distributions it serves.
+pub fn made_for(conn: &mut DbConnection, pull_through_remote_id: &str) -> QueryResult<Vec<Remote>> {
+    use crate::db::schema::distribution;
+    let parents: Vec<String> = distribution::table
+        .filter(distribution::kind.eq(PULL_THROUGH))
+        .filter(distribution::remote_id.eq(pull_through_remote_id))
+        .select(distribution::id)
+        .load(conn)?;
+    let children: Vec<Option<String>> = distribution::table
+        .filter(distribution::pull_through_id.eq_any(&parents))
+        .select(distribution::remote_id)
+        .load(conn)?;
+    let ids: Vec<String> = children.into_iter().flatten().collect();
+    remote::table
+        .filter(remote::id.eq_any(&ids))
+        .filter(remote::kind.eq(CONTAINER))
+        .order(remote::id)
+        .select(Remote::as_select())
+        .load(conn)
+}
+
 pub fn find_by_name(conn: &mut DbConnection, name: &str) -> QueryResult<Option<Remote>> {
     remote::table.filter(remote::name.eq(name)).select(Remote::as_select()).first(conn).optional()
 }
 
-pub fn list(conn: &mut DbConnection, criteria: &Criteria, window: Window) -> QueryResult<Page<Remote>> {
+pub fn list(conn: &mut DbConnection, kind: &str, criteria: &Criteria, window: Window) -> QueryResult<Page<Remote>> {
     let postgres = matches!(conn, DbConnection::Pg(_));
     let filtered = || {
-        let mut q = crate::filter_text!(remote::table.into_boxed(), remote::name, criteria.text_match("name"));
+        let mut q = crate::filter_text!(remote::table.filter(remote::kind.eq(kind.to_string())).into_boxed(), remote::name, criteria.text_match("name"));
         q = crate::filter_labels!(q, criteria, postgres);
         if let Some(ids) = criteria.list("pulp_href__in") {
             q = q.filter(remote::id.eq_any(ids));

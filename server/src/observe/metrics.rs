@@ -62,6 +62,7 @@ pub struct Metrics {
     pub downloads_started: IntCounter,
     pub downloads_failed: IntCounterVec,
     pub relays_started: IntCounter,
+    pub background_retries: IntCounterVec,
     pub upstream_bytes: IntCounter,
     pub peer_bytes: IntCounter,
     pub served_bytes: IntCounter,
@@ -120,6 +121,11 @@ impl Default for Metrics {
                 "pulpish_ondemand_relays_started_total",
                 "On-demand blob downloads relayed from the replica that downloads them from the remote.",
             ),
+            background_retries: counter_vec(
+                "pulpish_background_retries_total",
+                "Background retries of failed on-demand downloads that ended, by outcome (stored, failed: a lasting error, gave_up: still failing after every attempt).",
+                &["outcome"],
+            ),
             upstream_bytes: counter("pulpish_ondemand_upstream_bytes_total", "Blob bytes received from remotes by on-demand downloads."),
             peer_bytes: counter("pulpish_ondemand_peer_bytes_total", "Blob bytes received from other replicas by relayed downloads."),
             served_bytes: counter("pulpish_ondemand_served_bytes_total", "Bytes of on-demand downloads in flight sent to clients."),
@@ -160,6 +166,9 @@ impl Default for Metrics {
         // Every cause is exported from the start, so a rate over it is defined before the first failure.
         for cause in DownloadFailure::ALL {
             m.downloads_failed.with_label_values(&[cause.label()]);
+        }
+        for outcome in ["stored", "failed", "gave_up"] {
+            m.background_retries.with_label_values(&[outcome]);
         }
         m
     }

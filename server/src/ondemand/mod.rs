@@ -14,8 +14,9 @@
 mod lease;
 use lease::lease_period;
 pub mod peer;
+mod retry;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::SeekFrom;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -111,6 +112,8 @@ pub struct BlobFetcher {
     runtime: OnceLock<tokio::runtime::Handle>,
     /// Set at the shutdown deadline: downloads still running end as failed.
     cut: watch::Sender<bool>,
+    /// Digests with a background retry running in this process (`retry.rs`).
+    retrying: Mutex<HashSet<String>>,
 }
 
 /// Replicas talk directly, never through a proxy from the environment.
@@ -128,6 +131,7 @@ impl Default for BlobFetcher {
             peers: OnceLock::new(),
             runtime: OnceLock::new(),
             cut: watch::Sender::new(false),
+            retrying: Mutex::default(),
         }
     }
 }
@@ -404,6 +408,7 @@ impl BlobFetcher {
         if let Err(e) = result {
             if owned {
                 state.metrics.download_failed(failure_cause(&e));
+                self.retry_in_background(&state, &source, &remote, &e);
             }
             if !matches!(e, FetchError::OwnerGone { .. }) {
                 tracing::warn!(digest = %digest, error = %e, relayed = d.relayed, "on-demand download failed");

@@ -113,7 +113,7 @@ impl From<FetchError> for RegistryError {
     fn from(e: FetchError) -> Self {
         match e {
             FetchError::Upstream(UpstreamError::NotFound(what)) => RegistryError::BlobUnknown(format!("{what} (the remote no longer has it)")),
-            FetchError::Upstream(e @ UpstreamError::TooManyRequests(_)) => RegistryError::TooManyRequests(e.to_string()),
+            FetchError::Upstream(e @ UpstreamError::TooManyRequests(..)) => RegistryError::TooManyRequests(e.to_string()),
             FetchError::Upstream(e @ UpstreamError::Timeout(_)) => RegistryError::GatewayTimeout(e.to_string()),
             FetchError::NoRemote => RegistryError::BlobUnknown("the blob's bytes are not stored and no remote can provide them".into()),
             // The replica downloading the blob failed: what its own clients were told.

@@ -36,6 +36,14 @@ pub(super) async fn run(ctx: TaskContext, name: String, args: Value) -> TaskResu
                             row.pulp_labels = current;
                         }
                         remote::update(c, &row)?;
+                        // The remotes a pull-through remote made follow its settings.
+                        if row.kind == remote::PULL_THROUGH {
+                            for mut child in remote::made_for(c, &row.id)? {
+                                if row.copy_settings_to(&mut child) {
+                                    remote::update(c, &child)?;
+                                }
+                            }
+                        }
                         Ok::<_, diesel::result::Error>(Ok(()))
                     })
                     .map_err(DbError::from)
@@ -75,7 +83,7 @@ pub(super) async fn run(ctx: TaskContext, name: String, args: Value) -> TaskResu
         }
         DISTRIBUTION_CREATE => {
             let row: distribution::Distribution = parse(&args["distribution"])?;
-            let href = hrefs::distribution(&row.id);
+            let href = if row.kind == remote::PULL_THROUGH { hrefs::distribution_pull_through(&row.id) } else { hrefs::distribution(&row.id) };
             write(&ctx, move |c| distribution::insert(c, &row), "a distribution with this name or base_path already exists").await?;
             Ok(vec![href])
         }

@@ -44,8 +44,9 @@ pub enum UpstreamError {
     Unauthorized(String),
     #[error("{0} not found on the upstream")]
     NotFound(String),
+    /// With the wait its `Retry-After` asked for, when it gave one in seconds.
     #[error("the upstream {0} is rate limiting (HTTP 429)")]
-    TooManyRequests(String),
+    TooManyRequests(String, Option<Duration>),
     #[error("the upstream {url} answered HTTP {status}")]
     Status { url: String, status: u16 },
     #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
@@ -56,9 +57,15 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     fn retryable(&self) -> bool {
-        matches!(self, UpstreamError::Unreachable(_) | UpstreamError::Timeout(_) | UpstreamError::TooManyRequests(_))
+        matches!(self, UpstreamError::Unreachable(_) | UpstreamError::Timeout(_) | UpstreamError::TooManyRequests(..))
             || matches!(self, UpstreamError::Status { status, .. } if *status >= 500)
     }
+}
+
+/// A 429's `Retry-After` in delta-seconds (an HTTP-date is not read: the backoff applies then).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds))
 }
 
 /// A manifest as received: the exact bytes, their digest, and the media type.
@@ -354,7 +361,7 @@ impl Upstream {
             }
             let resp = req.send().await.map_err(|e| self.transport_error(url, &e))?;
             match resp.status() {
-                StatusCode::TOO_MANY_REQUESTS => Err(UpstreamError::TooManyRequests(self.describe())),
+                StatusCode::TOO_MANY_REQUESTS => Err(UpstreamError::TooManyRequests(self.describe(), retry_after(resp.headers()))),
                 s if s.is_server_error() => Err(UpstreamError::Status { url: url.to_string(), status: s.as_u16() }),
                 _ => Ok(resp),
             }
