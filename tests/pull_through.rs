@@ -297,7 +297,46 @@ async fn remote_updates_reach_the_repositories_it_made(backend: Backend) {
     assert_eq!(child["results"][0]["retry_in_background"], true, "{child}");
 }
 
+async fn what_the_upstream_lacks_and_rows_it_did_not_make(backend: Backend) {
+    let registry = Registry::start(Auth::Anonymous);
+    registry.push_layout_tag("amd64", "testbed/busybox:latest", false, None);
+    registry.push_layout_tag("amd64", "testbed/mine:latest", false, None);
+    let s = TestServer::start(backend).await;
+    pull_through(&s, &registry.url(), "cache", json!({}), false).await;
+
+    // A 404 upstream is remembered: asking again does not ask the upstream again.
+    for _ in 0..3 {
+        let resp = get_manifest(&s, "/v2/cache/testbed/nothing/manifests/latest", None).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    }
+    assert_eq!(manifest_requests(&registry, "GET", "testbed/nothing"), 1, "{}", registry.log());
+    assert_eq!(s.count("repositories/container/container/").await, 0, "a name the upstream lacks leaves no rows");
+
+    // A user's repository of the made name is never written to.
+    let (status, mine) = s.post("repositories/container/container/", json!({"name": "cache/testbed/mine"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let resp = get_manifest(&s, "/v2/cache/testbed/mine/manifests/latest", None).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("did not make"), "{body}");
+    let (_, mine) = s.get(mine["pulp_href"].as_str().unwrap()).await;
+    assert!(mine["latest_version_href"].as_str().unwrap().ends_with("/versions/0/"), "{mine}");
+
+    // A name excluded after it was pulled gets nothing new upstream: the stored tag is served.
+    let (_, remotes) = s.get("remotes/container/pull-through/").await;
+    let href = remotes["results"][0]["pulp_href"].as_str().unwrap().to_string();
+    s.completed(s.patch(&href, json!({"tag_ttl": 0})).await).await;
+    assert_eq!(get_manifest(&s, "/v2/cache/testbed/busybox/manifests/latest", None).await.status(), StatusCode::OK);
+    s.completed(s.patch(&href, json!({"excludes": ["testbed/busybox"]})).await).await;
+    let before = registry.log().lines().count();
+    assert_eq!(get_manifest(&s, "/v2/cache/testbed/busybox/manifests/latest", None).await.status(), StatusCode::OK);
+    let resp = get_manifest(&s, "/v2/cache/testbed/busybox/manifests/other", None).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert!(registry.log().lines().skip(before).all(|l| !l.contains("/v2/testbed/busybox")), "no upstream request for an excluded name");
+}
+
 on_both_backends!(
+    what_the_upstream_lacks_and_rows_it_did_not_make,
     podman_and_skopeo_pull_with_no_sync,
     sixteen_cold_pullers_cost_one_get_each,
     excluded_names_never_reach_the_upstream,

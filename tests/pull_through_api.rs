@@ -55,7 +55,8 @@ async fn pull_through_once(s: &TestServer, dist_href: &str, upstream: &str) -> V
             .map_err(pulpish_server::db::DbError::from)
         })
         .await
-        .unwrap();
+        .unwrap()
+        .expect("no row of that name was there before");
     let (status, child) = s.get(&format!("{DISTS}{}/", made.id)).await;
     assert_eq!(status, StatusCode::OK, "{child}");
     child

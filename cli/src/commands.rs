@@ -72,11 +72,11 @@ pub struct RemoteFields {
     #[arg(long, value_delimiter = ',')]
     exclude_tags: Option<Vec<String>>,
     /// The upstream's user name (`--username` is who logs in to pulpish)
-    #[arg(long = "upstream-username")]
-    username: Option<String>,
+    #[arg(long)]
+    upstream_username: Option<String>,
     /// The upstream's password (`--password` is the pulpish login's)
-    #[arg(long = "upstream-password")]
-    password: Option<String>,
+    #[arg(long)]
+    upstream_password: Option<String>,
     /// Verify the upstream's TLS certificate (true/false)
     #[arg(long)]
     tls_validation: Option<bool>,
@@ -103,8 +103,8 @@ impl RemoteFields {
         put("policy", self.policy.map(Value::from));
         put("include_tags", self.include_tags.map(|t| json!(t)));
         put("exclude_tags", self.exclude_tags.map(|t| json!(t)));
-        put("username", self.username.map(Value::from));
-        put("password", self.password.map(Value::from));
+        put("username", self.upstream_username.map(Value::from));
+        put("password", self.upstream_password.map(Value::from));
         put("tls_validation", self.tls_validation.map(Value::from));
         put("include_referrers", self.include_referrers.map(Value::from));
         put("download_concurrency", self.download_concurrency.map(Value::from));

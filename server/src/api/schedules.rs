@@ -240,15 +240,17 @@ pub async fn read(state: web::Data<AppState>, id: web::Path<uuid::Uuid>, query: 
 /// Changing the interval or enabling the schedule makes it due now (unless a sync is running).
 async fn update_with(state: &AppState, id: String, bytes: &[u8], full: bool) -> Result<HttpResponse, ApiError> {
     let req: SyncScheduleRequest = body::parse(bytes)?;
-    let existing = find_or_404(state, id).await?;
     let row = state
         .db
         .run(move |c| {
-            let due_now = |r: &SyncSchedule| r.enabled && (!existing.enabled || r.interval_seconds != existing.interval_seconds);
-            let row = apply(c, Some(existing.clone()), req, full)?;
-            schedule::update_settings(c, &row.id, &row.settings(), due_now(&row))
-                .map_err(|e| if is_unique_violation(&e) { ApiError::field("repository", TAKEN) } else { e.into() })?;
-            schedule::find(c, &row.id)?.ok_or_else(ApiError::not_found)
+            crate::db::write_transaction(c, |c| {
+                let existing = schedule::find_for_update(c, &id)?.ok_or_else(ApiError::not_found)?;
+                let due_now = |r: &SyncSchedule| r.enabled && (!existing.enabled || r.interval_seconds != existing.interval_seconds);
+                let row = apply(c, Some(existing.clone()), req, full)?;
+                schedule::update_settings(c, &row.id, &row.settings(), due_now(&row))
+                    .map_err(|e| if is_unique_violation(&e) { ApiError::field("repository", TAKEN) } else { e.into() })?;
+                schedule::find(c, &row.id)?.ok_or_else(ApiError::not_found)
+            })
         })
         .await?;
     Ok(HttpResponse::Ok().json(SyncScheduleResponse::from(row)))

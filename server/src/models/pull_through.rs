@@ -36,26 +36,34 @@ pub fn covering(conn: &mut DbConnection, name: &str) -> QueryResult<Option<(Dist
 
 /// The container remote, repository (keeping one version, as Pulp's do) and distribution,
 /// all named `name`, that serve `upstream_name` through the pull-through distribution `parent`:
-/// the ones there already, else new. Call in a write transaction.
-pub fn make_cache(conn: &mut DbConnection, parent: &Distribution, parent_remote: &Remote, name: &str, upstream_name: &str) -> QueryResult<Distribution> {
+/// the ones made for it before, else new. Rows of that name made otherwise (a user's repository,
+/// remote or distribution) are never taken over: `Err` names them. Call in a write transaction.
+pub fn make_cache(conn: &mut DbConnection, parent: &Distribution, parent_remote: &Remote, name: &str, upstream_name: &str) -> QueryResult<Result<Distribution, String>> {
+    let taken = |what: &str| Err(format!("{name}: a {what} of that name exists that the pull-through distribution '{}' did not make", parent.name));
     if let Some(d) = distribution::find_by_base_path(conn, name)? {
-        return Ok(d);
+        return Ok(if d.pull_through_id.as_deref() == Some(parent.id.as_str()) && d.repository_id.is_some() { Ok(d) } else { taken("distribution") });
     }
+    if distribution::find_by_name(conn, name)?.is_some() {
+        return Ok(taken("distribution"));
+    }
+    // Left by a distribution made before and since deleted: the same upstream repository.
     let child_remote = match remote::find_by_name(conn, name)? {
-        Some(mut r) if r.kind == remote::CONTAINER && r.upstream_name == upstream_name => {
+        Some(mut r) if r.kind == remote::CONTAINER && r.upstream_name == upstream_name && r.url == parent_remote.url => {
             if parent_remote.copy_settings_to(&mut r) {
                 remote::update(conn, &r)?;
             }
             r
         }
-        _ => {
+        Some(_) => return Ok(taken("remote")),
+        None => {
             let r = parent_remote.for_upstream_repository(name, upstream_name);
             remote::insert(conn, &r)?;
             r
         }
     };
     let repository_id = match repository::find_by_name(conn, name)? {
-        Some(r) => r.id,
+        Some(r) if r.remote_id.as_deref() == Some(child_remote.id.as_str()) => r.id,
+        Some(_) => return Ok(taken("repository")),
         None => {
             let t = super::now();
             let r = Repository {
@@ -83,7 +91,14 @@ pub fn make_cache(conn: &mut DbConnection, parent: &Distribution, parent_remote:
         ..Distribution::new(name, name)
     };
     distribution::insert(conn, &d)?;
-    Ok(d)
+    Ok(Ok(d))
+}
+
+/// The pull-through distribution that made `d` and its remote, when both are still there.
+pub fn parent_of(conn: &mut DbConnection, d: &Distribution) -> QueryResult<Option<(Distribution, Remote)>> {
+    let Some(parent) = d.pull_through_id.as_deref().map(|id| distribution::find(conn, id)).transpose()?.flatten() else { return Ok(None) };
+    let Some(r) = parent.remote_id.as_deref().map(|id| remote::find(conn, id)).transpose()?.flatten() else { return Ok(None) };
+    Ok(Some((parent, r)))
 }
 
 /// When `tag` of the repository was last found current upstream.

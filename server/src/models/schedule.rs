@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use super::filter::Criteria;
 use super::{Page, Window};
 use crate::db::schema::sync_schedule;
-use crate::db::{write_transaction, DbConnection};
+use crate::db::DbConnection;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = sync_schedule)]
@@ -81,16 +81,24 @@ pub fn insert(conn: &mut DbConnection, row: &SyncSchedule) -> QueryResult<()> {
 
 /// Writes a user's settings; with `due_now`, also makes the schedule due now unless its task
 /// is running (that run's outcome then sets the next one).
+/// Call in a write transaction, after `find_for_update`.
 pub fn update_settings(conn: &mut DbConnection, id: &str, settings: &Settings, due_now: bool) -> QueryResult<()> {
-    write_transaction(conn, |conn| {
-        diesel::update(sync_schedule::table.find(id)).set(settings).execute(conn)?;
-        if due_now {
-            diesel::update(sync_schedule::table.find(id).filter(sync_schedule::next_run.is_not_null()))
-                .set(sync_schedule::next_run.eq(settings.pulp_last_updated))
-                .execute(conn)?;
-        }
-        Ok(())
-    })
+    diesel::update(sync_schedule::table.find(id)).set(settings).execute(conn)?;
+    if due_now {
+        diesel::update(sync_schedule::table.find(id).filter(sync_schedule::next_run.is_not_null()))
+            .set(sync_schedule::next_run.eq(settings.pulp_last_updated))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The schedule, locked until the write transaction ends (PostgreSQL; SQLite's write
+/// transactions are one at a time already), so that two updates never work from one reading.
+pub fn find_for_update(conn: &mut DbConnection, id: &str) -> QueryResult<Option<SyncSchedule>> {
+    if let DbConnection::Pg(pg) = conn {
+        return sync_schedule::table.find(id).select(SyncSchedule::as_select()).for_update().first(pg).optional();
+    }
+    find(conn, id)
 }
 
 pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<usize> {

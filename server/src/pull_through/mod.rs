@@ -95,9 +95,15 @@ pub async fn first_pull(state: &AppState, req: &actix_web::HttpRequest, name: &s
         return refresh_in_turn(state, &cache, reference, None, arrived).await.map(Some);
     }
 
+    if not_found::remembered(&child_remote_url(&parent_remote, name), reference) {
+        return Err(RegistryError::ManifestUnknown(format!("{name}:{reference} (the upstream did not have it a moment ago)")));
+    }
     let child_remote = parent_remote.for_upstream_repository(name, &upstream_name);
     let upstream = Arc::new(crate::upstream::Upstream::for_remote(&child_remote).map_err(upstream_error)?);
-    let fetched = crate::sync::fetch(&upstream, reference).await.map_err(|e| manifest_error(e, name, reference))?;
+    let fetched = bounded(&upstream, crate::sync::fetch(&upstream, reference)).await.map_err(|e| {
+        not_found::remember(&e, &child_remote_url(&parent_remote, name), reference, child_remote.tag_ttl);
+        manifest_error(e, name, reference)
+    })?;
     let child = make_cache(state, parent, parent_remote, name, &upstream_name).await?;
     let cache = Cache {
         name: name.to_string(),
@@ -121,7 +127,9 @@ async fn make_cache(state: &AppState, parent: Distribution, parent_remote: Remot
         match made {
             // Another replica made the same rows first: read theirs.
             Err(DbError::Query(e)) if crate::db::is_unique_violation(&e) && attempt < 3 => attempt += 1,
-            other => return other.map_err(RegistryError::from),
+            Err(e) => return Err(e.into()),
+            Ok(Ok(d)) => return Ok(d),
+            Ok(Err(taken)) => return Err(RegistryError::NameUnknown(taken)),
         }
     }
 }
@@ -151,9 +159,20 @@ pub async fn refresh(state: &AppState, cache: &Cache, reference: &str, stored: O
 async fn refresh_in_turn(state: &AppState, cache: &Cache, reference: &str, stored: Option<ServedManifest>, arrived: NaiveDateTime) -> Result<ServedManifest, RegistryError> {
     let (repo, remote_id, r) = (cache.repository_id.clone(), cache.remote_id.clone(), reference.to_string());
     let by_digest = reference.contains(':');
-    let (stored, checked_at, remote) = state
+    let n = cache.name.clone();
+    let (stored, checked_at, remote, allowed) = state
         .db
         .run(move |c| {
+            // Names the pull-through remote's filters leave out now get nothing new upstream.
+            let allowed = match crate::models::distribution::find_by_base_path(c, &n)? {
+                Some(d) => match (pull_through::parent_of(c, &d)?, &d.remote_id) {
+                    (Some((_, parent_remote)), Some(rid)) => remote::find(c, rid)?.is_some_and(|child| {
+                        crate::sync::tag_selected(&child.upstream_name, &parent_remote.include_tags(), &parent_remote.exclude_tags())
+                    }),
+                    _ => true,
+                },
+                None => true,
+            };
             let number = crate::models::repository::find(c, &repo)?.map(|r| r.latest_version_number).unwrap_or(0);
             let m = if by_digest {
                 crate::models::content::manifest_by_digest(c, &repo, number, &r)?
@@ -161,10 +180,13 @@ async fn refresh_in_turn(state: &AppState, cache: &Cache, reference: &str, store
                 crate::models::content::manifest_for_tag(c, &repo, number, &r)?
             };
             let checked = if by_digest { None } else { pull_through::tag_checked_at(c, &repo, &r)? };
-            Ok::<_, DbError>((m.or(stored), checked, remote::find(c, &remote_id)?))
+            Ok::<_, DbError>((m.or(stored), checked, remote::find(c, &remote_id)?, allowed))
         })
         .await?;
     let remote = remote.ok_or_else(|| RegistryError::NameUnknown(format!("{}: its remote is gone", cache.name)))?;
+    if !allowed {
+        return stored.ok_or_else(|| RegistryError::NameUnknown(cache.name.clone()));
+    }
     let now = Cache { checked_at, ttl: remote.tag_ttl, name: cache.name.clone(), repository_id: cache.repository_id.clone(), remote_id: remote.id.clone() };
     if let Some(found) = &stored {
         if checked_at.is_some_and(|at| at >= arrived) || now.fresh(&stored, by_digest) {
@@ -175,7 +197,7 @@ async fn refresh_in_turn(state: &AppState, cache: &Cache, reference: &str, store
 
     if let (Some(found), false) = (&stored, by_digest) {
         // A stored tag: a HEAD says whether it moved.
-        match upstream.head_manifest(reference).await {
+        match bounded(&upstream, upstream.head_manifest(reference)).await {
             Ok(Some(digest)) if digest == found.digest => {
                 mark_checked(state, cache, reference).await;
                 return Ok(found.clone());
@@ -188,9 +210,13 @@ async fn refresh_in_turn(state: &AppState, cache: &Cache, reference: &str, store
             }
         }
     }
-    let fetched = match crate::sync::fetch(&upstream, reference).await {
+    if stored.is_none() && not_found::remembered(&child_remote_url(&remote, &cache.name), reference) {
+        return Err(RegistryError::ManifestUnknown(format!("{}:{reference} (the upstream did not have it a moment ago)", cache.name)));
+    }
+    let fetched = match bounded(&upstream, crate::sync::fetch(&upstream, reference)).await {
         Ok(f) => f,
         Err(e) => {
+            not_found::remember(&e, &child_remote_url(&remote, &cache.name), reference, remote.tag_ttl);
             if let Some(found) = stored {
                 tracing::warn!(repository = %cache.name, tag = %reference, error = %e, "fetching a moved pull-through tag failed; serving the last known manifest");
                 mark_checked(state, cache, reference).await;
@@ -216,6 +242,59 @@ async fn record_and_serve(
         mark_checked(state, cache, reference).await;
     }
     Ok(served)
+}
+
+/// What the 404 memory knows a name by: the upstream it was asked of, too.
+fn child_remote_url(remote: &Remote, name: &str) -> String {
+    format!("{} {name}", remote.url)
+}
+
+/// How long a manifest request to the upstream may take when the remote sets no `total_timeout`:
+/// requests for the same reference wait behind it.
+const UPSTREAM_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn bounded<T>(upstream: &crate::upstream::Upstream, request: impl std::future::Future<Output = Result<T, UpstreamError>>) -> Result<T, UpstreamError> {
+    let wait = upstream.total_timeout().unwrap_or(UPSTREAM_WAIT);
+    tokio::time::timeout(wait, request).await.unwrap_or_else(|_| Err(UpstreamError::Timeout(upstream.describe())))
+}
+
+/// References the upstream answered 404 for, remembered for a while (at most a minute, never
+/// longer than the remote's `tag_ttl`), so that clients asking for names or tags that do not
+/// exist cannot turn each request into upstream requests (and spend the remote's rate limit).
+mod not_found {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+
+    use crate::upstream::UpstreamError;
+
+    const MAX_REMEMBERED: usize = 10_000;
+    const AT_MOST: Duration = Duration::from_secs(60);
+
+    fn memory() -> std::sync::MutexGuard<'static, HashMap<(String, String), Instant>> {
+        static MEMORY: OnceLock<Mutex<HashMap<(String, String), Instant>>> = OnceLock::new();
+        MEMORY.get_or_init(Default::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn remembered(name: &str, reference: &str) -> bool {
+        memory().get(&(name.to_string(), reference.to_string())).is_some_and(|until| *until > Instant::now())
+    }
+
+    pub fn remember(e: &UpstreamError, name: &str, reference: &str, ttl_seconds: i64) {
+        let ttl = Duration::from_secs(u64::try_from(ttl_seconds).unwrap_or(0)).min(AT_MOST);
+        if !matches!(e, UpstreamError::NotFound(_)) || ttl.is_zero() {
+            return;
+        }
+        let mut m = memory();
+        if m.len() >= MAX_REMEMBERED {
+            let now = Instant::now();
+            m.retain(|_, until| *until > now);
+            if m.len() >= MAX_REMEMBERED {
+                m.clear();
+            }
+        }
+        m.insert((name.to_string(), reference.to_string()), Instant::now() + ttl);
+    }
 }
 
 fn manifest_error(e: UpstreamError, name: &str, reference: &str) -> RegistryError {
