@@ -170,7 +170,7 @@ async fn sixteen_cold_pullers_cost_one_get_each(backend: Backend) {
     assert_eq!(m["count"], 1);
     for blob in std::iter::once(&parsed["config"]).chain(parsed["layers"].as_array().unwrap()) {
         let d = blob["digest"].as_str().unwrap();
-        assert_eq!(registry.blob_gets(Some(d)), 1, "one upstream GET of {d}");
+        assert_eq!(registry.blob_gets(Some(d)), 1, "one upstream GET of {d}:\n{}", registry.log().lines().filter(|l| l.contains(d)).collect::<Vec<_>>().join("\n"));
     }
     assert_eq!(s.count("repositories/container/container/").await, 1, "one repository however many asked at once");
 }

@@ -94,11 +94,10 @@ pub fn make_cache(conn: &mut DbConnection, parent: &Distribution, parent_remote:
     Ok(Ok(d))
 }
 
-/// The pull-through distribution that made `d` and its remote, when both are still there.
-pub fn parent_of(conn: &mut DbConnection, d: &Distribution) -> QueryResult<Option<(Distribution, Remote)>> {
-    let Some(parent) = d.pull_through_id.as_deref().map(|id| distribution::find(conn, id)).transpose()?.flatten() else { return Ok(None) };
-    let Some(r) = parent.remote_id.as_deref().map(|id| remote::find(conn, id)).transpose()?.flatten() else { return Ok(None) };
-    Ok(Some((parent, r)))
+/// The remote of the pull-through distribution `pull_through_id`, when both are still there.
+pub fn remote_of(conn: &mut DbConnection, pull_through_id: &str) -> QueryResult<Option<Remote>> {
+    let Some(remote_id) = distribution::find(conn, pull_through_id)?.and_then(|d| d.remote_id) else { return Ok(None) };
+    remote::find(conn, &remote_id)
 }
 
 /// When `tag` of the repository was last found current upstream.

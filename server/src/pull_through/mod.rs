@@ -4,7 +4,7 @@
 //! upstream repository (a new version, with its blobs as on-demand content), and served. Its
 //! blobs then follow the on-demand path.
 //!
-//! One fetch per (repository, reference) at a time in this process: concurrent requests wait for
+//! One fetch per (name, reference) at a time in this process: concurrent requests wait for
 //! it and serve what it recorded. A tag whose check fails (the upstream unreachable, failing or
 //! without it) is served as last known; the failed check counts as a check, so a dead upstream
 //! costs one attempt per `tag_ttl`, not one per request.
@@ -14,9 +14,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::NaiveDateTime;
 
+use diesel::QueryResult;
+
 use crate::app::AppState;
 use crate::db::{DbConnection, DbError};
-use diesel::QueryResult;
 use crate::models::content::ServedManifest;
 use crate::models::distribution::Distribution;
 use crate::models::{pull_through, remote, remote::Remote};
@@ -29,6 +30,8 @@ pub struct Cache {
     pub name: String,
     pub repository_id: String,
     pub remote_id: String,
+    /// The pull-through distribution that made it.
+    pub pull_through_id: String,
     /// For a tag: when it was last found current upstream.
     pub checked_at: Option<NaiveDateTime>,
     /// Its remote's `tag_ttl`.
@@ -39,7 +42,7 @@ impl Cache {
     /// The cache `d` is, serving `repository_id`'s latest version; for a tag, with its last check.
     /// None for a distribution no pull-through distribution made, or one pinned to a version.
     pub fn of(c: &mut DbConnection, d: &Distribution, repository_id: &str, tag: Option<&str>) -> QueryResult<Option<Cache>> {
-        let (Some(_), Some(remote_id), None) = (&d.pull_through_id, &d.remote_id, &d.repository_version_id) else {
+        let (Some(pull_through_id), Some(remote_id), None) = (&d.pull_through_id, &d.remote_id, &d.repository_version_id) else {
             return Ok(None);
         };
         let Some(r) = remote::find(c, remote_id)? else { return Ok(None) };
@@ -47,14 +50,26 @@ impl Cache {
             Some(t) => pull_through::tag_checked_at(c, repository_id, t)?,
             None => None,
         };
-        Ok(Some(Cache { name: d.base_path.clone(), repository_id: repository_id.to_string(), remote_id: r.id, checked_at, ttl: r.tag_ttl }))
+        Ok(Some(Cache {
+            name: d.base_path.clone(),
+            repository_id: repository_id.to_string(),
+            remote_id: r.id,
+            pull_through_id: pull_through_id.clone(),
+            checked_at,
+            ttl: r.tag_ttl,
+        }))
     }
 
     /// Whether the stored `found` may be served without asking the upstream: by digest always,
     /// by tag while its last check is younger than the remote's `tag_ttl`.
     pub fn fresh(&self, found: &Option<ServedManifest>, by_digest: bool) -> bool {
-        found.is_some() && (by_digest || self.checked_at.is_some_and(|at| (crate::models::now() - at).num_milliseconds() < self.ttl.saturating_mul(1000)))
+        found.is_some() && (by_digest || checked_within(self.checked_at, self.ttl))
     }
+}
+
+/// Whether a tag's last check is younger than `ttl` seconds.
+fn checked_within(checked_at: Option<NaiveDateTime>, ttl: i64) -> bool {
+    checked_at.is_some_and(|at| (crate::models::now() - at).num_milliseconds() < ttl.saturating_mul(1000))
 }
 
 /// A manifest asked of a name that no distribution serves: when a pull-through distribution
@@ -109,6 +124,7 @@ pub async fn first_pull(state: &AppState, req: &actix_web::HttpRequest, name: &s
         name: name.to_string(),
         repository_id: child.repository_id.clone().unwrap_or_default(),
         remote_id: child.remote_id.clone().unwrap_or_default(),
+        pull_through_id: child.pull_through_id.clone().unwrap_or_default(),
         checked_at: None,
         ttl: child_remote.tag_ttl,
     };
@@ -157,21 +173,18 @@ pub async fn refresh(state: &AppState, cache: &Cache, reference: &str, stored: O
 /// `refresh` once this request's turn came: a request that arrived while another checked the
 /// same reference serves what that one left.
 async fn refresh_in_turn(state: &AppState, cache: &Cache, reference: &str, stored: Option<ServedManifest>, arrived: NaiveDateTime) -> Result<ServedManifest, RegistryError> {
-    let (repo, remote_id, r) = (cache.repository_id.clone(), cache.remote_id.clone(), reference.to_string());
+    let (repo, remote_id, parent_id, r) = (cache.repository_id.clone(), cache.remote_id.clone(), cache.pull_through_id.clone(), reference.to_string());
     let by_digest = reference.contains(':');
-    let n = cache.name.clone();
     let (stored, checked_at, remote, allowed) = state
         .db
         .run(move |c| {
+            let remote = remote::find(c, &remote_id)?;
             // Names the pull-through remote's filters leave out now get nothing new upstream.
-            let allowed = match crate::models::distribution::find_by_base_path(c, &n)? {
-                Some(d) => match (pull_through::parent_of(c, &d)?, &d.remote_id) {
-                    (Some((_, parent_remote)), Some(rid)) => remote::find(c, rid)?.is_some_and(|child| {
-                        crate::sync::tag_selected(&child.upstream_name, &parent_remote.include_tags(), &parent_remote.exclude_tags())
-                    }),
-                    _ => true,
-                },
-                None => true,
+            let allowed = match (pull_through::remote_of(c, &parent_id)?, &remote) {
+                (Some(parent_remote), Some(child)) => {
+                    crate::sync::tag_selected(&child.upstream_name, &parent_remote.include_tags(), &parent_remote.exclude_tags())
+                }
+                _ => true,
             };
             let number = crate::models::repository::find(c, &repo)?.map(|r| r.latest_version_number).unwrap_or(0);
             let m = if by_digest {
@@ -180,16 +193,15 @@ async fn refresh_in_turn(state: &AppState, cache: &Cache, reference: &str, store
                 crate::models::content::manifest_for_tag(c, &repo, number, &r)?
             };
             let checked = if by_digest { None } else { pull_through::tag_checked_at(c, &repo, &r)? };
-            Ok::<_, DbError>((m.or(stored), checked, remote::find(c, &remote_id)?, allowed))
+            Ok::<_, DbError>((m.or(stored), checked, remote, allowed))
         })
         .await?;
     let remote = remote.ok_or_else(|| RegistryError::NameUnknown(format!("{}: its remote is gone", cache.name)))?;
     if !allowed {
         return stored.ok_or_else(|| RegistryError::NameUnknown(cache.name.clone()));
     }
-    let now = Cache { checked_at, ttl: remote.tag_ttl, name: cache.name.clone(), repository_id: cache.repository_id.clone(), remote_id: remote.id.clone() };
     if let Some(found) = &stored {
-        if checked_at.is_some_and(|at| at >= arrived) || now.fresh(&stored, by_digest) {
+        if by_digest || checked_at.is_some_and(|at| at >= arrived) || checked_within(checked_at, remote.tag_ttl) {
             return Ok(found.clone());
         }
     }
