@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::{stream, StreamExt as _};
 use serde_json::json;
 
 #[derive(Clone, Debug)]
@@ -30,6 +30,14 @@ pub enum BlobBehaviour {
     Oversized(u64),
     /// Sends the body in 64 KiB chunks with this pause before each: a slow upstream.
     Paced(Duration),
+    /// The first GET sends this many bytes, then drops the connection; later GETs are served,
+    /// ranges (`Range: bytes=N-`) honoured.
+    CutOnce(usize),
+    /// As `CutOnce`, but later GETs ignore `Range` and send the whole blob (200).
+    CutOnceIgnoringRange(usize),
+    /// Every GET sends at most this many bytes of what it was asked for, then drops the
+    /// connection (ranges honoured).
+    CutEvery(usize),
 }
 
 /// An answer made by the test for each request.
@@ -43,6 +51,8 @@ pub struct FaultState {
     pub lying_digest: Option<String>,
     pub blobs: HashMap<String, (Bytes, BlobBehaviour)>,
     pub blob_gets: HashMap<String, usize>,
+    /// Every blob GET: the digest and its `Range` header, in order.
+    pub blob_requests: Vec<(String, Option<String>)>,
     /// A tag whose manifest is an endless body with no length (1 GiB at most).
     pub endless_manifest: Option<String>,
     /// The tag list is an endless body with no length (1 GiB at most).
@@ -63,6 +73,8 @@ pub struct FaultState {
     pub authorizations: Vec<String>,
     /// The `Retry-After` (seconds) sent with the failures of `FailTimes`.
     pub retry_after: Option<u64>,
+    /// Blob bodies being sent now, and the most ever sent at once.
+    pub blob_bodies: Arc<BodiesInFlight>,
 }
 
 /// `limit` bytes of `fill`, in 64 KiB chunks, counted into `sent` as they are produced.
@@ -100,7 +112,7 @@ impl FaultUpstream {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new((s.clone(), r.clone())))
-                .default_service(web::to(handle))
+                .default_service(web::to(counted))
         })
         .workers(2)
         .disable_signals()
@@ -118,6 +130,11 @@ impl FaultUpstream {
 
     pub fn blob_gets(&self, digest: &str) -> usize {
         self.state.lock().unwrap().blob_gets.get(digest).copied().unwrap_or(0)
+    }
+
+    /// The `Range` header of each GET of `digest`, in order (None: the whole blob).
+    pub fn blob_ranges(&self, digest: &str) -> Vec<Option<String>> {
+        self.state.lock().unwrap().blob_requests.iter().filter(|(d, _)| d == digest).map(|(_, r)| r.clone()).collect()
     }
 
     pub fn set_blob(&self, digest: &str, behaviour: BlobBehaviour) {
@@ -200,6 +217,11 @@ async fn handle(req: HttpRequest, data: Shared) -> HttpResponse {
             return HttpResponse::NotFound().json(serde_json::json!({"errors": [{"code": "BLOB_UNKNOWN"}]}));
         };
         *state.blob_gets.entry(digest.to_string()).or_default() += 1;
+        let range = req.headers().get("range").map(|v| v.to_str().unwrap_or("(not text)").to_string());
+        state.blob_requests.push((digest.to_string(), range.clone()));
+        if let Some(answer) = cut_or_range(&mut state, digest, &body, &behaviour, range.as_deref()) {
+            return answer;
+        }
         if let BlobBehaviour::FailTimes(n, code) = behaviour {
             if n > 0 {
                 state.blobs.get_mut(digest).unwrap().1 = BlobBehaviour::FailTimes(n - 1, code);
@@ -257,12 +279,56 @@ async fn handle(req: HttpRequest, data: Shared) -> HttpResponse {
                 tokio::time::sleep(pause).await;
                 chunk
             })),
-            BlobBehaviour::Oversized(_) => unreachable!("answered above"),
+            BlobBehaviour::Oversized(_) | BlobBehaviour::CutOnce(_) | BlobBehaviour::CutOnceIgnoringRange(_) | BlobBehaviour::CutEvery(_) => {
+                unreachable!("answered above")
+            }
             BlobBehaviour::Status(code) => HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap())
                 .json(serde_json::json!({"errors": [{"code": "UNKNOWN", "message": "injected"}]})),
         };
     }
     HttpResponse::NotFound().finish()
+}
+
+/// The answers of the cutting behaviours and of ranges: `body[from..]` (206 when a range was
+/// asked for and is honoured), cut after `limit` bytes when the behaviour cuts this request.
+fn cut_or_range(state: &mut FaultState, digest: &str, body: &Bytes, behaviour: &BlobBehaviour, range: Option<&str>) -> Option<HttpResponse> {
+    let first = state.blob_gets.get(digest).copied().unwrap_or(0) == 1;
+    let (honour_range, limit) = match *behaviour {
+        BlobBehaviour::Serve => (true, None),
+        BlobBehaviour::CutOnce(n) => (true, first.then_some(n)),
+        BlobBehaviour::CutOnceIgnoringRange(n) => (false, first.then_some(n)),
+        BlobBehaviour::CutEvery(n) => (true, Some(n)),
+        _ => return None,
+    };
+    let from = range
+        .filter(|_| honour_range)
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse::<usize>().ok());
+    if matches!(behaviour, BlobBehaviour::Serve) && from.is_none() {
+        return None;
+    }
+    if from.is_some_and(|f| f >= body.len()) {
+        return Some(HttpResponse::RangeNotSatisfiable().insert_header(("Content-Range", format!("bytes */{}", body.len()))).finish());
+    }
+    let start = from.unwrap_or(0);
+    let rest = body.slice(start..);
+    let mut resp = if from.is_some() { HttpResponse::PartialContent() } else { HttpResponse::Ok() };
+    if from.is_some() {
+        resp.insert_header(("Content-Range", format!("bytes {start}-{}/{}", body.len() - 1, body.len())));
+    }
+    resp.insert_header(("Docker-Content-Digest", digest.to_string())).content_type("application/octet-stream").no_chunking(rest.len() as u64);
+    let sent = limit.map_or(rest.len(), |n| n.min(rest.len()));
+    let pieces: Vec<Result<Bytes, actix_web::Error>> = (0..sent).step_by(64 * 1024).map(|i| Ok(rest.slice(i..(i + 64 * 1024).min(sent)))).collect();
+    let cut = sent < rest.len();
+    // The error comes a moment after the last piece, so that piece is on the wire when the
+    // connection drops: the cut is exactly at `sent`.
+    let end = stream::once(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Err(actix_web::error::ErrorInternalServerError("cut"))
+    })
+    .filter(move |_| std::future::ready(cut));
+    Some(resp.streaming(futures_util::StreamExt::chain(stream::iter(pieces), end)))
 }
 
 /// An image served by the tests' own upstream: one layer of `layer` bytes.
@@ -280,4 +346,64 @@ pub fn fault_image(layer: Vec<u8>) -> (FaultState, String) {
     state.blobs.insert(sha256(&config), (config.into(), BlobBehaviour::Serve));
     state.blobs.insert(layer_digest.clone(), (layer.into(), BlobBehaviour::Serve));
     (state, layer_digest)
+}
+
+/// Blob bodies in flight: counted from the handler's answer until the body is sent or dropped.
+#[derive(Default, Debug)]
+pub struct BodiesInFlight {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl BodiesInFlight {
+    /// The most blob bodies that were in flight at once.
+    pub fn most(&self) -> usize {
+        self.most.load(Ordering::SeqCst)
+    }
+}
+
+struct BodyInFlight(Arc<BodiesInFlight>);
+
+impl BodyInFlight {
+    fn new(bodies: Arc<BodiesInFlight>) -> Self {
+        let now = bodies.now.fetch_add(1, Ordering::SeqCst) + 1;
+        bodies.most.fetch_max(now, Ordering::SeqCst);
+        BodyInFlight(bodies)
+    }
+}
+
+impl Drop for BodyInFlight {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A response body that holds its place in `BodiesInFlight` until it is sent or dropped.
+struct CountedBody {
+    body: actix_web::body::BoxBody,
+    _in_flight: BodyInFlight,
+}
+
+impl actix_web::body::MessageBody for CountedBody {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<Bytes, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_next(cx)
+    }
+}
+
+/// `handle`, with the blob bodies it sends counted.
+async fn counted(req: HttpRequest, data: Shared) -> HttpResponse {
+    let bodies = data.0.lock().unwrap().blob_bodies.clone();
+    let blob_get = req.method() == actix_web::http::Method::GET && req.path().contains("/blobs/");
+    let resp = handle(req, data).await;
+    if !blob_get || !resp.status().is_success() {
+        return resp;
+    }
+    let in_flight = BodyInFlight::new(bodies);
+    resp.map_body(|_, body| actix_web::body::BoxBody::new(CountedBody { body, _in_flight: in_flight }))
 }

@@ -14,17 +14,17 @@
 mod lease;
 use lease::lease_period;
 pub mod peer;
+pub mod prefetch;
+mod reader;
+mod receive;
 mod retry;
+pub use reader::Reader;
 
 use std::collections::{HashMap, HashSet};
-use std::io::SeekFrom;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::app::AppState;
 use crate::db::DbError;
@@ -37,8 +37,7 @@ use crate::storage::ScratchFile;
 use crate::upstream::UpstreamError;
 
 /// With no `total_timeout` on the remote, a download that sends nothing for this long fails.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-const READ_CHUNK: usize = 256 * 1024;
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pause before asking again who downloads a blob, after its lease holder had nothing to share.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
@@ -75,8 +74,11 @@ enum Phase {
 #[derive(Debug, Clone)]
 struct Progress {
     size: Option<u64>,
+    /// Bytes in the temp file.
     written: u64,
     phase: Phase,
+    /// Bumped when the upstream sends the blob again from byte 0 (`receive.rs`).
+    epoch: u32,
 }
 
 struct Download {
@@ -84,6 +86,8 @@ struct Download {
     /// and recorded, or after a failure.
     file: ScratchFile,
     progress: watch::Receiver<Progress>,
+    /// The chunks in flight, for the readers that are caught up.
+    live: broadcast::Sender<receive::Chunk>,
     /// Relayed from the replica that owns the download (never shared on with other replicas).
     relayed: bool,
 }
@@ -154,7 +158,7 @@ async fn ready((download, file): Joined) -> Result<Reader, FetchError> {
             Phase::Starting => {}
             Phase::Failed(e) => return Err(e),
             Phase::Streaming | Phase::Verified => {
-                return Ok(Reader { file: tokio::fs::File::from_std(file), progress, size: p.size, served: None });
+                return Ok(Reader { file: tokio::fs::File::from_std(file), progress, live: download.live.clone(), size: p.size, served: None });
             }
         }
         if progress.changed().await.is_err() && matches!(progress.borrow().phase, Phase::Starting) {
@@ -168,15 +172,6 @@ async fn ready((download, file): Joined) -> Result<Reader, FetchError> {
 pub enum Opened {
     Stored(Artifact),
     Reading(Reader),
-}
-
-/// One client's view of a download.
-pub struct Reader {
-    file: tokio::fs::File,
-    progress: watch::Receiver<Progress>,
-    pub size: Option<u64>,
-    /// Counts the bytes sent to a client (not those relayed to another replica).
-    served: Option<prometheus::IntCounter>,
 }
 
 impl BlobFetcher {
@@ -336,10 +331,11 @@ impl BlobFetcher {
         let writer = scratch.create().map_err(io)?;
         let reader = std::fs::File::open(scratch.path()).map_err(io)?;
         let declared = expected_size.and_then(|s| u64::try_from(s).ok());
-        let (tx, rx) = watch::channel(Progress { size: declared, written: 0, phase: Phase::Starting });
+        let (tx, rx) = watch::channel(Progress { size: declared, written: 0, phase: Phase::Starting, epoch: 0 });
         let tx = Arc::new(tx);
         let relayed = matches!(origin, Origin::Owner(_));
-        let download = Arc::new(Download { file: scratch, progress: rx, relayed });
+        let (live, _) = broadcast::channel(receive::LIVE_CHUNKS);
+        let download = Arc::new(Download { file: scratch, progress: rx, live, relayed });
         inflight.insert(source.digest.clone(), download.clone());
         drop(inflight);
         if relayed {
@@ -375,8 +371,8 @@ impl BlobFetcher {
         let mut cut = self.cut.subscribe();
         let fetching = async {
             match &origin {
-                Origin::Remote => fetch(&state, &remote, &source, tx.clone(), writer).await,
-                Origin::Owner(address) => self.relay(&state, &remote, &source, address, tx.clone(), writer).await,
+                Origin::Remote => receive::fetch(&state, &remote, &source, tx.clone(), d.live.clone(), writer).await,
+                Origin::Owner(address) => self.relay(&state, &remote, &source, address, tx.clone(), d.live.clone(), writer).await,
             }
         };
         let result = tokio::select! {
@@ -423,6 +419,7 @@ impl BlobFetcher {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     /// Streams the owner's download of the blob into this replica's temp file, verifying it
     /// as a download from the remote is verified. The owner holds its last byte back until its
     /// own check passed, and cuts the response if it fails.
@@ -433,6 +430,7 @@ impl BlobFetcher {
         source: &BlobSource,
         address: &str,
         tx: Arc<watch::Sender<Progress>>,
+        live: broadcast::Sender<receive::Chunk>,
         file: std::fs::File,
     ) -> Result<(String, u64), FetchError> {
         let url = format!("{address}{}{}", peer::DOWNLOADS, source.digest);
@@ -450,7 +448,7 @@ impl BlobFetcher {
             (_, peer::STORED) => return Err(gone("it is stored".into(), true)),
             (status, _) => return Err(gone(format!("HTTP {status}"), false)),
         }
-        receive(resp, &url, total_timeout, source, tx, file, &state.metrics.peer_bytes).await
+        receive::relay(resp, &url, total_timeout, source, tx, live, file, &state.metrics.peer_bytes).await
     }
 }
 
@@ -477,107 +475,6 @@ async fn stored(state: &AppState, blob_id: &str) -> Result<Option<Artifact>, Fet
         .map_err(|e| FetchError::Io(e.to_string()))
 }
 
-/// Downloads from the remote into the temp file; returns the sha256 hex once the size and the
-/// digest are right.
-async fn fetch(state: &AppState, remote: &Remote, source: &BlobSource, tx: Arc<watch::Sender<Progress>>, file: std::fs::File) -> Result<(String, u64), FetchError> {
-    let upstream = state.upstreams.get(remote)?;
-    // The response headers must come within the remote's timeout too (504 for the client).
-    let wait = upstream.total_timeout().unwrap_or(IDLE_TIMEOUT);
-    let resp = tokio::time::timeout(wait, upstream.get_blob(&source.digest))
-        .await
-        .map_err(|_| FetchError::Upstream(UpstreamError::Timeout(upstream.blob_url(&source.digest))))??;
-    receive(resp, &upstream.blob_url(&source.digest), upstream.total_timeout(), source, tx, file, &state.metrics.upstream_bytes).await
-}
-
-/// Receives a blob's body from `from` into the temp file, publishing progress; returns the
-/// sha256 hex once the size and the digest are right. Receiving runs here; writing and hashing
-/// run on two blocking threads fed by small queues, so the three overlap, and readers see each
-/// chunk as soon as it is written (before it is hashed).
-async fn receive(
-    resp: reqwest::Response,
-    from: &str,
-    total_timeout: Option<Duration>,
-    source: &BlobSource,
-    tx: Arc<watch::Sender<Progress>>,
-    file: std::fs::File,
-    received_bytes: &prometheus::IntCounter,
-) -> Result<(String, u64), FetchError> {
-    let expected = tx.borrow().size;
-    let size = match (expected, resp.content_length()) {
-        (Some(e), Some(c)) if e != c => {
-            return Err(FetchError::Integrity(format!("{from} sent {c} bytes for {}, expected {e}", source.digest)))
-        }
-        (e, c) => e.or(c),
-    };
-    tx.send_modify(|p| {
-        p.size = size;
-        p.phase = Phase::Streaming;
-    });
-
-    // Two small bounded queues (a few MiB in flight at most): one to the writer, which
-    // publishes progress as soon as bytes are on disk, one to the hasher, which runs alongside.
-    let (to_writer, mut writer_rx) = tokio::sync::mpsc::channel::<Bytes>(8);
-    let (to_hasher, mut hasher_rx) = tokio::sync::mpsc::channel::<Bytes>(8);
-    let progress = tx.clone();
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut file = file;
-        let mut written: u64 = 0;
-        while let Some(chunk) = writer_rx.blocking_recv() {
-            file.write_all(&chunk)?;
-            written += chunk.len() as u64;
-            progress.send_modify(|p| p.written = written);
-        }
-        Ok(())
-    });
-    let mut hashing = crate::storage::BlobHasher::for_digest(&source.digest);
-    let hasher = tokio::task::spawn_blocking(move || -> (String, String) {
-        while let Some(chunk) = hasher_rx.blocking_recv() {
-            hashing.update(&chunk);
-        }
-        hashing.finish()
-    });
-
-    let deadline = total_timeout.map(|t| Instant::now() + t);
-    let mut body = resp.bytes_stream();
-    let mut received: u64 = 0;
-    let receiving: Result<(), FetchError> = async {
-        loop {
-            let wait = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()).min(IDLE_TIMEOUT),
-                None => IDLE_TIMEOUT,
-            };
-            let next = tokio::time::timeout(wait, body.next())
-                .await
-                .map_err(|_| FetchError::Upstream(UpstreamError::Timeout(from.to_string())))?;
-            let Some(chunk) = next else { return Ok(()) };
-            let chunk = chunk.map_err(|e| FetchError::Upstream(UpstreamError::Unreachable(format!("{from}: the download broke off: {e}"))))?;
-            received += chunk.len() as u64;
-            received_bytes.inc_by(chunk.len() as u64);
-            if size.is_some_and(|s| received > s) {
-                return Err(FetchError::Integrity(format!("{from} sent more bytes than the {} of {}", size.unwrap_or(0), source.digest)));
-            }
-            to_hasher.send(chunk.clone()).await.map_err(|_| FetchError::Io("the blob hasher stopped".into()))?;
-            to_writer.send(chunk).await.map_err(|_| FetchError::Io("the blob writer stopped".into()))?;
-        }
-    }
-    .await;
-    drop((to_writer, to_hasher));
-    let written = writer.await.map_err(|_| FetchError::Io("the blob writer failed".into()))?;
-    let (sha256_hex, actual) = hasher.await.map_err(|_| FetchError::Io("the blob hasher failed".into()))?;
-    receiving?;
-    written.map_err(|e| FetchError::Io(e.to_string()))?;
-    if let Some(s) = size {
-        if s != received {
-            return Err(FetchError::Integrity(format!("size mismatch for {}: expected {s} bytes, got {received}", source.digest)));
-        }
-    }
-    if actual != source.digest {
-        return Err(FetchError::Integrity(format!("digest mismatch for {}: the bytes hash to {actual}", source.digest)));
-    }
-    Ok((sha256_hex, received))
-}
-
 /// Verified bytes: made durable, linked into the store and recorded (on_demand, immediate).
 async fn finish(state: &AppState, source: &BlobSource, temp: &std::path::Path, sha256_hex: &str, size: u64) -> Result<(), FetchError> {
     let path = temp.to_path_buf();
@@ -602,83 +499,4 @@ async fn finish(state: &AppState, source: &BlobSource, temp: &std::path::Path, s
         .map_err(|e| FetchError::Io(format!("recording the artifact failed: {e}")));
     claim.release().await;
     recorded
-}
-
-impl Reader {
-    fn served_to_clients(self, counter: &prometheus::IntCounter) -> Self {
-        Reader { served: Some(counter.clone()), ..self }
-    }
-
-    /// Waits until the download is verified (or failed).
-    pub async fn verdict(&mut self) -> Result<(), FetchError> {
-        loop {
-            match &self.progress.borrow_and_update().phase {
-                Phase::Verified => return Ok(()),
-                Phase::Failed(e) => return Err(e.clone()),
-                Phase::Starting | Phase::Streaming => {}
-            }
-            if self.progress.changed().await.is_err() {
-                return match &self.progress.borrow().phase {
-                    Phase::Verified => Ok(()),
-                    Phase::Failed(e) => Err(e.clone()),
-                    _ => Err(FetchError::Io("the download stopped".into())),
-                };
-            }
-        }
-    }
-
-    /// The bytes `[start, end)` as they arrive. The blob's final byte is sent only after the
-    /// download is verified; a failed download ends the stream with an error.
-    pub fn stream(self, start: u64, end: Option<u64>) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
-        futures_util::stream::unfold((self, start, false), move |(mut r, pos, mut seeked)| async move {
-            if !seeked {
-                if let Err(e) = r.file.seek(SeekFrom::Start(pos)).await {
-                    return Some((Err(e), (r, u64::MAX, true)));
-                }
-                seeked = true;
-            }
-            loop {
-                let p = r.progress.borrow_and_update().clone();
-                let end = end.or(p.size);
-                // A range ends when its bytes are sent, except at the blob's end: that waits for
-                // the verdict (an empty blob has no last byte to hold back).
-                let awaiting_verdict = p.size.is_some_and(|s| pos >= s) && !matches!(p.phase, Phase::Verified);
-                if pos == u64::MAX || (end.is_some_and(|e| pos >= e) && !awaiting_verdict) {
-                    return None;
-                }
-                let sendable = match p.phase {
-                    Phase::Failed(e) => return Some((Err(std::io::Error::other(e.to_string())), (r, u64::MAX, seeked))),
-                    Phase::Verified => p.written,
-                    // Hold back the last byte until the digest is checked.
-                    _ => match p.size {
-                        Some(s) => p.written.min(s.saturating_sub(1)),
-                        None => p.written.saturating_sub(1),
-                    },
-                };
-                let limit = end.map_or(sendable, |e| sendable.min(e));
-                if pos < limit {
-                    let want = ((limit - pos) as usize).min(READ_CHUNK);
-                    let mut buf = vec![0u8; want];
-                    return match r.file.read(&mut buf).await {
-                        Ok(0) => Some((Err(std::io::Error::other("the download file is shorter than reported")), (r, u64::MAX, seeked))),
-                        Ok(n) => {
-                            buf.truncate(n);
-                            if let Some(served) = &r.served {
-                                served.inc_by(n as u64);
-                            }
-                            Some((Ok(Bytes::from(buf)), (r, pos + n as u64, seeked)))
-                        }
-                        Err(e) => Some((Err(e), (r, u64::MAX, seeked))),
-                    };
-                }
-                if matches!(p.phase, Phase::Verified) {
-                    // Verified and nothing more to send: the whole range has been sent.
-                    return None;
-                }
-                if r.progress.changed().await.is_err() && !matches!(r.progress.borrow().phase, Phase::Verified | Phase::Failed(_)) {
-                    return Some((Err(std::io::Error::other("the download stopped")), (r, u64::MAX, seeked)));
-                }
-            }
-        })
-    }
 }

@@ -7,7 +7,7 @@ pub mod auth;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, LINK, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, LINK, RANGE, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use sha2::{Digest, Sha256, Sha512};
 use tokio::sync::Mutex;
@@ -344,7 +344,7 @@ impl Upstream {
     }
 
     /// One request with retries on transient failures; no auth handling.
-    async fn send_once(&self, method: &Method, url: &str, accept: Option<&str>, stream: bool) -> Result<Response, UpstreamError> {
+    async fn send_once(&self, method: &Method, url: &str, headers: &HeaderMap, stream: bool) -> Result<Response, UpstreamError> {
         let auth = self.auth_header().await;
         let attempt = || async {
             self.pace().await;
@@ -352,9 +352,7 @@ impl Upstream {
             if let Some(a) = &auth {
                 req = req.header(AUTHORIZATION, a);
             }
-            if let Some(a) = accept {
-                req = req.header(ACCEPT, a);
-            }
+            req = req.headers(headers.clone());
             // Bodies of blobs may be long; their total time is bounded by the caller.
             if let (Some(t), false) = (self.total_timeout, stream) {
                 req = req.timeout(t);
@@ -403,7 +401,15 @@ impl Upstream {
 
     /// Sends a request, answering an auth challenge once if the upstream asks for one.
     pub async fn send(&self, method: Method, url: &str, accept: Option<&str>, stream: bool) -> Result<Response, UpstreamError> {
-        let resp = self.send_once(&method, url, accept, stream).await?;
+        let mut headers = HeaderMap::new();
+        if let Some(a) = accept.and_then(|a| HeaderValue::from_str(a).ok()) {
+            headers.insert(ACCEPT, a);
+        }
+        self.send_with(method, url, headers, stream).await
+    }
+
+    async fn send_with(&self, method: Method, url: &str, headers: HeaderMap, stream: bool) -> Result<Response, UpstreamError> {
+        let resp = self.send_once(&method, url, &headers, stream).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
@@ -420,7 +426,7 @@ impl Upstream {
             }
             _ => return Err(UpstreamError::Unauthorized(self.describe())),
         }
-        let resp = self.send_once(&method, url, accept, stream).await?;
+        let resp = self.send_once(&method, url, &headers, stream).await?;
         if matches!(resp.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
             return Err(UpstreamError::Unauthorized(self.describe()));
         }
@@ -653,6 +659,22 @@ impl Upstream {
         let resp = self.send(Method::GET, &self.blob_url(digest), None, true).await?;
         self.check_status(&resp, &format!("blob {digest} of '{}'", self.name))?;
         Ok(resp)
+    }
+
+    /// Asks for a blob's bytes from `offset` on (`Range: bytes=offset-`), to resume a download
+    /// the upstream broke off. The caller checks whether the answer is the range (206) or the
+    /// whole blob again (200).
+    pub async fn get_blob_from(&self, digest: &str, offset: u64) -> Result<Response, UpstreamError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(RANGE, HeaderValue::from_str(&format!("bytes={offset}-")).expect("a range is a header value"));
+        let resp = self.send_with(Method::GET, &self.blob_url(digest), headers, true).await?;
+        self.check_status(&resp, &format!("blob {digest} of '{}'", self.name))?;
+        Ok(resp)
+    }
+
+    /// How many times a request (or a broken-off blob download) is tried again.
+    pub fn retries(&self) -> usize {
+        self.retries
     }
 
     pub fn total_timeout(&self) -> Option<Duration> {

@@ -1,0 +1,384 @@
+//! Receiving a blob's bytes into a download. Each chunk from the upstream's socket goes at
+//! once to the readers that are caught up (a bounded broadcast of the chunks in flight), to
+//! the writer of the temp file and to the hasher; the writer and the hasher run on threads of
+//! their own fed by small queues, so the socket, the disk and SHA-256 overlap.
+//!
+//! When the upstream breaks off mid-blob (reset, early end, idle timeout), the download asks
+//! for the rest (`Range: bytes=N-`) with backoff, up to the remote's `max_retries`, and goes on
+//! with the same file and the same hash. An upstream that answers the whole blob (200) instead
+//! restarts the download from 0: the hash and the file start over, and readers that already got
+//! bytes are cut (their bytes came from a body the digest check no longer covers).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::BackoffBuilder;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use super::{FetchError, Progress, IDLE_TIMEOUT};
+use crate::app::AppState;
+use crate::models::content::BlobSource;
+use crate::models::remote::Remote;
+use crate::upstream::{Upstream, UpstreamError};
+
+/// Chunks kept for readers that are a little behind the socket; a reader further behind reads
+/// the temp file.
+pub(super) const LIVE_CHUNKS: usize = 16;
+
+/// A chunk as received, for the readers that are caught up.
+#[derive(Clone, Debug)]
+pub(super) struct Chunk {
+    /// Which attempt from 0 it belongs to (a restart from 0 makes a new one).
+    pub epoch: u32,
+    pub offset: u64,
+    pub bytes: Bytes,
+}
+
+enum Feed {
+    Bytes(Bytes),
+    /// The upstream sends the blob again from its first byte.
+    Restart,
+}
+
+/// Why a body stopped before its end.
+enum Broken {
+    /// The connection broke off or stalled: the rest may be asked for again.
+    Cut(FetchError),
+    Fatal(FetchError),
+}
+
+/// Per-stage timings of one download, logged when it ends.
+#[derive(Default, Debug)]
+struct Stages {
+    /// From the request to the response headers.
+    headers: Duration,
+    /// From the headers to the body's last byte received.
+    body: Duration,
+    /// Past the last byte: the writer and the hasher draining their queues.
+    drain: Duration,
+}
+
+/// One blob's bytes on their way into the temp file and the hash.
+struct Transfer {
+    progress: Arc<watch::Sender<Progress>>,
+    live: broadcast::Sender<Chunk>,
+    to_writer: mpsc::Sender<Feed>,
+    to_hasher: mpsc::Sender<Feed>,
+    writer: tokio::task::JoinHandle<std::io::Result<()>>,
+    hasher: tokio::task::JoinHandle<(String, String)>,
+    received: u64,
+    epoch: u32,
+    size: Option<u64>,
+    digest: String,
+}
+
+impl Transfer {
+    fn start(source: &BlobSource, progress: Arc<watch::Sender<Progress>>, live: broadcast::Sender<Chunk>, file: std::fs::File) -> Self {
+        // Two small bounded queues (a few MiB in flight at most): one to the writer, which
+        // publishes progress as soon as bytes are on disk, one to the hasher.
+        let (to_writer, mut writer_rx) = mpsc::channel::<Feed>(8);
+        let (to_hasher, mut hasher_rx) = mpsc::channel::<Feed>(8);
+        let published = progress.clone();
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::{Seek, Write};
+            let mut file = file;
+            let mut written: u64 = 0;
+            while let Some(feed) = writer_rx.blocking_recv() {
+                match feed {
+                    Feed::Bytes(chunk) => {
+                        file.write_all(&chunk)?;
+                        written += chunk.len() as u64;
+                        published.send_modify(|p| p.written = written);
+                    }
+                    Feed::Restart => {
+                        // The new attempt is announced before the old bytes go: a reader that
+                        // reads the file after this sees the new epoch when it checks.
+                        published.send_modify(|p| {
+                            p.epoch += 1;
+                            p.written = 0;
+                        });
+                        file.set_len(0)?;
+                        file.rewind()?;
+                        written = 0;
+                    }
+                }
+            }
+            Ok(())
+        });
+        let digest = source.digest.clone();
+        let hasher = tokio::task::spawn_blocking(move || -> (String, String) {
+            let mut hashing = crate::storage::BlobHasher::for_digest(&digest);
+            while let Some(feed) = hasher_rx.blocking_recv() {
+                match feed {
+                    Feed::Bytes(chunk) => hashing.update(&chunk),
+                    Feed::Restart => hashing = crate::storage::BlobHasher::for_digest(&digest),
+                }
+            }
+            hashing.finish()
+        });
+        let size = progress.borrow().size;
+        Transfer { progress, live, to_writer, to_hasher, writer, hasher, received: 0, epoch: 0, size, digest: source.digest.clone() }
+    }
+
+    /// Checks the first response's declared length and tells readers the bytes are coming.
+    fn begin(&mut self, resp: &reqwest::Response, from: &str) -> Result<(), FetchError> {
+        self.size = match (self.size, resp.content_length()) {
+            (Some(e), Some(c)) if e != c => return Err(FetchError::Integrity(format!("{from} sent {c} bytes for {}, expected {e}", self.digest))),
+            (e, c) => e.or(c),
+        };
+        let size = self.size;
+        self.progress.send_modify(|p| {
+            p.size = size;
+            p.phase = super::Phase::Streaming;
+        });
+        Ok(())
+    }
+
+    /// Takes one response's body until its end, or until it breaks off.
+    async fn take(&mut self, resp: reqwest::Response, from: &str, deadline: Option<Instant>, counted: &prometheus::IntCounter) -> Result<(), Broken> {
+        let mut body = resp.bytes_stream();
+        loop {
+            let wait = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()).min(IDLE_TIMEOUT),
+                None => IDLE_TIMEOUT,
+            };
+            let timed_out = || FetchError::Upstream(UpstreamError::Timeout(from.to_string()));
+            let next = match tokio::time::timeout(wait, body.next()).await {
+                Ok(next) => next,
+                // Past the remote's total timeout nothing is asked again; an idle stall is a cut.
+                Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => return Err(Broken::Fatal(timed_out())),
+                Err(_) => return Err(Broken::Cut(timed_out())),
+            };
+            let chunk = match next {
+                None if self.size.is_some_and(|s| self.received < s) => {
+                    return Err(Broken::Cut(FetchError::Upstream(UpstreamError::Unreachable(format!(
+                        "{from}: the download ended after {} of {} bytes",
+                        self.received,
+                        self.size.unwrap_or(0)
+                    )))))
+                }
+                None => return Ok(()),
+                Some(Err(e)) => return Err(Broken::Cut(FetchError::Upstream(UpstreamError::Unreachable(format!("{from}: the download broke off: {e}"))))),
+                Some(Ok(chunk)) => chunk,
+            };
+            let offset = self.received;
+            self.received += chunk.len() as u64;
+            counted.inc_by(chunk.len() as u64);
+            if let Some(size) = self.size.filter(|s| self.received > *s) {
+                return Err(Broken::Fatal(FetchError::Integrity(format!("{from} sent more bytes than the {size} of {}", self.digest))));
+            }
+            // No receiver (no reader caught up) is not an error: the chunk is only dropped.
+            let _ = self.live.send(Chunk { epoch: self.epoch, offset, bytes: chunk.clone() });
+            self.feed(Feed::Bytes(chunk)).await.map_err(Broken::Fatal)?;
+        }
+    }
+
+    async fn feed(&self, feed: Feed) -> Result<(), FetchError> {
+        let (to_hasher, to_writer) = match &feed {
+            Feed::Bytes(b) => (Feed::Bytes(b.clone()), feed),
+            Feed::Restart => (Feed::Restart, Feed::Restart),
+        };
+        self.to_hasher.send(to_hasher).await.map_err(|_| FetchError::Io("the blob hasher stopped".into()))?;
+        self.to_writer.send(to_writer).await.map_err(|_| FetchError::Io("the blob writer stopped".into()))
+    }
+
+    /// The upstream sends the whole blob again: everything starts over from byte 0.
+    async fn restart(&mut self) -> Result<(), FetchError> {
+        self.epoch += 1;
+        self.received = 0;
+        self.feed(Feed::Restart).await
+    }
+
+    /// Waits for the writer and the hasher; the sha256 hex and the size once both are right.
+    async fn finish(self) -> Result<(String, u64), FetchError> {
+        let Transfer { to_writer, to_hasher, writer, hasher, received, size, digest, .. } = self;
+        drop((to_writer, to_hasher));
+        let written = writer.await.map_err(|_| FetchError::Io("the blob writer failed".into()))?;
+        let (sha256_hex, actual) = hasher.await.map_err(|_| FetchError::Io("the blob hasher failed".into()))?;
+        written.map_err(|e| FetchError::Io(e.to_string()))?;
+        if let Some(s) = size.filter(|s| *s != received) {
+            return Err(FetchError::Integrity(format!("size mismatch for {digest}: expected {s} bytes, got {received}")));
+        }
+        if actual != digest {
+            return Err(FetchError::Integrity(format!("digest mismatch for {digest}: the bytes hash to {actual}")));
+        }
+        Ok((sha256_hex, received))
+    }
+
+    /// Stops the writer and the hasher after a failure (the temp file is removed by its owner).
+    async fn abandon(self) {
+        let Transfer { to_writer, to_hasher, writer, hasher, .. } = self;
+        drop((to_writer, to_hasher));
+        let _ = writer.await;
+        let _ = hasher.await;
+    }
+}
+
+/// Downloads from the remote into the temp file, resuming after cuts; returns the sha256 hex
+/// once the size and the digest are right.
+pub(super) async fn fetch(
+    state: &AppState,
+    remote: &Remote,
+    source: &BlobSource,
+    progress: Arc<watch::Sender<Progress>>,
+    live: broadcast::Sender<Chunk>,
+    file: std::fs::File,
+) -> Result<(String, u64), FetchError> {
+    let upstream = state.upstreams.get(remote)?;
+    let url = upstream.blob_url(&source.digest);
+    let started = Instant::now();
+    // The response headers must come within the remote's timeout too (504 for the client).
+    let deadline = upstream.total_timeout().map(|t| started + t);
+    let wait = upstream.total_timeout().unwrap_or(IDLE_TIMEOUT);
+    let resp = tokio::time::timeout(wait, upstream.get_blob(&source.digest))
+        .await
+        .map_err(|_| FetchError::Upstream(UpstreamError::Timeout(url.clone())))??;
+    let mut stages = Stages { headers: started.elapsed(), ..Stages::default() };
+    let mut transfer = Transfer::start(source, progress, live, file);
+    if let Err(e) = transfer.begin(&resp, &url) {
+        transfer.abandon().await;
+        return Err(e);
+    }
+    let mut backoff = ExponentialBackoff::for_resumes(upstream.retries());
+    let mut resp = resp;
+    let body_started = Instant::now();
+    loop {
+        let cut = match transfer.take(resp, &url, deadline, &state.metrics.upstream_bytes).await {
+            Ok(()) => break,
+            Err(Broken::Fatal(e)) => {
+                transfer.abandon().await;
+                return Err(e);
+            }
+            Err(Broken::Cut(e)) => e,
+        };
+        match resume(&upstream, source, &mut transfer, &mut backoff, deadline, cut).await {
+            Ok(next) => {
+                state.metrics.download_resumes.inc();
+                resp = next;
+            }
+            Err(e) => {
+                transfer.abandon().await;
+                return Err(e);
+            }
+        }
+    }
+    stages.body = body_started.elapsed();
+    let drained = Instant::now();
+    let verdict = transfer.finish().await;
+    stages.drain = drained.elapsed();
+    tracing::debug!(digest = %source.digest, headers_ms = stages.headers.as_millis() as u64, body_ms = stages.body.as_millis() as u64,
+        drain_ms = stages.drain.as_millis() as u64, "on-demand download stages");
+    verdict
+}
+
+/// The backoff between resumes: the remote's `max_retries` of them at most.
+struct ExponentialBackoff(backon::ExponentialBackoff);
+
+impl ExponentialBackoff {
+    fn for_resumes(times: usize) -> Self {
+        ExponentialBackoff(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(5))
+                .with_max_times(times)
+                .build(),
+        )
+    }
+}
+
+/// After a cut at `transfer.received` bytes: the response that goes on with the blob (the
+/// range asked for, or the whole blob again after a restart), or the cut's error when the
+/// retries are spent, the deadline is past, or the upstream answers anything else.
+async fn resume(
+    upstream: &Upstream,
+    source: &BlobSource,
+    transfer: &mut Transfer,
+    backoff: &mut ExponentialBackoff,
+    deadline: Option<Instant>,
+    cut: FetchError,
+) -> Result<reqwest::Response, FetchError> {
+    let url = upstream.blob_url(&source.digest);
+    let mut last = cut;
+    loop {
+        let Some(pause) = backoff.0.next() else { return Err(last) };
+        if deadline.is_some_and(|d| Instant::now() + pause >= d) {
+            return Err(last);
+        }
+        tracing::info!(digest = %source.digest, received = transfer.received, error = %last, "the upstream broke off a blob download; asking for the rest");
+        tokio::time::sleep(pause).await;
+        let wait = deadline.map_or(IDLE_TIMEOUT, |d| d.saturating_duration_since(Instant::now()).min(IDLE_TIMEOUT));
+        let resp = match tokio::time::timeout(wait, upstream.get_blob_from(&source.digest, transfer.received)).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) if matches!(e, UpstreamError::Unreachable(_) | UpstreamError::Timeout(_) | UpstreamError::Status { .. } | UpstreamError::TooManyRequests(..)) => {
+                last = FetchError::Upstream(e);
+                continue;
+            }
+            // Gone, or the credentials refused: asking again will not help.
+            Ok(Err(e)) => return Err(FetchError::Upstream(e)),
+            Err(_) => {
+                last = FetchError::Upstream(UpstreamError::Timeout(url.clone()));
+                continue;
+            }
+        };
+        return match resp.status().as_u16() {
+            206 if content_range_start(&resp) == Some(transfer.received) && range_total_fits(&resp, transfer.size) => Ok(resp),
+            200 => {
+                if transfer.size.is_some_and(|s| resp.content_length().is_some_and(|c| c != s)) {
+                    return Err(FetchError::Integrity(format!("{url} sent a different length for {} when asked again", source.digest)));
+                }
+                tracing::warn!(digest = %source.digest, "the upstream ignored the range asked for and sent the whole blob again: the download restarts from 0");
+                transfer.restart().await?;
+                Ok(resp)
+            }
+            status => {
+                tracing::warn!(digest = %source.digest, status, "the upstream answered a range request with something else than the range asked for");
+                Err(last)
+            }
+        };
+    }
+}
+
+/// The first byte of a 206's `Content-Range: bytes START-END/TOTAL`.
+fn content_range_start(resp: &reqwest::Response) -> Option<u64> {
+    let value = resp.headers().get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
+    value.strip_prefix("bytes ")?.split('-').next()?.trim().parse().ok()
+}
+
+/// A 206's total, when it gives one, is the size the download expects.
+fn range_total_fits(resp: &reqwest::Response, size: Option<u64>) -> bool {
+    let total = resp.headers().get(reqwest::header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).and_then(|v| v.rsplit('/').next()).and_then(|t| t.trim().parse::<u64>().ok());
+    match (total, size) {
+        (Some(t), Some(s)) => t == s,
+        _ => true,
+    }
+}
+
+/// Receives the owner replica's relay of a blob into the temp file (no resume: a relay that
+/// breaks off fails, and its readers ask again).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn relay(
+    resp: reqwest::Response,
+    from: &str,
+    total_timeout: Option<Duration>,
+    source: &BlobSource,
+    progress: Arc<watch::Sender<Progress>>,
+    live: broadcast::Sender<Chunk>,
+    file: std::fs::File,
+    counted: &prometheus::IntCounter,
+) -> Result<(String, u64), FetchError> {
+    let mut transfer = Transfer::start(source, progress, live, file);
+    if let Err(e) = transfer.begin(&resp, from) {
+        transfer.abandon().await;
+        return Err(e);
+    }
+    let deadline = total_timeout.map(|t| Instant::now() + t);
+    match transfer.take(resp, from, deadline, counted).await {
+        Ok(()) => transfer.finish().await,
+        Err(Broken::Cut(e) | Broken::Fatal(e)) => {
+            transfer.abandon().await;
+            Err(e)
+        }
+    }
+}
