@@ -323,7 +323,31 @@ async fn a_private_distribution_needs_credentials_to_pull(backend: Backend) {
     ok(skopeo(&["copy", "--quiet", "--src-tls-verify=false", "--src-creds", CREDS, &format!("docker://{h}/secret/app:latest"), &format!("dir:{}", out.path().display())]));
 }
 
+/// A manifest GET serves the version a distribution serves: a tag moved in a later version
+/// still names its old manifest in a distribution pinned to the earlier one, and content added
+/// later is unknown there; repointed at the repository, the latest version is served again.
+async fn a_pinned_version_serves_its_own_tags(backend: Backend) {
+    use support::images::{latest_version, pulled, push_image, repository_at};
+    let s = TestServer::start(backend).await;
+    let old = push_image(&s, "pin/app", "t", "old", &[b"old layer"]).await;
+    let repo = repository_at(&s, "pin/app").await;
+    let before = latest_version(&s, &repo).await;
+    let new = push_image(&s, "pin/app", "t", "new", &[b"new layer"]).await;
+    assert_eq!(pulled(&s, "pin/app", "t").await, Ok(new.digest.clone()), "the tag moved");
+    assert_eq!(pulled(&s, "pin/app", &old.digest).await, Ok(old.digest.clone()), "the old manifest stays, by digest");
+
+    let (_, d) = s.get("distributions/container/container/?base_path=pin/app").await;
+    let href = d["results"][0]["pulp_href"].as_str().unwrap().to_string();
+    s.completed(s.patch(&href, json!({"repository_version": before})).await).await;
+    assert_eq!(pulled(&s, "pin/app", "t").await, Ok(old.digest.clone()), "pinned: the tag as it was");
+    assert_eq!(pulled(&s, "pin/app", &new.digest).await, Err(StatusCode::NOT_FOUND), "pinned: not yet pushed");
+
+    s.completed(s.patch(&href, json!({"repository": repo})).await).await;
+    assert_eq!(pulled(&s, "pin/app", "t").await, Ok(new.digest.clone()), "repointed at the repository: its latest");
+}
+
 on_both_backends!(
+    a_pinned_version_serves_its_own_tags,
     skopeo_and_podman_push_and_pull_back_identical,
     push_without_credentials_is_refused_and_stores_nothing,
     cancel_and_reaping_remove_staged_bytes,

@@ -236,7 +236,8 @@ async fn fallback_and_cosign_tags_come_with_the_image(backend: Backend) {
     let other_sig = up.signature("app", &other).await;
 
     let s = TestServer::start(backend).await;
-    let (task, version) = mirror(&s, &registry.url(), "app", "mirror/app", json!({"include_tags": ["v1"]})).await;
+    // Without prefetch, so that the manifest GETs below leave the blobs unstored until pulled.
+    let (task, version) = mirror(&s, &registry.url(), "app", "mirror/app", json!({"include_tags": ["v1"], "prefetch": false})).await;
     let reports = task["progress_reports"].as_array().unwrap();
     let referrers = reports.iter().find(|r| r["code"] == "sync.referrers").unwrap_or_else(|| panic!("{task}"));
     assert_eq!((&referrers["state"], &referrers["done"]), (&json!("completed"), &json!(3)), "{task}");

@@ -15,7 +15,8 @@ use sha2::Digest;
 use support::fault::{fault_image, sha256, BlobBehaviour, FaultUpstream};
 use support::{Backend, TestServer};
 
-const SIZE: usize = 8 * 1024 * 1024;
+/// Not a multiple of any block size, so the temp file's last partial block is exercised.
+const SIZE: usize = 8 * 1024 * 1024 + 12_345;
 const CUT: usize = SIZE * 2 / 5;
 
 /// An on_demand remote on the fault upstream, its repository synced and served at `name`.

@@ -88,6 +88,9 @@ pub struct RemoteFields {
     /// Retry a failed on-demand download in the background (5xx, 429, timeouts), so the next client finds the blob stored (true/false; default false)
     #[arg(long)]
     retry_in_background: Option<bool>,
+    /// Start fetching an image's blobs when a client GETs its manifest (true/false; default true, false with streamed)
+    #[arg(long)]
+    prefetch: Option<bool>,
 }
 
 impl RemoteFields {
@@ -109,6 +112,7 @@ impl RemoteFields {
         put("include_referrers", self.include_referrers.map(Value::from));
         put("download_concurrency", self.download_concurrency.map(Value::from));
         put("retry_in_background", self.retry_in_background.map(Value::from));
+        put("prefetch", self.prefetch.map(Value::from));
         m
     }
 }

@@ -41,6 +41,9 @@ pub struct RemoteFields {
     /// Retry a failed on-demand download in the background (true/false; default false)
     #[arg(long)]
     retry_in_background: Option<bool>,
+    /// Start fetching an image's blobs when a client GETs its manifest (true/false; default true, false with streamed)
+    #[arg(long)]
+    prefetch: Option<bool>,
     /// The upstream's user name (`--username` is the pulpish server's)
     #[arg(long)]
     upstream_username: Option<String>,
@@ -61,6 +64,7 @@ impl RemoteFields {
             ("excludes", self.excludes.map(|t| json!(t))),
             ("tag_ttl", self.tag_ttl.map(Value::from)),
             ("retry_in_background", self.retry_in_background.map(Value::from)),
+            ("prefetch", self.prefetch.map(Value::from)),
             ("username", self.upstream_username.map(Value::from)),
             ("password", self.upstream_password.map(Value::from)),
             ("tls_validation", self.tls_validation.map(Value::from)),

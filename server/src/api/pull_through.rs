@@ -51,6 +51,9 @@ pub struct PullThroughRemoteRequest {
     /// Whether an on-demand download that failed for a transient cause is retried in the
     /// background. Default false.
     pub retry_in_background: Option<bool>,
+    /// Whether a client's GET of an image manifest starts fetching the image's blobs that are
+    /// not stored, in the background. Default true; false (and true refused) with `streamed`.
+    pub prefetch: Option<bool>,
     /// Upstream username (write-only).
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
@@ -141,6 +144,7 @@ impl From<PullThroughRemoteRequest> for RemoteRequest {
             excludes: r.excludes,
             tag_ttl: r.tag_ttl,
             retry_in_background: r.retry_in_background,
+            prefetch: r.prefetch,
             username: r.username,
             password: r.password,
             tls_validation: r.tls_validation,
@@ -181,6 +185,7 @@ pub struct PullThroughRemoteResponse {
     /// Seconds a pulled tag is served before it is checked upstream again.
     pub tag_ttl: i64,
     pub retry_in_background: bool,
+    pub prefetch: bool,
     pub tls_validation: bool,
     pub ca_cert: Option<String>,
     pub client_cert: Option<String>,
@@ -218,6 +223,7 @@ impl From<Remote> for PullThroughRemoteResponse {
             excludes: v.excludes,
             tag_ttl,
             retry_in_background: v.retry_in_background,
+            prefetch: v.prefetch,
             tls_validation: v.tls_validation,
             ca_cert: v.ca_cert,
             client_cert: v.client_cert,

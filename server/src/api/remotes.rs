@@ -74,6 +74,11 @@ pub struct RemoteRequest {
     /// client finds the blob stored. The client that met the failure still gets its error.
     /// Default false.
     pub retry_in_background: Option<bool>,
+    /// Whether a client's GET of an image manifest starts fetching the image's config and
+    /// layers that are not stored, in the background (at most `download_concurrency` at once),
+    /// so the blob GETs that follow join downloads already under way. A HEAD does not. Default
+    /// true, false with the `streamed` policy, which keeps nothing (true is refused with it).
+    pub prefetch: Option<bool>,
     /// PEM CA certificate(s) to trust for the upstream.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
@@ -110,7 +115,7 @@ pub struct RemoteRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = std::collections::HashMap<String, String>, required = false)]
     pub pulp_labels: Option<Option<serde_json::Value>>,
-    /// Downloads run at once during an immediate sync (1 to 100).
+    /// Downloads run at once during an immediate sync, and prefetches at once (1 to 100; default 10).
     // Bounds: validate::MAX_DOWNLOAD_CONCURRENCY, MAX_RETRIES, MAX_TIMEOUT.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 100)]
@@ -224,6 +229,8 @@ pub struct RemoteResponse {
     pub include_referrers: bool,
     /// Whether failed on-demand downloads are retried in the background.
     pub retry_in_background: bool,
+    /// Whether a manifest GET starts fetching the image's blobs that are not stored.
+    pub prefetch: bool,
     pub ca_cert: Option<String>,
     pub client_cert: Option<String>,
     /// The proxy's URL without its credentials (they are write-only: see `hidden_fields`).
@@ -271,6 +278,7 @@ impl From<Remote> for RemoteResponse {
             tls_validation: r.tls_validation,
             include_referrers: r.include_referrers,
             retry_in_background: r.retry_in_background,
+            prefetch: r.prefetch,
             ca_cert: r.ca_cert,
             proxy_url: r.proxy_url.as_deref().map(remote::without_credentials),
             download_concurrency: r.download_concurrency,
@@ -318,6 +326,7 @@ fn blank(kind: RemoteKind) -> Remote {
         kind: kind.column().into(),
         tag_ttl: remote::DEFAULT_TAG_TTL,
         retry_in_background: false,
+        prefetch: true,
     }
 }
 
@@ -340,6 +349,7 @@ fn apply(conn: &mut DbConnection, existing: Remote, req: RemoteRequest, full: bo
     if let Some(v) = req.name { row.name = v; }
     if let Some(v) = req.url { row.url = v; }
     if let Some(v) = req.upstream_name { row.upstream_name = v; }
+    let was_streamed = row.policy == "streamed";
     if let Some(v) = req.policy { row.policy = v; }
     if let Some(v) = alias(&mut checks, ("includes", req.includes), ("include_tags", req.include_tags)) { row.include_tags = tags(v); }
     if let Some(v) = alias(&mut checks, ("excludes", req.excludes), ("exclude_tags", req.exclude_tags)) { row.exclude_tags = tags(v); }
@@ -348,6 +358,7 @@ fn apply(conn: &mut DbConnection, existing: Remote, req: RemoteRequest, full: bo
     if let Some(v) = req.tls_validation { row.tls_validation = v; }
     if let Some(v) = req.include_referrers { row.include_referrers = v; }
     if let Some(v) = req.retry_in_background { row.retry_in_background = v; }
+    apply_prefetch(&mut checks, &mut row, req.prefetch, full || was_streamed);
     if let Some(v) = req.ca_cert { row.ca_cert = v; }
     if let Some(v) = req.client_cert { row.client_cert = v; }
     if let Some(v) = req.client_key { row.client_key = v; }
@@ -452,6 +463,20 @@ fn apply(conn: &mut DbConnection, existing: Remote, req: RemoteRequest, full: bo
     }
     checks.finish()?;
     Ok(row)
+}
+
+/// `prefetch` defaults to true, to false with the streamed policy (a prefetch would download
+/// and discard). Not sent, it takes that default when the row is new or replaced, when the
+/// policy becomes streamed, or when it leaves streamed (`reset`); sent true with streamed, it is
+/// refused. Called after the policy is applied.
+fn apply_prefetch(checks: &mut Checks, row: &mut Remote, sent: Option<bool>, reset: bool) {
+    let streamed = row.policy == "streamed";
+    match sent {
+        Some(true) if streamed => checks.add("prefetch", "prefetch cannot be true with the streamed policy, which keeps nothing."),
+        Some(v) => row.prefetch = v,
+        None if reset || streamed => row.prefetch = !streamed,
+        None => {}
+    }
 }
 
 /// A field sent under its name, its former name, or both (then with the same value).

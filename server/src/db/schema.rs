@@ -40,6 +40,7 @@ diesel::table! {
         kind -> Text,
         tag_ttl -> BigInt,
         retry_in_background -> Bool,
+        prefetch -> Bool,
     }
 }
 

@@ -58,7 +58,8 @@ pub struct ContentFilter {
     pub criteria: Criteria,
 }
 
-/// Content ids in version `number` of a repository (a subquery).
+/// Content ids in version `number` of a repository (a subquery). Written out as SQL once more
+/// in `distribution::lookup_manifest`: a change to what a version holds goes in both.
 macro_rules! version_members {
     ($repository_id:expr, $number:expr) => {
         repository_content::table

@@ -56,6 +56,10 @@ pub struct Remote {
     /// background, so that a later client finds the blob stored.
     #[serde(default)]
     pub retry_in_background: bool,
+    /// Whether a manifest GET starts fetching the image's config and layers that are not stored
+    /// (`ondemand/prefetch.rs`). Never with the streamed policy, which keeps nothing.
+    #[serde(default = "yes")]
+    pub prefetch: bool,
 }
 
 pub const CONTAINER: &str = "container";
@@ -184,7 +188,7 @@ impl Remote {
         copy!(
             url, policy, username, password, tls_validation, ca_cert, proxy_url, download_concurrency, connect_timeout,
             total_timeout, max_retries, sock_connect_timeout, sock_read_timeout, headers, rate_limit, client_cert,
-            client_key, tag_ttl, retry_in_background
+            client_key, tag_ttl, retry_in_background, prefetch
         );
         if changed {
             child.pulp_last_updated = super::now();

@@ -63,7 +63,9 @@ pub struct Metrics {
     pub downloads_failed: IntCounterVec,
     pub relays_started: IntCounter,
     pub background_retries: IntCounterVec,
+    pub prefetches_started: IntCounter,
     pub upstream_bytes: IntCounter,
+    pub download_resumes: IntCounter,
     pub peer_bytes: IntCounter,
     pub served_bytes: IntCounter,
     pub readers_joined: IntCounter,
@@ -126,7 +128,15 @@ impl Default for Metrics {
                 "Background retries of failed on-demand downloads that ended, by outcome (stored, failed: a lasting error, gave_up: still failing after every attempt).",
                 &["outcome"],
             ),
+            prefetches_started: counter(
+                "pulpish_prefetches_started_total",
+                "Blobs (config or layer) a manifest GET's prefetch asked the on-demand fetcher for, not stored when it looked.",
+            ),
             upstream_bytes: counter("pulpish_ondemand_upstream_bytes_total", "Blob bytes received from remotes by on-demand downloads."),
+            download_resumes: counter(
+                "pulpish_ondemand_download_resumes_total",
+                "Blob downloads from a remote asked again from where the upstream broke them off (a range request, or the whole blob when it ignored the range).",
+            ),
             peer_bytes: counter("pulpish_ondemand_peer_bytes_total", "Blob bytes received from other replicas by relayed downloads."),
             served_bytes: counter("pulpish_ondemand_served_bytes_total", "Bytes of on-demand downloads in flight sent to clients."),
             readers_joined: counter(

@@ -18,6 +18,7 @@ pub mod prefetch;
 mod reader;
 mod receive;
 mod retry;
+mod spool;
 pub use reader::Reader;
 
 use std::collections::{HashMap, HashSet};
@@ -328,7 +329,7 @@ impl BlobFetcher {
         }
         let (remote, _, expected_size) = source.remote.clone().ok_or(FetchError::NoRemote)?;
         let scratch = state.storage.scratch_file();
-        let writer = scratch.create().map_err(io)?;
+        let writer = spool::Spool::new(scratch.path(), scratch.create().map_err(io)?);
         let reader = std::fs::File::open(scratch.path()).map_err(io)?;
         let declared = expected_size.and_then(|s| u64::try_from(s).ok());
         let (tx, rx) = watch::channel(Progress { size: declared, written: 0, phase: Phase::Starting, epoch: 0 });
@@ -362,7 +363,7 @@ impl BlobFetcher {
         remote: Remote,
         origin: Origin,
         tx: Arc<watch::Sender<Progress>>,
-        writer: std::fs::File,
+        writer: spool::Spool,
         d: Arc<Download>,
     ) {
         let digest = source.digest.clone();
@@ -431,7 +432,7 @@ impl BlobFetcher {
         address: &str,
         tx: Arc<watch::Sender<Progress>>,
         live: broadcast::Sender<receive::Chunk>,
-        file: std::fs::File,
+        file: spool::Spool,
     ) -> Result<(String, u64), FetchError> {
         let url = format!("{address}{}{}", peer::DOWNLOADS, source.digest);
         let gone = |reason: String, stored: bool| FetchError::OwnerGone { address: address.to_string(), stored, reason };

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, watch};
 
+use super::spool::Spool;
 use super::{FetchError, Progress, IDLE_TIMEOUT};
 use crate::app::AppState;
 use crate::models::content::BlobSource;
@@ -36,8 +37,12 @@ pub(super) struct Chunk {
     pub bytes: Bytes,
 }
 
+/// Chunks are handed to the writer and the hasher in batches of about this many bytes: one
+/// wake-up of each thread per batch, not per socket read (often 16 KiB).
+const BATCH: usize = 512 * 1024;
+
 enum Feed {
-    Bytes(Bytes),
+    Bytes(Arc<Vec<Bytes>>),
     /// The upstream sends the blob again from its first byte.
     Restart,
 }
@@ -69,28 +74,34 @@ struct Transfer {
     writer: tokio::task::JoinHandle<std::io::Result<()>>,
     hasher: tokio::task::JoinHandle<(String, String)>,
     received: u64,
+    /// Received, not yet handed to the writer and the hasher.
+    batch: Vec<Bytes>,
+    batch_len: usize,
     epoch: u32,
     size: Option<u64>,
     digest: String,
 }
 
 impl Transfer {
-    fn start(source: &BlobSource, progress: Arc<watch::Sender<Progress>>, live: broadcast::Sender<Chunk>, file: std::fs::File) -> Self {
+    fn start(source: &BlobSource, progress: Arc<watch::Sender<Progress>>, live: broadcast::Sender<Chunk>, spool: Spool) -> Self {
         // Two small bounded queues (a few MiB in flight at most): one to the writer, which
-        // publishes progress as soon as bytes are on disk, one to the hasher.
+        // publishes progress as soon as bytes are in the file, one to the hasher.
         let (to_writer, mut writer_rx) = mpsc::channel::<Feed>(8);
         let (to_hasher, mut hasher_rx) = mpsc::channel::<Feed>(8);
         let published = progress.clone();
         let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            use std::io::{Seek, Write};
-            let mut file = file;
-            let mut written: u64 = 0;
+            let mut spool = spool;
             while let Some(feed) = writer_rx.blocking_recv() {
                 match feed {
-                    Feed::Bytes(chunk) => {
-                        file.write_all(&chunk)?;
-                        written += chunk.len() as u64;
-                        published.send_modify(|p| p.written = written);
+                    Feed::Bytes(chunks) => {
+                        let mut moved = false;
+                        for chunk in chunks.iter() {
+                            moved |= spool.write(chunk)?;
+                        }
+                        if moved {
+                            let written = spool.written();
+                            published.send_modify(|p| p.written = written);
+                        }
                     }
                     Feed::Restart => {
                         // The new attempt is announced before the old bytes go: a reader that
@@ -99,12 +110,12 @@ impl Transfer {
                             p.epoch += 1;
                             p.written = 0;
                         });
-                        file.set_len(0)?;
-                        file.rewind()?;
-                        written = 0;
+                        spool.restart()?;
                     }
                 }
             }
+            let written = spool.finish()?;
+            published.send_modify(|p| p.written = written);
             Ok(())
         });
         let digest = source.digest.clone();
@@ -112,14 +123,14 @@ impl Transfer {
             let mut hashing = crate::storage::BlobHasher::for_digest(&digest);
             while let Some(feed) = hasher_rx.blocking_recv() {
                 match feed {
-                    Feed::Bytes(chunk) => hashing.update(&chunk),
+                    Feed::Bytes(chunks) => chunks.iter().for_each(|c| hashing.update(c)),
                     Feed::Restart => hashing = crate::storage::BlobHasher::for_digest(&digest),
                 }
             }
             hashing.finish()
         });
         let size = progress.borrow().size;
-        Transfer { progress, live, to_writer, to_hasher, writer, hasher, received: 0, epoch: 0, size, digest: source.digest.clone() }
+        Transfer { progress, live, to_writer, to_hasher, writer, hasher, received: 0, batch: Vec::new(), batch_len: 0, epoch: 0, size, digest: source.digest.clone() }
     }
 
     /// Checks the first response's declared length and tells readers the bytes are coming.
@@ -136,8 +147,17 @@ impl Transfer {
         Ok(())
     }
 
-    /// Takes one response's body until its end, or until it breaks off.
+    /// Takes one response's body until its end, or until it breaks off; every byte received is
+    /// handed on either way (a resume goes on from them).
     async fn take(&mut self, resp: reqwest::Response, from: &str, deadline: Option<Instant>, counted: &prometheus::IntCounter) -> Result<(), Broken> {
+        let taken = self.take_body(resp, from, deadline, counted).await;
+        match self.flush().await {
+            Err(e) if taken.is_ok() => Err(Broken::Fatal(e)),
+            _ => taken,
+        }
+    }
+
+    async fn take_body(&mut self, resp: reqwest::Response, from: &str, deadline: Option<Instant>, counted: &prometheus::IntCounter) -> Result<(), Broken> {
         let mut body = resp.bytes_stream();
         loop {
             let wait = match deadline {
@@ -171,8 +191,22 @@ impl Transfer {
             }
             // No receiver (no reader caught up) is not an error: the chunk is only dropped.
             let _ = self.live.send(Chunk { epoch: self.epoch, offset, bytes: chunk.clone() });
-            self.feed(Feed::Bytes(chunk)).await.map_err(Broken::Fatal)?;
+            self.batch_len += chunk.len();
+            self.batch.push(chunk);
+            if self.batch_len >= BATCH {
+                self.flush().await.map_err(Broken::Fatal)?;
+            }
         }
+    }
+
+    /// Hands the chunks received so far to the writer and the hasher.
+    async fn flush(&mut self) -> Result<(), FetchError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.batch_len = 0;
+        let batch = Arc::new(std::mem::take(&mut self.batch));
+        self.feed(Feed::Bytes(batch)).await
     }
 
     async fn feed(&self, feed: Feed) -> Result<(), FetchError> {
@@ -224,7 +258,7 @@ pub(super) async fn fetch(
     source: &BlobSource,
     progress: Arc<watch::Sender<Progress>>,
     live: broadcast::Sender<Chunk>,
-    file: std::fs::File,
+    spool: Spool,
 ) -> Result<(String, u64), FetchError> {
     let upstream = state.upstreams.get(remote)?;
     let url = upstream.blob_url(&source.digest);
@@ -236,7 +270,7 @@ pub(super) async fn fetch(
         .await
         .map_err(|_| FetchError::Upstream(UpstreamError::Timeout(url.clone())))??;
     let mut stages = Stages { headers: started.elapsed(), ..Stages::default() };
-    let mut transfer = Transfer::start(source, progress, live, file);
+    let mut transfer = Transfer::start(source, progress, live, spool);
     if let Err(e) = transfer.begin(&resp, &url) {
         transfer.abandon().await;
         return Err(e);
@@ -365,10 +399,10 @@ pub(super) async fn relay(
     source: &BlobSource,
     progress: Arc<watch::Sender<Progress>>,
     live: broadcast::Sender<Chunk>,
-    file: std::fs::File,
+    spool: Spool,
     counted: &prometheus::IntCounter,
 ) -> Result<(String, u64), FetchError> {
-    let mut transfer = Transfer::start(source, progress, live, file);
+    let mut transfer = Transfer::start(source, progress, live, spool);
     if let Err(e) = transfer.begin(&resp, from) {
         transfer.abandon().await;
         return Err(e);

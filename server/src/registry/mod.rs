@@ -138,21 +138,20 @@ async fn manifest(state: web::Data<AppState>, req: HttpRequest, path: web::Path<
     let (found, private, cache) = state
         .db
         .run(move |c| {
-            let Some(d) = distribution::find_by_base_path(c, &n)?.filter(|d| d.kind != remote::PULL_THROUGH) else {
+            let Some(l) = distribution::lookup_manifest(c, &n, &r, by_digest)?.filter(|l| l.distribution.kind != remote::PULL_THROUGH) else {
                 return Ok::<_, DbError>((None, false, None));
             };
-            let private = distribution::is_private(c, &d)?;
-            let Some((repo, number)) = distribution::served_version(c, &d)? else { return Ok((None, private, None)) };
-            let m = if by_digest { content::manifest_by_digest(c, &repo, number, &r)? } else { content::manifest_for_tag(c, &repo, number, &r)? };
+            let Some((repo, _)) = &l.version else { return Ok((None, l.private, None)) };
             // Made by a pull-through distribution (and serving its latest version): kept fresh.
-            let cache = crate::pull_through::Cache::of(c, &d, &repo, (!by_digest).then_some(r.as_str()))?;
-            Ok((Some(m), private, cache))
+            let cache = crate::pull_through::Cache::of(c, &l.distribution, repo, (!by_digest).then_some(r.as_str()))?;
+            Ok((Some(l.manifest), l.private, cache))
         })
         .await?;
     let Some(found) = found else {
         // No distribution: one a pull-through distribution makes for this name, else the error
         // `served` gives.
         if let Some(m) = crate::pull_through::first_pull(&state, &req, &name, &reference).await? {
+            crate::ondemand::prefetch::after_manifest_get(&state, req.method() == actix_web::http::Method::GET, &name, &m);
             return Ok(manifest_response(m));
         }
         served(&state, &req, &name).await?;
@@ -167,6 +166,7 @@ async fn manifest(state: web::Data<AppState>, req: HttpRequest, path: web::Path<
         }
         _ => found.ok_or_else(|| RegistryError::ManifestUnknown(format!("{name}:{reference}")))?,
     };
+    crate::ondemand::prefetch::after_manifest_get(&state, req.method() == actix_web::http::Method::GET, &name, &found);
     Ok(manifest_response(found))
 }
 

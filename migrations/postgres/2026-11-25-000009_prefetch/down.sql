@@ -1,0 +1,1 @@
+ALTER TABLE remote DROP COLUMN prefetch;

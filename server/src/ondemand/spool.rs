@@ -1,0 +1,103 @@
+//! The writer of a download's temp file. Where the filesystem allows it, the bytes go to the
+//! disk with `O_DIRECT`, in aligned 1 MiB blocks: on these machines copying a blob into fresh
+//! page cache costs as much CPU as hashing it (0.2–0.6 CPU-s for 256 MiB, against 0.03–0.07 s
+//! with `O_DIRECT`), and on two cores that CPU is the cold GET's critical path. The last partial
+//! block goes through the page cache. Where `O_DIRECT` is refused (tmpfs, some overlay
+//! filesystems) every write goes through the page cache.
+//!
+//! `written` counts only bytes in the file, so readers that read the file never pass it.
+
+use std::fs::File;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+/// What `O_DIRECT` needs: buffer address, file offset and length multiples of this.
+const ALIGN: usize = 4096;
+const BLOCK: usize = 1024 * 1024;
+
+pub(super) struct Spool {
+    buffered: File,
+    direct: Option<File>,
+    /// `BLOCK` bytes at `start` are the aligned block being filled.
+    block: Vec<u8>,
+    start: usize,
+    filled: usize,
+    written: u64,
+}
+
+impl Spool {
+    /// `buffered` is the temp file at `path`, open for writing.
+    pub(super) fn new(path: &Path, buffered: File) -> Self {
+        let direct = File::options().write(true).custom_flags(libc::O_DIRECT).open(path).ok();
+        let block = if direct.is_some() { vec![0u8; BLOCK + ALIGN] } else { Vec::new() };
+        let start = block.as_ptr().align_offset(ALIGN);
+        Spool { buffered, direct, block, start, filled: 0, written: 0 }
+    }
+
+    /// Bytes in the file.
+    pub(super) fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Takes `bytes`; true when more of them are in the file now.
+    pub(super) fn write(&mut self, mut bytes: &[u8]) -> std::io::Result<bool> {
+        if self.direct.is_none() {
+            self.buffered.write_all_at(bytes, self.written)?;
+            self.written += bytes.len() as u64;
+            return Ok(!bytes.is_empty());
+        }
+        let mut moved = false;
+        while !bytes.is_empty() {
+            let n = (BLOCK - self.filled).min(bytes.len());
+            let at = self.start + self.filled;
+            self.block[at..at + n].copy_from_slice(&bytes[..n]);
+            self.filled += n;
+            bytes = &bytes[n..];
+            if self.filled == BLOCK {
+                self.flush_aligned(BLOCK)?;
+                moved = true;
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Writes what is still held; the size of the file.
+    pub(super) fn finish(&mut self) -> std::io::Result<u64> {
+        let aligned = self.filled / ALIGN * ALIGN;
+        if aligned > 0 {
+            self.flush_aligned(aligned)?;
+        }
+        if self.filled > 0 {
+            let tail = &self.block[self.start..self.start + self.filled];
+            self.buffered.write_all_at(tail, self.written)?;
+            self.written += self.filled as u64;
+            self.filled = 0;
+        }
+        Ok(self.written)
+    }
+
+    /// Starts the file over, empty.
+    pub(super) fn restart(&mut self) -> std::io::Result<()> {
+        self.buffered.set_len(0)?;
+        self.filled = 0;
+        self.written = 0;
+        Ok(())
+    }
+
+    /// Writes the first `len` (aligned) bytes of the block, keeping the rest at its start.
+    fn flush_aligned(&mut self, len: usize) -> std::io::Result<()> {
+        let block = &self.block[self.start..self.start + len];
+        let direct = self.direct.as_ref().expect("blocks are only held for O_DIRECT");
+        if let Err(e) = direct.write_all_at(block, self.written) {
+            // A filesystem may refuse O_DIRECT only at the first write: the page cache then.
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(e);
+            }
+            self.buffered.write_all_at(block, self.written)?;
+        }
+        self.written += len as u64;
+        self.block.copy_within(self.start + len..self.start + self.filled, self.start);
+        self.filled -= len;
+        Ok(())
+    }
+}
