@@ -118,13 +118,13 @@ impl Streaming {
             };
             let limit = end.map_or(sendable, |e| sendable.min(e));
             if self.pos < limit {
-                if let Some(bytes) = self.from_chunk(limit) {
+                if let Some(bytes) = self.take_from_chunk(limit) {
                     return Some(Ok(self.sent(bytes)));
                 }
                 let next_chunk = self.chunk.as_ref().map_or(u64::MAX, |(offset, _)| *offset);
                 let on_disk = written.min(limit).min(next_chunk);
                 if self.pos < on_disk {
-                    match self.from_file(on_disk).await {
+                    match self.read_file(on_disk).await {
                         Ok(Some(bytes)) => return Some(Ok(self.sent(bytes))),
                         // The download restarted under the read: look again.
                         Ok(None) => continue,
@@ -183,7 +183,7 @@ impl Streaming {
     }
 
     /// The bytes at `pos` (up to `limit`) from the chunk in hand, if it holds them.
-    fn from_chunk(&mut self, limit: u64) -> Option<Bytes> {
+    fn take_from_chunk(&mut self, limit: u64) -> Option<Bytes> {
         let (offset, bytes) = self.chunk.as_ref()?;
         let chunk_end = offset + bytes.len() as u64;
         if chunk_end <= self.pos {
@@ -202,7 +202,7 @@ impl Streaming {
 
     /// The bytes at `pos` (up to `limit`) from the temp file; None when the download restarted
     /// meanwhile.
-    async fn from_file(&mut self, limit: u64) -> Result<Option<Bytes>, std::io::Error> {
+    async fn read_file(&mut self, limit: u64) -> Result<Option<Bytes>, std::io::Error> {
         if self.file_at != Some(self.pos) {
             self.r.file.seek(SeekFrom::Start(self.pos)).await?;
             self.file_at = Some(self.pos);
