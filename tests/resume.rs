@@ -133,13 +133,15 @@ async fn a_cut_at_40_percent_is_resumed_for_every_client(backend: Backend) {
 }
 
 /// After a cut, an upstream that answers the range request with the whole blob (200): the
-/// download restarts from 0. The client that already received bytes is cut; no client gets a
-/// complete body with a wrong digest; the blob is recorded right, and served whole afterwards.
+/// download restarts from 0. Here the first attempt's bytes were wrong, so a client that mixed
+/// them with the second attempt's would hold a wrong body. The clients that already received
+/// bytes are cut; no client gets a complete body with a wrong digest; the blob is recorded
+/// right, and served whole afterwards.
 async fn an_upstream_ignoring_the_range_restarts_the_download(backend: Backend) {
     let layer = pseudo_random(SIZE, 41);
     let (state, digest) = fault_image(layer.clone());
     let upstream = FaultUpstream::start(state).await;
-    upstream.set_blob(&digest, BlobBehaviour::CutOnceIgnoringRange(CUT));
+    upstream.set_blob(&digest, BlobBehaviour::WrongCutOnceIgnoringRange(CUT));
     let s = TestServer::start(backend).await;
     serve(&s, &upstream, "restart/app", json!({})).await;
 
@@ -153,7 +155,6 @@ async fn an_upstream_ignoring_the_range_restarts_the_download(backend: Backend) 
             assert_eq!(sha256(&g.body), digest, "a client got a complete body with the wrong bytes");
         } else {
             assert!(g.body.len() < SIZE);
-            assert!(g.body == layer[..g.body.len()], "the bytes a cut client got are the blob's first bytes");
             cut += 1;
         }
     }

@@ -4,11 +4,12 @@
 # Usage: tests/bench/run.sh [--smoke] [--runs N] [--only B7,B8]
 #   (no flag)  full run: 256 MiB blob (build.sh --big), 3 runs per figure, 250 and 2,500 tags
 #   --smoke    small sizes (largest blob of fixtures/index), 1 run each, 250 tags only, wrk 2 s,
-#              100 flood requests, 20 stalled readers of a 4 MiB blob;
+#              100 flood requests, 20 stalled readers of a 4 MiB blob, B12's 10 layers of
+#              256 KiB and fixtures/oci for its big image;
 #              checks that every figure is produced (not its value)
 #   --runs N   runs per figure (default 3 full, 1 smoke; B5 warm, B7 and B8 run once)
-#   --only L   only the sections holding these figures (comma-separated B1..B11; B5 = B1 + B2,
-#              B9 = its warm (with B11) and cold halves, B11 = B9's warm half)
+#   --only L   only the sections holding these figures (comma-separated B1..B13; B5 = B1 + B2
+#              + B3, B9 = its warm (with B11) and cold halves, B11 = B9's warm half, B13 = B2)
 #   PULPISH_BIN=path  use this pulpish binary instead of building release (the test suite does)
 #   GARAGE_BIN=path   the garage binary (default: garage on PATH, else ~/.cargo/bin/garage)
 #   PULPISH_PG_BIN=dir  PostgreSQL server binaries (default: /usr/lib/postgresql/NN/bin)
@@ -25,15 +26,19 @@
 #   G  (B9-B11) a single-node Garage (S3-compatible object store), a fresh bucket per pulpish;
 #      pulpish --storage s3 (SQLite, one process) beside pulpish on the filesystem
 #   PG (B10) a throwaway PostgreSQL cluster (unix socket only, in its own temp dir), a fresh
-#      database per run: three pulpish replicas on it and one Garage bucket
-# Figures (B1..B11) are described in docs/benchmarks.md. Prints one Markdown table on stdout
+#      database per run: three pulpish replicas on it and one Garage bucket; also (optional:
+#      skipped, with n/a rows, without PostgreSQL's binaries) a pulpish on a fresh database for
+#      B6 and one per B12 run
+#   B12 (issue 15's B7) skopeo copy docker://... dir: of fixtures/big and of a 10-layer image
+#      (built here, pushed to U) from U and through a fresh pulpish
+# Figures (B1..B13) are described in docs/benchmarks.md. Prints one Markdown table on stdout
 # (progress on stderr). Exits non-zero if any figure is missing, or if a figure that must hold
 # does not (B10: one upstream GET across the replicas). Everything it starts is stopped by PID
 # on exit and the temp dirs removed. A run during which other processes (a build, tests) used
-# >= 25% of the CPUs is discarded and repeated (up to 3 attempts).
-# Requires: cargo, docker-registry, skopeo, umoci, curl, jq, wrk (apt-get install wrk);
-# B7 htpasswd (apache2-utils), B8 python3; B9-B11 garage (cargo install garage --locked),
-# B10 PostgreSQL's server binaries (initdb, pg_ctl, createdb; runuser when run as root).
+# >= 25% of the CPUs is discarded and repeated (up to 3 attempts; not in --smoke).
+# Requires: cargo, docker-registry, skopeo, umoci, curl, jq, wrk (apt-get install wrk); B2 and
+# B8 python3, B7 htpasswd (apache2-utils), B12 openssl; B9-B11 garage (cargo install garage
+# --locked), B10 PostgreSQL's server binaries (initdb, pg_ctl, createdb; runuser as root).
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -45,23 +50,25 @@ while [[ $# -gt 0 ]]; do
         --smoke) smoke=true ;;
         --runs) runs=${2:?--runs needs a number}; shift ;;
         --only) only=${2:?--only needs a list such as B7,B8}; shift ;;
-        -h | --help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "usage: $0 [--smoke] [--runs N] [--only B1,...,B11]" >&2; exit 2 ;;
+        -h | --help) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "usage: $0 [--smoke] [--runs N] [--only B1,...,B13]" >&2; exit 2 ;;
     esac
     shift
 done
 
-# Sections: warm (B1, B5 warm, B6), cold (B2, B3, B5 cold), sync (B4), flood (B7), stall (B8),
-# s3warm (B9 warm, B11), s3cold (B9 cold), scaleout (B10).
-readonly all_sections="warm cold sync flood stall s3warm s3cold scaleout"
+# Sections: warm (B1, B5 warm, B6), cold (B2, B13, B5 1 cold GET), cold32 (B3, B5 32 cold GETs),
+# sync (B4), flood (B7), stall (B8), s3warm (B9 warm, B11), s3cold (B9 cold), scaleout (B10),
+# pull (B12).
+readonly all_sections="warm cold cold32 sync flood stall s3warm s3cold scaleout pull"
 sections=" $all_sections "
 if [[ -n $only ]]; then
     sections=" "
     for id in ${only//,/ }; do
         case ${id^^} in
-            B1 | B6) s=warm ;; B2 | B3) s=cold ;; B4) s=sync ;; B5) s="warm cold" ;;
+            B1 | B6) s=warm ;; B2 | B13) s=cold ;; B3) s=cold32 ;; B4) s=sync ;; B5) s="warm cold cold32" ;;
             B7) s=flood ;; B8) s=stall ;; B9) s="s3warm s3cold" ;; B10) s=scaleout ;; B11) s=s3warm ;;
-            *) echo "$0: --only: unknown figure $id (B1..B11)" >&2; exit 2 ;;
+            B12) s=pull ;;
+            *) echo "$0: --only: unknown figure $id (B1..B13)" >&2; exit 2 ;;
         esac
         for x in $s; do [[ $sections == *" $x "* ]] || sections+="$x "; done
     done
@@ -71,21 +78,22 @@ readonly sections
 selected() { [[ $sections == *" $1 "* ]]; }
 need_fixtures=false
 need_garage=false
-for s in warm cold sync s3warm s3cold scaleout; do selected "$s" && need_fixtures=true; done
+for s in warm cold cold32 sync s3warm s3cold scaleout pull; do selected "$s" && need_fixtures=true; done
 for s in s3warm s3cold scaleout; do selected "$s" && need_garage=true; done
 readonly need_fixtures need_garage
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 # FLOOD_*: B7 requests, how many at a time; STALL_*: B8 readers and blob size; SETTLE: seconds
-# before the "during" and "after" samples of B7/B8.
+# before the "during" and "after" samples of B7/B8; TEN_*: B12's many-layer image (layers, KiB
+# per layer).
 if $smoke; then
     RUNS=${runs:-1} WARM_GETS=2 CONC=32 WRK_SECS=2 TAGS_BIG=0
-    FLOOD_N=100 FLOOD_P=50 STALL_N=20 STALL_MIB=4 SETTLE=1
+    FLOOD_N=100 FLOOD_P=50 STALL_N=20 STALL_MIB=4 SETTLE=1 TEN_LAYERS=10 TEN_KIB=256
 else
     RUNS=${runs:-3} WARM_GETS=5 CONC=32 WRK_SECS=5 TAGS_BIG=2500
-    FLOOD_N=600 FLOOD_P=50 STALL_N=200 STALL_MIB=64 SETTLE=3
+    FLOOD_N=600 FLOOD_P=50 STALL_N=200 STALL_MIB=64 SETTLE=3 TEN_LAYERS=10 TEN_KIB=16384
 fi
-readonly RUNS WARM_GETS CONC WRK_SECS TAGS_BIG FLOOD_N FLOOD_P STALL_N STALL_MIB SETTLE
+readonly RUNS WARM_GETS CONC WRK_SECS TAGS_BIG FLOOD_N FLOOD_P STALL_N STALL_MIB SETTLE TEN_LAYERS TEN_KIB
 readonly PW=bench-admin-pw
 readonly OCI_MANIFEST=application/vnd.oci.image.manifest.v1+json
 readonly ACCEPT_ALL="application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json,application/vnd.docker.distribution.manifest.v2+json,application/vnd.docker.distribution.manifest.list.v2+json"
@@ -95,6 +103,8 @@ tools=(cargo docker-registry curl jq awk)
 if $need_fixtures; then tools+=(skopeo umoci wrk); fi
 if selected flood; then tools+=(htpasswd); fi
 if selected stall; then tools+=(python3 sha256sum); fi
+if selected cold; then tools+=(python3); fi
+if selected pull; then tools+=(openssl tar); fi
 for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null || { echo "$0: $tool not found" >&2; exit 1; }
 done
@@ -106,15 +116,19 @@ if $need_garage; then
     [[ -n $GARAGE ]] || { echo "$0: garage not found (GARAGE_BIN, PATH, ~/.cargo/bin; cargo install garage --locked)" >&2; exit 1; }
 fi
 readonly GARAGE
+# PostgreSQL: B10 needs it; B6 and B12 measure pulpish on it too if it is there (else n/a rows).
 PG_BIN=
-if selected scaleout; then
+if selected scaleout || selected warm || selected pull; then
     for d in "${PULPISH_PG_BIN:-}" /usr/lib/postgresql/{17,16,15,14,13}/bin; do
         [[ -n $d && -x $d/initdb ]] && { PG_BIN=$d; break; }
     done
-    [[ -n $PG_BIN ]] || { echo "$0: PostgreSQL server binaries not found (PULPISH_PG_BIN)" >&2; exit 1; }
-    if ((EUID == 0)); then
-        command -v runuser >/dev/null && id postgres >/dev/null 2>&1 ||
-            { echo "$0: as root, B10 needs runuser and a postgres user (initdb refuses root)" >&2; exit 1; }
+    if [[ -n $PG_BIN ]] && ((EUID == 0)) && ! { command -v runuser >/dev/null && id postgres >/dev/null 2>&1; }; then
+        selected scaleout && { echo "$0: as root, B10 needs runuser and a postgres user (initdb refuses root)" >&2; exit 1; }
+        PG_BIN=
+    fi
+    if [[ -z $PG_BIN ]]; then
+        selected scaleout && { echo "$0: PostgreSQL server binaries not found (PULPISH_PG_BIN)" >&2; exit 1; }
+        echo "$0: PostgreSQL server binaries not found (PULPISH_PG_BIN): B6 and B12 on PostgreSQL skipped (n/a)" >&2
     fi
 fi
 readonly PG_BIN
@@ -471,6 +485,19 @@ get_blob() {
     echo "$secs"
 }
 
+# get_blob_ttfb URL: as get_blob, printing "SECONDS FIRST_BYTE_MS" (curl's time_starttransfer:
+# from the start until the first body byte, connect included).
+get_blob_ttfb() {
+    local out code size secs first
+    out=$(curl -sS -o /dev/null -w '%{http_code} %{size_download} %{time_total} %{time_starttransfer}' "$1")
+    read -r code size secs first <<<"$out"
+    if [[ $code != 200 || $size != "$BLOB_SIZE" ]]; then
+        echo "GET $1: HTTP $code, $size bytes (expected 200, $BLOB_SIZE)" >&2
+        return 1
+    fi
+    echo "$secs $(awk -v f="$first" 'BEGIN { printf "%.3f", f * 1000 }')"
+}
+
 # warm_mbps URL [CURL_FLAG...]: WARM_GETS sequential full GETs; prints MB/s (10^6 bytes) over
 # their sum.
 warm_mbps() {
@@ -525,19 +552,23 @@ rss_loop() {
 # sample_rss PID OUT: rss_loop in the background until stopped; sets BG_PID.
 sample_rss() { start_bg sampler /dev/null rss_loop "$1" "$2"; }
 
-# wrk_run URL: "REQ_PER_S P99_MS"; fails on socket errors or non-2xx answers.
+# wrk_run URL [timeouts-counted]: "REQ_PER_S P99_MS TIMEOUTS"; fails on socket errors or non-2xx
+# answers, and on requests over wrk's 2 s timeout unless they are to be counted (B6 on
+# PostgreSQL, where the goal is about them: a row counts them rather than losing the section).
 wrk_run() {
-    local out rps p99 errs
+    local out rps p99 errs tmo
     out=$(wrk -t2 -c64 -d"${WRK_SECS}s" --latency -s "$tmp/accept.lua" "$1")
     rps=$(awk '$1 == "BENCH_RPS" { print $2 }' <<<"$out")
     p99=$(awk '$1 == "BENCH_P99_MS" { print $2 }' <<<"$out")
     errs=$(awk '$1 == "BENCH_ERRORS" { print $2 }' <<<"$out")
+    tmo=$(awk '$1 == "BENCH_TIMEOUTS" { print $2 }' <<<"$out")
+    [[ -z ${2:-} || -z $errs || -z $tmo ]] || errs=$((errs - tmo))
     if [[ -z $rps || -z $p99 || $errs != 0 ]]; then
         echo "wrk $1 failed (errors: ${errs:-?}):" >&2
         echo "$out" >&2
         return 1
     fi
-    echo "$rps $p99"
+    echo "$rps $p99 $tmo"
 }
 
 # --- setup ----------------------------------------------------------------------------------
@@ -612,7 +643,7 @@ if $need_garage; then
     start_garage
     log "  S3 endpoint $S3_ENDPOINT"
 fi
-if selected scaleout; then
+if [[ -n $PG_BIN ]]; then
     log "starting PostgreSQL ($PG_BIN)"
     start_pg
     log "  socket in $PG_DIR, postmaster $PG_PID"
@@ -625,6 +656,7 @@ done = function(summary, latency, requests)
   io.write(string.format("BENCH_RPS %.1f\n", summary.requests / (summary.duration / 1e6)))
   io.write(string.format("BENCH_P99_MS %.3f\n", latency:percentile(99) / 1000))
   io.write(string.format("BENCH_ERRORS %d\n", e.connect + e.read + e.write + e.status + e.timeout))
+  io.write(string.format("BENCH_TIMEOUTS %d\n", e.timeout))
 end
 EOF
 
@@ -654,6 +686,14 @@ others_ticks() {
 measured() {
     local name=$1 attempt t0 t1 pct
     shift
+    if $smoke; then
+        # The smoke run checks that every figure is produced, not its value: no waiting for a
+        # quiet machine, no repeats (it runs inside `cargo test`, beside other tests).
+        : >"$tmp/pending"
+        PENDING=$tmp/pending "$@"
+        cat "$tmp/pending" >>"$results"
+        return 0
+    fi
     for attempt in 1 2 3; do
         wait_quiet
         : >"$tmp/pending"
@@ -718,24 +758,41 @@ b5_warm_run() {
         "$(wc -l <"$tmp/rss4") samples), after $after KiB"
 }
 
+# B6, one run: pulpish (SQLite), pulpish on PostgreSQL (if there), U.
 b6_run() {
-    local out p pm u um
-    out=$(wrk_run "$PBASE/v2/bench/oci/manifests/latest")
-    read -r p pm <<<"$out"
+    local out p pm g= gm= gt u um
+    out=$(wrk_run "$W_BASE/v2/bench/oci/manifests/latest")
+    read -r p pm _ <<<"$out"
+    if [[ -n $WPG_BASE ]]; then
+        out=$(wrk_run "$WPG_BASE/v2/bench/oci/manifests/latest" timeouts-counted)
+        read -r g gm gt <<<"$out"
+        record b6.pg.rps "$g"
+        record b6.pg.p99 "$gm"
+        record b6.pg.timeouts "$gt"
+    fi
     out=$(wrk_run "$U/v2/fixtures/oci/manifests/latest")
-    read -r u um <<<"$out"
+    read -r u um _ <<<"$out"
     record b6.pulpish.rps "$p"
     record b6.u.rps "$u"
     record b6.ratio "$(ratio "$p" "$u")"
     record b6.pulpish.p99 "$pm"
     record b6.u.p99 "$um"
-    log "  run $1: pulpish $p req/s p99 $pm ms, U $u req/s p99 $um ms"
+    log "  run $1: pulpish $p req/s p99 $pm ms,${g:+ on PostgreSQL $g req/s p99 $gm ms ($gt over 2 s),} U $u req/s p99 $um ms"
 }
 
 section_warm() {
     local i
+    WPG_BASE=
+    if [[ -n $PG_BIN ]]; then
+        # B6 on PostgreSQL: a fresh database, the pool as pulpish sizes it by default.
+        new_database b6
+        start_pulpish WPG --database-url "$PG_URL"
+        WPG_BASE=$PBASE
+        setup_repo "$PBASE" oci fixtures/oci bench/oci
+    fi
     start_pulpish W
     W_PID=$BG_PID
+    W_BASE=$PBASE
     setup_repo "$PBASE" blob "$BLOB_REPO" bench/blob
     setup_repo "$PBASE" oci fixtures/oci bench/oci
     P_BLOB=$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST
@@ -752,9 +809,10 @@ section_warm() {
     for ((i = 1; i <= RUNS; i++)); do measured "B1 run $i" b1_run "$i"; done
     log "B5 RSS with 4 clients streaming the stored blob ($WARM_GETS GETs each)"
     measured "B5 warm" b5_warm_run
-    log "B6 manifest GETs, 64 connections, ${WRK_SECS} s per run"
+    log "B6 manifest GETs, 64 connections, ${WRK_SECS} s per run${WPG_BASE:+ (pulpish on SQLite and on PostgreSQL)}"
     for ((i = 1; i <= RUNS; i++)); do measured "B6 run $i" b6_run "$i"; done
     stop_pid "$W_PID"
+    stop_matching WPG
 }
 
 # Fresh P: proxy registry in front of U with empty storage. Sets PX (base URL), P_PID.
@@ -789,13 +847,42 @@ settle_upstream_log() {
 # peak_mib PID: VmHWM since the last reset_hwm, in MiB.
 peak_mib() { awk -v k="$(rss_kib "$1" VmHWM)" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
-# B2 (+ B5): U direct (warm), then a fresh pulpish's first GET, then a fresh P's first GET.
+# sha.py FILE: reads FILE into memory, then times SHA-256 of it 3 times (hashlib: OpenSSL, SHA-NI
+# where the CPU has it); prints "SECONDS HEX", the fastest of the 3 (what the CPU can do: the
+# first one alone is often slower, and a busy machine makes any of them slower).
+cat >"$tmp/sha.py" <<'EOF'
+import hashlib, sys, time
+with open(sys.argv[1], "rb") as f:
+    data = f.read()
+best = None
+for _ in range(3):
+    t0 = time.perf_counter()
+    digest = hashlib.sha256(data).hexdigest()
+    t = time.perf_counter() - t0
+    best = t if best is None else min(best, t)
+print(f"{best:.4f} {digest}")
+EOF
+
+# sha_secs: the time to SHA-256 the measured blob in memory (U's copy of it), checked against
+# its digest.
+sha_secs() {
+    local hex=${BLOB_DIGEST#sha256:} secs got
+    read -r secs got < <(python3 "$tmp/sha.py" "$tmp/u-storage/docker/registry/v2/blobs/sha256/${hex:0:2}/$hex/data")
+    [[ $got == "$hex" ]] || { echo "SHA-256 of U's blob file: $got, expected $hex" >&2; return 1; }
+    echo "$secs"
+}
+
+# B2 (+ B2', B13, B5): the time to SHA-256 the blob in memory, U direct (warm), then a fresh
+# pulpish's first GET, then a fresh P's first GET.
 b2_run() {
-    local t u p hwm_ok=true
+    local t u p sha u_first t_first out hwm_ok=true
+    sha=$(sha_secs)
     fresh_pulpish
-    u=$(get_blob "$U_BLOB")
+    out=$(get_blob_ttfb "$U_BLOB")
+    read -r u u_first <<<"$out"
     reset_hwm "$C_PID" || hwm_ok=false
-    t=$(get_blob "$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST")
+    out=$(get_blob_ttfb "$PBASE/v2/bench/blob/blobs/$BLOB_DIGEST")
+    read -r t t_first <<<"$out"
     if $hwm_ok; then record b5.cold1 "$(peak_mib "$C_PID")"; fi
     stop_pid "$C_PID"
     fresh_proxy
@@ -806,7 +893,13 @@ b2_run() {
     record b2.p "$p"
     record b2.ratio "$(ratio "$t" "$u")"
     record b2.p.ratio "$(ratio "$p" "$u")"
-    log "  run $1: U $u s, pulpish cold $t s, P cold $p s"
+    record b2.sha "$sha"
+    record b2.bound.ratio "$(awk -v t="$t" -v u="$u" -v s="$sha" 'BEGIN { printf "%.3f", t / (u > s ? u : s) }')"
+    record b13.u "$u_first"
+    record b13.pulpish "$t_first"
+    record b13.ratio "$(ratio "$t_first" "$u_first")"
+    log "  run $1: U $u s, pulpish cold $t s, P cold $p s; SHA-256 in memory $sha s;" \
+        "first byte: U $u_first ms, pulpish $t_first ms"
 }
 
 # B3 (+ B5) against a fresh pulpish.
@@ -845,8 +938,12 @@ b3_proxy_run() {
 
 section_cold() {
     local i
-    log "B2 cold GET (fresh pulpish / fresh P per run) + B5 peak RSS"
+    log "B2 cold GET (fresh pulpish / fresh P per run) + B2' SHA-256 bound + B13 first byte + B5 peak RSS"
     for ((i = 1; i <= RUNS; i++)); do measured "B2 run $i" b2_run "$i"; done
+}
+
+section_cold32() {
+    local i
     log "B3 $CONC concurrent cold GETs + B5 peak RSS"
     for ((i = 1; i <= RUNS; i++)); do
         measured "B3 pulpish run $i" b3_pulpish_run "$i"
@@ -1275,6 +1372,93 @@ section_scaleout() {
     for ((i = 1; i <= RUNS; i++)); do measured "B10 run $i" b10_run "$i"; done
 }
 
+# --- B12 (issue 15's B7): skopeo copy of whole images, cold through pulpish vs from U -------
+
+# build_ten: an image of TEN_LAYERS layers of TEN_KIB KiB of AES-CTR keystream each (a fixed key
+# per layer, as build.sh makes the big layer), pushed to U as bench/ten:latest.
+build_ten() {
+    local d=$tmp/ten i key
+    rm -rf "$d"
+    mkdir -p "$d/files"
+    umoci init --layout "$d/layout" >/dev/null
+    umoci new --image "$d/layout:ten" >/dev/null
+    for ((i = 0; i < TEN_LAYERS; i++)); do
+        key=$(printf 'pulpish-ten-%d' "$i" | sha256sum | cut -d ' ' -f 1)
+        head -c $((TEN_KIB << 10)) /dev/zero |
+            openssl enc -aes-256-ctr -nosalt -K "$key" -iv 00000000000000000000000000000000 >"$d/files/layer-$i.bin"
+        tar -C "$d/files" --owner=0 --group=0 --numeric-owner --mtime=@0 -cf "$d/layer.tar" "layer-$i.bin"
+        umoci raw add-layer --image "$d/layout:ten" --history.created 1970-01-01T00:00:00Z "$d/layer.tar"
+        rm -f "$d/files/layer-$i.bin" "$d/layer.tar"
+    done
+    umoci config --image "$d/layout:ten" --created 1970-01-01T00:00:00Z --architecture amd64 --os linux \
+        --config.cmd /layer-0.bin >/dev/null
+    skopeo copy --dest-tls-verify=false "oci:$d/layout:ten" "docker://127.0.0.1:$UP/bench/ten:latest" \
+        >/dev/null 2>"$tmp/skopeo-ten.log" || { cat "$tmp/skopeo-ten.log" >&2; return 1; }
+    rm -rf "$d"
+}
+
+# skopeo_secs HOST:PORT NAME: one `skopeo copy docker://HOST:PORT/NAME:latest dir:` into a new
+# dir (removed after); prints the seconds it took.
+skopeo_secs() {
+    local t0 t1 out=$tmp/b12-dir
+    rm -rf "$out"
+    t0=$(date +%s.%N)
+    skopeo copy --src-tls-verify=false "docker://$1/$2:latest" "dir:$out" >/dev/null 2>"$tmp/skopeo-b12.log" ||
+        { echo "skopeo copy docker://$1/$2:latest:" >&2; cat "$tmp/skopeo-b12.log" >&2; return 1; }
+    t1=$(date +%s.%N)
+    rm -rf "$out"
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
+}
+
+# b12_pulpish NAME [FLAG...]: a fresh pulpish with both images' repositories synced (nothing
+# downloaded); sets PBASE.
+b12_pulpish() {
+    start_pulpish "$@"
+    setup_repo "$PBASE" big "$B12_BIG" bench/big
+    setup_repo "$PBASE" ten bench/ten bench/ten
+    [[ -z $(find "$tmp/$1-data/artifact" -type f 2>/dev/null) ]] || { echo "$1 is not cold" >&2; return 1; }
+}
+
+# B12, one run: per image, U direct (warm), then a fresh pulpish (SQLite), then a fresh pulpish
+# on a new PostgreSQL database (if there); the pulpish processes start before any copy.
+b12_run() {
+    local img up u sq pg= sq_host pg_host=
+    b12_pulpish B12-sqlite
+    sq_host=${PBASE#http://}
+    if [[ -n $PG_BIN ]]; then
+        new_database b12
+        b12_pulpish B12-pg --database-url "$PG_URL"
+        pg_host=${PBASE#http://}
+    fi
+    for img in big ten; do
+        case $img in big) up=$B12_BIG ;; ten) up=bench/ten ;; esac
+        u=$(skopeo_secs "127.0.0.1:$UP" "$up")
+        sq=$(skopeo_secs "$sq_host" "bench/$img")
+        record "b12.$img.u" "$u"
+        record "b12.$img.pulpish" "$sq"
+        record "b12.$img.ratio" "$(ratio "$sq" "$u")"
+        if [[ -n $pg_host ]]; then
+            pg=$(skopeo_secs "$pg_host" "bench/$img")
+            record "b12.$img.pg" "$pg"
+            record "b12.$img.pg_ratio" "$(ratio "$pg" "$u")"
+        fi
+        log "  run $1, $img image: U $u s, pulpish cold $sq s${pg:+, pulpish on PostgreSQL cold $pg s}"
+    done
+    stop_matching B12-
+}
+
+section_pull() {
+    local i
+    if $smoke; then B12_BIG=fixtures/oci; else B12_BIG=fixtures/big; fi
+    log "B12: building a $TEN_LAYERS-layer image ($TEN_KIB KiB per layer), pushing it to U"
+    build_ten
+    # U's side warm (page cache), and skopeo's binary too.
+    skopeo_secs "127.0.0.1:$UP" "$B12_BIG" >/dev/null
+    skopeo_secs "127.0.0.1:$UP" bench/ten >/dev/null
+    log "B12 skopeo copy to dir: of $B12_BIG and bench/ten: U direct, fresh pulpish${PG_BIN:+ (SQLite, PostgreSQL)}"
+    for ((i = 1; i <= RUNS; i++)); do measured "B12 run $i" b12_run "$i"; done
+}
+
 failed_sections=()
 for s in $all_sections; do
     selected "$s" || continue
@@ -1285,11 +1469,11 @@ for s in $all_sections; do
     )
     rc=$?
     set -e
-    for name in cold- W B7 B8 R7 R8 flood probe stall sampler FSW S3W RDW C9 B10-; do stop_matching "$name"; done
+    for name in cold- W B7 B8 R7 R8 flood probe stall sampler FSW S3W RDW C9 B10- B12-; do stop_matching "$name"; done
     if [[ $rc != 0 ]]; then
         failed_sections+=("$s")
         log "section $s FAILED (exit $rc); see the messages above"
-        for f in "$tmp"/W.log "$tmp"/cold-*.log "$tmp"/B7.log "$tmp"/B8.log "$tmp"/R7.log "$tmp"/R8.log \
+        for f in "$tmp"/W.log "$tmp"/WPG.log "$tmp"/B12-*.log "$tmp"/cold-*.log "$tmp"/B7.log "$tmp"/B8.log "$tmp"/R7.log "$tmp"/R8.log \
             "$tmp"/FSW.log "$tmp"/S3W.log "$tmp"/RDW.log "$tmp"/C9?.log "$tmp"/B10-*.log "$tmp"/garage.log; do
             [[ -f $f ]] && { echo "--- tail of $(basename "$f")" >&2; tail -n 5 "$f" >&2; }
         done
@@ -1338,7 +1522,9 @@ row() {
 section_of() {
     case $1 in
         b1.* | b5.warm4.* | b6.*) echo warm ;;
-        b2.* | b3.* | b5.cold*) echo cold ;;
+        b2.* | b13.* | b5.cold1) echo cold ;;
+        b3.* | b5.cold32) echo cold32 ;;
+        b12.*) echo pull ;;
         b4.*) echo sync ;;
         b7.*) echo flood ;;
         b8.*) echo stall ;;
@@ -1349,6 +1535,15 @@ section_of() {
 }
 
 na_row() { if selected sync; then echo "| $1 | $2 | n/a ($3) | | | $4 | |"; fi; }
+
+# pg_row ID FIGURE KEY FORMAT [GOAL...]: a row measured on PostgreSQL; n/a without its binaries.
+pg_row() {
+    if [[ -n $PG_BIN ]]; then
+        row "$@"
+    elif selected "$(section_of "$3")"; then
+        echo "| $1 | $2 | n/a (no PostgreSQL) | | | ${5:-} | |"
+    fi
+}
 
 {
     echo
@@ -1372,6 +1567,8 @@ na_row() { if selected sync; then echo "| $1 | $2 | n/a ($3) | | | $4 | |"; fi; 
     row B2 "cold GET, P (proxy), s" b2.p %.3f
     row B2 "cold time pulpish ÷ U" b2.ratio %.2f "≤ 1.10" le 1.10
     row B2 "cold time P ÷ U (reference)" b2.p.ratio %.2f
+    row B2 "SHA-256 of the blob in memory (python3 hashlib), s" b2.sha %.3f
+    row B2 "cold time pulpish ÷ max(U, SHA-256) (B2′)" b2.bound.ratio %.2f "≤ 1.10" le 1.10
     row B3 "$CONC cold GETs: U bytes sent ÷ blob size, pulpish" b3.pulpish %.2f "1.00" le 1.00 max
     row B3 "$CONC cold GETs: U bytes sent ÷ blob size, P" b3.p %.2f
     row B3 "$CONC cold GETs: upstream GETs, pulpish" b3.pulpish.gets %.0f
@@ -1398,6 +1595,9 @@ na_row() { if selected sync; then echo "| $1 | $2 | n/a ($3) | | | $4 | |"; fi; 
     row B6 "manifest GETs/s pulpish ÷ U" b6.ratio %.2f "≥ 1.5" ge 1.5
     row B6 "manifest GET p99, pulpish, ms" b6.pulpish.p99 %.2f "≤ 10" le 10
     row B6 "manifest GET p99, U, ms" b6.u.p99 %.2f
+    pg_row B6 "manifest GETs/s, 64 conns, pulpish on PostgreSQL" b6.pg.rps %.0f
+    pg_row B6 "manifest GET p99, pulpish on PostgreSQL, ms" b6.pg.p99 %.2f "≤ 15" le 15
+    pg_row B6 "manifest GETs over wrk's 2 s timeout, pulpish on PostgreSQL" b6.pg.timeouts %.0f "0" le 0 max
     row B7 "wrong-password flood: VmRSS before, pulpish, MiB" b7.pulpish.before %.1f
     row B7 "wrong-password flood: peak RSS (VmHWM), pulpish, MiB" b7.pulpish.peak %.1f
     row B7 "wrong-password flood: RssAnon peak (50 ms samples), pulpish, MiB" b7.pulpish.peak_anon %.1f
@@ -1454,6 +1654,19 @@ na_row() { if selected sync; then echo "| $1 | $2 | n/a ($3) | | | $4 | |"; fi; 
     row B11 "warm blob GET, pulpish on S3 --redirect-blobs (curl -L), MB/s" b11.redirect %.0f
     row B11 "warm throughput redirect ÷ streamed S3 (B9)" b11.rd_s3 %.2f
     row B11 "warm throughput redirect ÷ filesystem (B9)" b11.rd_fs %.2f
+    b12_big=$($smoke && echo fixtures/oci || echo fixtures/big)
+    b12_ten="$TEN_LAYERS × $(awk -v k="$TEN_KIB" 'BEGIN { printf (k >= 1024 ? "%g MiB" : "%g KiB"), (k >= 1024 ? k / 1024 : k) }') layers"
+    for img in big ten; do
+        if [[ $img == big ]]; then what="$b12_big"; else what="bench/ten ($b12_ten)"; fi
+        row B12 "skopeo copy to dir:, $what, U direct (warm), s" "b12.$img.u" %.3f
+        row B12 "skopeo copy to dir:, $what, pulpish cold, s" "b12.$img.pulpish" %.3f
+        pg_row B12 "skopeo copy to dir:, $what, pulpish on PostgreSQL cold, s" "b12.$img.pg" %.3f
+        row B12 "skopeo copy, $what: pulpish ÷ U" "b12.$img.ratio" %.2f "≤ 1.05" le 1.05
+        pg_row B12 "skopeo copy, $what: pulpish on PostgreSQL ÷ U" "b12.$img.pg_ratio" %.2f "≤ 1.05" le 1.05
+    done
+    row B13 "cold blob GET, time to first byte, U direct (warm), ms" b13.u %.1f
+    row B13 "cold blob GET, time to first byte, pulpish on_demand, ms" b13.pulpish %.1f
+    row B13 "first byte pulpish ÷ U" b13.ratio %.2f "≤ 1.5" le 1.5
     echo
     busy=$(awk '$1 == "busy"' "$results" | wc -l)
     ((busy == 0)) || { echo "Note: $busy run(s) started while other processes kept >= 25% of the CPUs busy."; echo; }

@@ -35,6 +35,9 @@ pub enum BlobBehaviour {
     CutOnce(usize),
     /// As `CutOnce`, but later GETs ignore `Range` and send the whole blob (200).
     CutOnceIgnoringRange(usize),
+    /// As `CutOnceIgnoringRange`, but the first GET's bytes are wrong from the first byte on:
+    /// whoever mixed them with the later attempt's would hold a wrong body.
+    WrongCutOnceIgnoringRange(usize),
     /// Every GET sends at most this many bytes of what it was asked for, then drops the
     /// connection (ranges honoured).
     CutEvery(usize),
@@ -279,7 +282,11 @@ async fn handle(req: HttpRequest, data: Shared) -> HttpResponse {
                 tokio::time::sleep(pause).await;
                 chunk
             })),
-            BlobBehaviour::Oversized(_) | BlobBehaviour::CutOnce(_) | BlobBehaviour::CutOnceIgnoringRange(_) | BlobBehaviour::CutEvery(_) => {
+            BlobBehaviour::Oversized(_)
+            | BlobBehaviour::CutOnce(_)
+            | BlobBehaviour::CutOnceIgnoringRange(_)
+            | BlobBehaviour::WrongCutOnceIgnoringRange(_)
+            | BlobBehaviour::CutEvery(_) => {
                 unreachable!("answered above")
             }
             BlobBehaviour::Status(code) => HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap())
@@ -296,9 +303,13 @@ fn cut_or_range(state: &mut FaultState, digest: &str, body: &Bytes, behaviour: &
     let (honour_range, limit) = match *behaviour {
         BlobBehaviour::Serve => (true, None),
         BlobBehaviour::CutOnce(n) => (true, first.then_some(n)),
-        BlobBehaviour::CutOnceIgnoringRange(n) => (false, first.then_some(n)),
+        BlobBehaviour::CutOnceIgnoringRange(n) | BlobBehaviour::WrongCutOnceIgnoringRange(n) => (false, first.then_some(n)),
         BlobBehaviour::CutEvery(n) => (true, Some(n)),
         _ => return None,
+    };
+    let body = match behaviour {
+        BlobBehaviour::WrongCutOnceIgnoringRange(_) if first => Bytes::from(body.iter().map(|b| b ^ 0x5a).collect::<Vec<u8>>()),
+        _ => body.clone(),
     };
     let from = range
         .filter(|_| honour_range)

@@ -142,16 +142,19 @@ impl Default for BlobFetcher {
 }
 
 impl Download {
+    /// The reader's own handle on the file, and its subscription to the chunks in flight, taken
+    /// now (under the fetcher's lock): the first chunks may come before the reader is ready.
     fn open_for_reading(self: &Arc<Self>) -> Result<Joined, FetchError> {
-        Ok((self.clone(), std::fs::File::open(self.file.path()).map_err(|e| FetchError::Io(e.to_string()))?))
+        let file = std::fs::File::open(self.file.path()).map_err(|e| FetchError::Io(e.to_string()))?;
+        Ok((self.clone(), file, self.live.subscribe()))
     }
 }
 
-/// A download joined, with the reader's own handle on its file.
-type Joined = (Arc<Download>, std::fs::File);
+/// A download joined: the reader's own handle on its file and its subscription to the chunks.
+type Joined = (Arc<Download>, std::fs::File, broadcast::Receiver<receive::Chunk>);
 
 /// Waits until the download's source has answered: a reader from offset 0, or the error.
-async fn ready((download, file): Joined) -> Result<Reader, FetchError> {
+async fn ready((download, file, live): Joined) -> Result<Reader, FetchError> {
     let mut progress = download.progress.clone();
     loop {
         let p = progress.borrow_and_update().clone();
@@ -159,7 +162,8 @@ async fn ready((download, file): Joined) -> Result<Reader, FetchError> {
             Phase::Starting => {}
             Phase::Failed(e) => return Err(e),
             Phase::Streaming | Phase::Verified => {
-                return Ok(Reader { file: tokio::fs::File::from_std(file), progress, live: download.live.clone(), size: p.size, served: None });
+                let file = tokio::fs::File::from_std(file);
+                return Ok(Reader { file, progress, live: download.live.downgrade(), subscribed: Some(live), size: p.size, served: None });
             }
         }
         if progress.changed().await.is_err() && matches!(progress.borrow().phase, Phase::Starting) {
@@ -188,6 +192,12 @@ impl BlobFetcher {
     /// several replicas, only the holder of the blob's lease downloads it from the remote; the
     /// others relay the holder's download.
     pub async fn open(self: &Arc<Self>, state: &AppState, source: BlobSource) -> Result<Opened, FetchError> {
+        self.open_with(state, source, true).await?.ok_or_else(|| FetchError::Unavailable("no replica could download the blob; try again".into()))
+    }
+
+    /// As `open`, but None where another replica holds the blob's lease (`relay` false): a
+    /// prefetch leaves the blob to that replica rather than copy it here for nothing.
+    pub(crate) async fn open_with(self: &Arc<Self>, state: &AppState, source: BlobSource, relay: bool) -> Result<Option<Opened>, FetchError> {
         // A lease whose holder shares nothing is stale (its download just ended, or its replica
         // died and stopped renewing it): it is gone or lapsed within a lease period.
         let give_up = Instant::now() + lease_period(state) + Duration::from_secs(2);
@@ -200,18 +210,21 @@ impl BlobFetcher {
                     // that found neither an artifact (before) nor a download (now) may have looked
                     // in between: look at the database again before fetching a second time.
                     if let Some(a) = stored(state, &source.blob_id).await? {
-                        return Ok(Opened::Stored(a));
+                        return Ok(Some(Opened::Stored(a)));
                     }
                     if source.remote.is_none() {
                         return Err(FetchError::NoRemote);
                     }
                     let origin = self.lease(state, &source.digest).await?;
+                    if !relay && matches!(origin, Origin::Owner(_)) {
+                        return Ok(None);
+                    }
                     if matches!(origin, Origin::Remote) {
                         // The replica that held the lease before may have recorded the blob
                         // between our look and its release.
                         if let Some(a) = stored(state, &source.blob_id).await? {
                             self.release_lease(state, &source.digest).await;
-                            return Ok(Opened::Stored(a));
+                            return Ok(Some(Opened::Stored(a)));
                         }
                     }
                     self.join_or_start(state, &source, origin)?
@@ -222,7 +235,7 @@ impl BlobFetcher {
                     if in_flight {
                         state.metrics.readers_joined.inc();
                     }
-                    return Ok(Opened::Reading(reader.served_to_clients(&state.metrics.served_bytes)));
+                    return Ok(Some(Opened::Reading(reader.served_to_clients(&state.metrics.served_bytes))));
                 }
                 Err(FetchError::OwnerGone { stored: true, .. }) if Instant::now() < give_up => {}
                 Err(FetchError::OwnerGone { .. }) if Instant::now() < give_up => tokio::time::sleep(RETRY_PAUSE).await,
@@ -330,13 +343,13 @@ impl BlobFetcher {
         let (remote, _, expected_size) = source.remote.clone().ok_or(FetchError::NoRemote)?;
         let scratch = state.storage.scratch_file();
         let writer = spool::Spool::new(scratch.path(), scratch.create().map_err(io)?);
-        let reader = std::fs::File::open(scratch.path()).map_err(io)?;
         let declared = expected_size.and_then(|s| u64::try_from(s).ok());
         let (tx, rx) = watch::channel(Progress { size: declared, written: 0, phase: Phase::Starting, epoch: 0 });
         let tx = Arc::new(tx);
         let relayed = matches!(origin, Origin::Owner(_));
         let (live, _) = broadcast::channel(receive::LIVE_CHUNKS);
         let download = Arc::new(Download { file: scratch, progress: rx, live, relayed });
+        let joined = download.open_for_reading()?;
         inflight.insert(source.digest.clone(), download.clone());
         drop(inflight);
         if relayed {
@@ -349,7 +362,7 @@ impl BlobFetcher {
         // Detached: a client hanging up must not cancel the download.
         let (fetcher, state, source) = (self.clone(), state.clone(), source.clone());
         self.spawn(fetcher.run(state, source, remote, origin, tx, writer, download.clone()));
-        Ok(((download, reader), false))
+        Ok((joined, false))
     }
 
     /// One download from start to end. Owned (from the remote): heartbeat the lease, and

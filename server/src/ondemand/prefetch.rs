@@ -30,6 +30,8 @@ use crate::models::{distribution, remote};
 const DEFAULT_CONCURRENCY: usize = 10;
 /// Manifests remembered per generation; two generations are kept (an approximate LRU).
 const REMEMBERED: usize = 4096;
+/// Blobs prefetched of one manifest at most.
+const MOST_BLOBS: usize = 128;
 /// Prefetches running at once per server; a manifest GET beyond them starts none.
 const MOST_IN_FLIGHT: usize = 1024;
 /// How long a manifest whose remote does not prefetch (or that failed) is left alone: a change of
@@ -49,7 +51,9 @@ pub fn after_manifest_get(state: &AppState, is_get: bool, base_path: &str, manif
         return;
     }
     let (state, base_path, data) = (state.clone(), base_path.to_string(), manifest.data.clone());
-    tokio::spawn(async move {
+    // On the downloads' runtime, not the HTTP worker's (whose blocking threads serve clients).
+    let fetcher = state.fetcher.clone();
+    fetcher.spawn(async move {
         let outcome = prefetch(&state, &prefetches, base_path, data).await;
         prefetches.end(key, outcome);
     });
@@ -69,6 +73,11 @@ enum Outcome {
 
 async fn prefetch(state: &AppState, prefetches: &Arc<Prefetches>, base_path: String, data: Vec<u8>) -> Outcome {
     let Some(digests) = blob_digests(&data) else { return Outcome::Done };
+    drop(data);
+    // A few lookups at once per server: a burst of new manifests must not take the database
+    // pool and the blocking threads from the clients' own requests.
+    static LOOKUPS: Semaphore = Semaphore::const_new(2);
+    let Ok(_lookup) = LOOKUPS.acquire().await else { return Outcome::Later };
     let missing = state
         .db
         .run(move |c| {
@@ -79,14 +88,21 @@ async fn prefetch(state: &AppState, prefetches: &Arc<Prefetches>, base_path: Str
             let mut missing = Vec::new();
             for digest in &digests {
                 if let Some(source) = content::blob_in_version(c, &repo, number, digest)? {
-                    if source.artifact.is_none() && source.remote.is_some() {
+                    let prefetched = source.remote.as_ref().map(|(r, _, _)| r.prefetch && r.policy != "streamed");
+                    if source.artifact.is_none() && prefetched.is_some() {
                         missing.push(source);
+                    }
+                    // The blobs of a version share its repository's remote: one that does not
+                    // prefetch needs no more lookups.
+                    if prefetched == Some(false) {
+                        break;
                     }
                 }
             }
             Ok(missing)
         })
         .await;
+    drop(_lookup);
     let missing = match missing {
         Ok(m) => m,
         Err(e) => {
@@ -135,7 +151,17 @@ fn blob_digests(data: &[u8]) -> Option<Vec<String>> {
         layers: Vec<Descriptor>,
     }
     let m: ImageManifest = serde_json::from_slice(data).ok()?;
-    let digests: Vec<String> = m.config.into_iter().chain(m.layers).map(|d| d.digest).collect();
+    // Past this many blobs the client's own GETs fetch the rest: an image is rarely larger,
+    // and a hostile manifest must not make a long prefetch.
+    let mut digests: Vec<String> = Vec::new();
+    for d in m.config.into_iter().chain(m.layers).map(|d| d.digest) {
+        if digests.len() == MOST_BLOBS {
+            break;
+        }
+        if !digests.contains(&d) {
+            digests.push(d);
+        }
+    }
     (!digests.is_empty()).then_some(digests)
 }
 
@@ -147,9 +173,10 @@ async fn fetch_one(state: &AppState, source: BlobSource, semaphore: Arc<Semaphor
     }
     state.metrics.prefetches_started.inc();
     let digest = source.digest.clone();
-    let verdict = match state.fetcher.open(state, source).await {
-        Ok(Opened::Stored(_)) => Ok(()),
-        Ok(Opened::Reading(mut reader)) => reader.verdict().await,
+    let verdict = match state.fetcher.open_with(state, source, false).await {
+        // Another replica downloads it: that one records it.
+        Ok(None) | Ok(Some(Opened::Stored(_))) => Ok(()),
+        Ok(Some(Opened::Reading(mut reader))) => reader.verdict().await,
         Err(e) => Err(e),
     };
     if let Err(e) = &verdict {

@@ -22,7 +22,10 @@ const READ_CHUNK: usize = 256 * 1024;
 pub struct Reader {
     pub(super) file: tokio::fs::File,
     pub(super) progress: watch::Receiver<Progress>,
-    pub(super) live: broadcast::Sender<Chunk>,
+    /// Weak: once the download is over, its last chunks are freed even while readers remain.
+    pub(super) live: broadcast::WeakSender<Chunk>,
+    /// Subscribed when the reader joined, so the first chunks are not missed.
+    pub(super) subscribed: Option<broadcast::Receiver<Chunk>>,
     pub size: Option<u64>,
     /// Counts the bytes sent to a client (not those relayed to another replica).
     pub(super) served: Option<prometheus::IntCounter>,
@@ -53,9 +56,10 @@ impl Reader {
 
     /// The bytes `[start, end)` as they arrive. The blob's final byte is sent only after the
     /// download is verified; a failed download ends the stream with an error.
-    pub fn stream(self, start: u64, end: Option<u64>) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+    pub fn stream(mut self, start: u64, end: Option<u64>) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
         let epoch = self.progress.borrow().epoch;
-        let streaming = Streaming { r: self, pos: start, end, epoch, sent_any: false, file_at: None, live: None, chunk: None, over: false };
+        let live = self.subscribed.take();
+        let streaming = Streaming { r: self, pos: start, end, epoch, sent_any: false, file_at: None, live, chunk: None, over: false };
         futures_util::stream::unfold(streaming, |mut s| async move {
             if s.over {
                 return None;
@@ -117,6 +121,11 @@ impl Streaming {
                 },
             };
             let limit = end.map_or(sendable, |e| sendable.min(e));
+            if p.size.is_none() {
+                // With no size, the last byte is known only from the file: no chunks from memory.
+                self.live = None;
+                self.chunk = None;
+            }
             if self.pos < limit {
                 if let Some(bytes) = self.take_from_chunk(limit) {
                     return Some(Ok(self.sent(bytes)));
@@ -134,8 +143,10 @@ impl Streaming {
                 // Caught up with the file: take the next chunks from memory. Subscribing comes
                 // before looking at the progress again, so no chunk falls in between.
                 if self.live.is_none() && self.chunk.is_none() && p.size.is_some() {
-                    self.live = Some(self.r.live.subscribe());
-                    continue;
+                    if let Some(live) = self.r.live.upgrade() {
+                        self.live = Some(live.subscribe());
+                        continue;
+                    }
                 }
             } else if verified {
                 // Verified and nothing more to send: the whole range has been sent.

@@ -40,11 +40,18 @@ pub(super) struct Chunk {
 /// Chunks are handed to the writer and the hasher in batches of about this many bytes: one
 /// wake-up of each thread per batch, not per socket read (often 16 KiB).
 const BATCH: usize = 512 * 1024;
+/// Range requests after cuts per download at most, whatever the remote's `max_retries`: each
+/// may wait a whole idle timeout for an upstream that stopped answering.
+const MOST_RESUMES: usize = 10;
+/// A pause of the upstream this long puts what was received into the file.
+const PAUSE: Duration = Duration::from_millis(5);
 
 enum Feed {
     Bytes(Arc<Vec<Bytes>>),
     /// The upstream sends the blob again from its first byte.
     Restart,
+    /// The upstream paused: whatever is held goes into the file now.
+    Expose,
 }
 
 /// Why a body stopped before its end.
@@ -77,6 +84,8 @@ struct Transfer {
     /// Received, not yet handed to the writer and the hasher.
     batch: Vec<Bytes>,
     batch_len: usize,
+    /// Bytes received since the writer was last told to put everything into the file.
+    unexposed: bool,
     epoch: u32,
     size: Option<u64>,
     digest: String,
@@ -86,8 +95,8 @@ impl Transfer {
     fn start(source: &BlobSource, progress: Arc<watch::Sender<Progress>>, live: broadcast::Sender<Chunk>, spool: Spool) -> Self {
         // Two small bounded queues (a few MiB in flight at most): one to the writer, which
         // publishes progress as soon as bytes are in the file, one to the hasher.
-        let (to_writer, mut writer_rx) = mpsc::channel::<Feed>(8);
-        let (to_hasher, mut hasher_rx) = mpsc::channel::<Feed>(8);
+        let (to_writer, mut writer_rx) = mpsc::channel::<Feed>(4);
+        let (to_hasher, mut hasher_rx) = mpsc::channel::<Feed>(4);
         let published = progress.clone();
         let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let mut spool = spool;
@@ -112,6 +121,12 @@ impl Transfer {
                         });
                         spool.restart()?;
                     }
+                    Feed::Expose => {
+                        if spool.expose()? {
+                            let written = spool.written();
+                            published.send_modify(|p| p.written = written);
+                        }
+                    }
                 }
             }
             let written = spool.finish()?;
@@ -125,12 +140,13 @@ impl Transfer {
                 match feed {
                     Feed::Bytes(chunks) => chunks.iter().for_each(|c| hashing.update(c)),
                     Feed::Restart => hashing = crate::storage::BlobHasher::for_digest(&digest),
+                    Feed::Expose => {}
                 }
             }
             hashing.finish()
         });
         let size = progress.borrow().size;
-        Transfer { progress, live, to_writer, to_hasher, writer, hasher, received: 0, batch: Vec::new(), batch_len: 0, epoch: 0, size, digest: source.digest.clone() }
+        Transfer { progress, live, to_writer, to_hasher, writer, hasher, received: 0, batch: Vec::new(), batch_len: 0, unexposed: false, epoch: 0, size, digest: source.digest.clone() }
     }
 
     /// Checks the first response's declared length and tells readers the bytes are coming.
@@ -165,7 +181,22 @@ impl Transfer {
                 None => IDLE_TIMEOUT,
             };
             let timed_out = || FetchError::Upstream(UpstreamError::Timeout(from.to_string()));
-            let next = match tokio::time::timeout(wait, body.next()).await {
+            // When the upstream pauses, what was received goes into the file at once, for the
+            // readers that read the file (late joiners, ranges, other replicas' relays).
+            let quick = match self.unexposed {
+                true => tokio::time::timeout(PAUSE, body.next()).await.ok(),
+                false => None,
+            };
+            if quick.is_none() && self.unexposed {
+                self.unexposed = false;
+                self.flush().await.map_err(Broken::Fatal)?;
+                self.feed(Feed::Expose).await.map_err(Broken::Fatal)?;
+            }
+            let next = match quick {
+                Some(next) => Ok(next),
+                None => tokio::time::timeout(wait, body.next()).await,
+            };
+            let next = match next {
                 Ok(next) => next,
                 // Past the remote's total timeout nothing is asked again; an idle stall is a cut.
                 Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => return Err(Broken::Fatal(timed_out())),
@@ -180,10 +211,13 @@ impl Transfer {
                     )))))
                 }
                 None => return Ok(()),
+                // Every byte is here: the digest check decides, not the connection's end.
+                Some(Err(_)) if self.size == Some(self.received) => return Ok(()),
                 Some(Err(e)) => return Err(Broken::Cut(FetchError::Upstream(UpstreamError::Unreachable(format!("{from}: the download broke off: {e}"))))),
                 Some(Ok(chunk)) => chunk,
             };
             let offset = self.received;
+            self.unexposed = true;
             self.received += chunk.len() as u64;
             counted.inc_by(chunk.len() as u64);
             if let Some(size) = self.size.filter(|s| self.received > *s) {
@@ -213,6 +247,9 @@ impl Transfer {
         let (to_hasher, to_writer) = match &feed {
             Feed::Bytes(b) => (Feed::Bytes(b.clone()), feed),
             Feed::Restart => (Feed::Restart, Feed::Restart),
+            Feed::Expose => {
+                return self.to_writer.send(Feed::Expose).await.map_err(|_| FetchError::Io("the blob writer stopped".into()));
+            }
         };
         self.to_hasher.send(to_hasher).await.map_err(|_| FetchError::Io("the blob hasher stopped".into()))?;
         self.to_writer.send(to_writer).await.map_err(|_| FetchError::Io("the blob writer stopped".into()))
@@ -275,7 +312,7 @@ pub(super) async fn fetch(
         transfer.abandon().await;
         return Err(e);
     }
-    let mut backoff = ExponentialBackoff::for_resumes(upstream.retries());
+    let mut backoff = ExponentialBackoff::for_resumes(upstream.retries().min(MOST_RESUMES));
     let mut resp = resp;
     let body_started = Instant::now();
     loop {
@@ -345,7 +382,10 @@ async fn resume(
         let wait = deadline.map_or(IDLE_TIMEOUT, |d| d.saturating_duration_since(Instant::now()).min(IDLE_TIMEOUT));
         let resp = match tokio::time::timeout(wait, upstream.get_blob_from(&source.digest, transfer.received)).await {
             Ok(Ok(resp)) => resp,
-            Ok(Err(e)) if matches!(e, UpstreamError::Unreachable(_) | UpstreamError::Timeout(_) | UpstreamError::Status { .. } | UpstreamError::TooManyRequests(..)) => {
+            Ok(Err(e))
+                if matches!(e, UpstreamError::Unreachable(_) | UpstreamError::Timeout(_) | UpstreamError::TooManyRequests(..))
+                    || matches!(e, UpstreamError::Status { status, .. } if status >= 500) =>
+            {
                 last = FetchError::Upstream(e);
                 continue;
             }

@@ -22,6 +22,9 @@ pub(super) struct Spool {
     block: Vec<u8>,
     start: usize,
     filled: usize,
+    /// How much of the block is also in the file, written through the page cache while the
+    /// upstream paused (the block's direct write later covers the same bytes again).
+    exposed: usize,
     written: u64,
 }
 
@@ -31,12 +34,24 @@ impl Spool {
         let direct = File::options().write(true).custom_flags(libc::O_DIRECT).open(path).ok();
         let block = if direct.is_some() { vec![0u8; BLOCK + ALIGN] } else { Vec::new() };
         let start = block.as_ptr().align_offset(ALIGN);
-        Spool { buffered, direct, block, start, filled: 0, written: 0 }
+        Spool { buffered, direct, block, start, filled: 0, exposed: 0, written: 0 }
     }
 
     /// Bytes in the file.
     pub(super) fn written(&self) -> u64 {
-        self.written
+        self.written + self.exposed as u64
+    }
+
+    /// Puts what the block holds into the file now (through the page cache), for the readers of
+    /// the file while the upstream pauses; true when that moved what the file holds.
+    pub(super) fn expose(&mut self) -> std::io::Result<bool> {
+        if self.filled == self.exposed {
+            return Ok(false);
+        }
+        let part = &self.block[self.start + self.exposed..self.start + self.filled];
+        self.buffered.write_all_at(part, self.written + self.exposed as u64)?;
+        self.exposed = self.filled;
+        Ok(true)
     }
 
     /// Takes `bytes`; true when more of them are in the file now.
@@ -72,6 +87,7 @@ impl Spool {
             self.buffered.write_all_at(tail, self.written)?;
             self.written += self.filled as u64;
             self.filled = 0;
+            self.exposed = 0;
         }
         Ok(self.written)
     }
@@ -80,6 +96,7 @@ impl Spool {
     pub(super) fn restart(&mut self) -> std::io::Result<()> {
         self.buffered.set_len(0)?;
         self.filled = 0;
+        self.exposed = 0;
         self.written = 0;
         Ok(())
     }
@@ -98,6 +115,7 @@ impl Spool {
         self.written += len as u64;
         self.block.copy_within(self.start + len..self.start + self.filled, self.start);
         self.filled -= len;
+        self.exposed = self.exposed.saturating_sub(len);
         Ok(())
     }
 }

@@ -344,7 +344,7 @@ impl Upstream {
     }
 
     /// One request with retries on transient failures; no auth handling.
-    async fn send_once(&self, method: &Method, url: &str, headers: &HeaderMap, stream: bool) -> Result<Response, UpstreamError> {
+    async fn send_once(&self, method: &Method, url: &str, headers: &HeaderMap, stream: bool, retries: usize) -> Result<Response, UpstreamError> {
         let auth = self.auth_header().await;
         let attempt = || async {
             self.pace().await;
@@ -365,7 +365,7 @@ impl Upstream {
             }
         };
         attempt
-            .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_times(self.retries))
+            .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_times(retries))
             .when(UpstreamError::retryable)
             .await
     }
@@ -405,11 +405,11 @@ impl Upstream {
         if let Some(a) = accept.and_then(|a| HeaderValue::from_str(a).ok()) {
             headers.insert(ACCEPT, a);
         }
-        self.send_with(method, url, headers, stream).await
+        self.send_with(method, url, headers, stream, self.retries).await
     }
 
-    async fn send_with(&self, method: Method, url: &str, headers: HeaderMap, stream: bool) -> Result<Response, UpstreamError> {
-        let resp = self.send_once(&method, url, &headers, stream).await?;
+    async fn send_with(&self, method: Method, url: &str, headers: HeaderMap, stream: bool, retries: usize) -> Result<Response, UpstreamError> {
+        let resp = self.send_once(&method, url, &headers, stream, retries).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
@@ -426,7 +426,7 @@ impl Upstream {
             }
             _ => return Err(UpstreamError::Unauthorized(self.describe())),
         }
-        let resp = self.send_once(&method, url, &headers, stream).await?;
+        let resp = self.send_once(&method, url, &headers, stream, retries).await?;
         if matches!(resp.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
             return Err(UpstreamError::Unauthorized(self.describe()));
         }
@@ -663,11 +663,11 @@ impl Upstream {
 
     /// Asks for a blob's bytes from `offset` on (`Range: bytes=offset-`), to resume a download
     /// the upstream broke off. The caller checks whether the answer is the range (206) or the
-    /// whole blob again (200).
+    /// whole blob again (200), and counts the tries: none are made here.
     pub async fn get_blob_from(&self, digest: &str, offset: u64) -> Result<Response, UpstreamError> {
         let mut headers = HeaderMap::new();
         headers.insert(RANGE, HeaderValue::from_str(&format!("bytes={offset}-")).expect("a range is a header value"));
-        let resp = self.send_with(Method::GET, &self.blob_url(digest), headers, true).await?;
+        let resp = self.send_with(Method::GET, &self.blob_url(digest), headers, true, 0).await?;
         self.check_status(&resp, &format!("blob {digest} of '{}'", self.name))?;
         Ok(resp)
     }
