@@ -18,17 +18,11 @@ const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// An on_demand remote on the fault upstream (one try per download), its repository synced
 /// and served at `name`.
 async fn serve(s: &TestServer, upstream: &FaultUpstream, name: &str, extra: Value) {
-    let mut body = json!({"name": name, "url": upstream.url(), "upstream_name": "fault/app", "policy": "on_demand", "max_retries": 0});
+    let mut fields = json!({"max_retries": 0});
     for (k, v) in extra.as_object().unwrap() {
-        body[k] = v.clone();
+        fields[k] = v.clone();
     }
-    let (status, remote) = s.post("remotes/container/container/", body).await;
-    assert_eq!(status, StatusCode::CREATED, "{remote}");
-    let (_, repo) = s.post("repositories/container/container/", json!({"name": name, "remote": remote["pulp_href"]})).await;
-    let (_, t) = s.post(&format!("{}sync/", repo["pulp_href"].as_str().unwrap()), json!({})).await;
-    let task = s.wait_task(t["task"].as_str().unwrap()).await;
-    assert_eq!(task["state"], "completed", "{task}");
-    s.completed(s.post("distributions/container/container/", json!({"name": name, "base_path": name, "repository": repo["pulp_href"]})).await).await;
+    support::fault::serve_on_demand(s, upstream, name, fields).await;
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {

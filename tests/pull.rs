@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use sha2::Digest;
 use support::fault::{fault_image, BlobBehaviour, FaultUpstream};
 use support::registry::{Auth, Registry};
-use support::{layout_blobs, run, Backend, TestServer};
+use support::{layout_blobs, pseudo_random, run, wait_for, Backend, TestServer};
 
 use support::registry::shared_upstream as shared;
 
@@ -179,32 +179,12 @@ async fn thirty_two_cold_readers_one_upstream_get() {
     assert_eq!(a["count"], 1);
 }
 
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 async fn artifact_count(s: &TestServer, digest: &str) -> i64 {
     s.get(&format!("artifacts/?sha256={}", digest.trim_start_matches("sha256:"))).await.1["count"].as_i64().unwrap()
 }
 
 fn temp_files(s: &TestServer) -> usize {
     support::scratch_files(&s.dir.path().join("data")).len()
-}
-
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn range_on_a_cold_blob_while_in_flight(backend: Backend) {

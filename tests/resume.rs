@@ -6,14 +6,13 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::Digest;
 use support::fault::{fault_image, sha256, BlobBehaviour, FaultUpstream};
-use support::{Backend, TestServer};
+use support::{pseudo_random, wait_for, Backend, TestServer};
 
 /// Not a multiple of any block size, so the temp file's last partial block is exercised.
 const SIZE: usize = 8 * 1024 * 1024 + 12_345;
@@ -21,29 +20,7 @@ const CUT: usize = SIZE * 2 / 5;
 
 /// An on_demand remote on the fault upstream, its repository synced and served at `name`.
 async fn serve(s: &TestServer, upstream: &FaultUpstream, name: &str, extra: Value) {
-    let mut body = json!({"name": name, "url": upstream.url(), "upstream_name": "fault/app", "policy": "on_demand"});
-    for (k, v) in extra.as_object().unwrap() {
-        body[k] = v.clone();
-    }
-    let (status, remote) = s.post("remotes/container/container/", body).await;
-    assert_eq!(status, StatusCode::CREATED, "{remote}");
-    let (_, repo) = s.post("repositories/container/container/", json!({"name": name, "remote": remote["pulp_href"]})).await;
-    let (_, t) = s.post(&format!("{}sync/", repo["pulp_href"].as_str().unwrap()), json!({})).await;
-    let task = s.wait_task(t["task"].as_str().unwrap()).await;
-    assert_eq!(task["state"], "completed", "{task}");
-    s.completed(s.post("distributions/container/container/", json!({"name": name, "base_path": name, "repository": repo["pulp_href"]})).await).await;
-}
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    support::fault::serve_on_demand(s, upstream, name, extra).await;
 }
 
 /// What a client got: the status, the bytes it received, and whether the body ended cleanly.
@@ -82,14 +59,6 @@ async fn artifact_count(s: &TestServer, digest: &str) -> i64 {
 async fn metric(s: &TestServer, name: &str) -> f64 {
     let text = s.client.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
     text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
-}
-
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The upstream cuts the blob at 40%, then serves ranges: 8 concurrent clients (two of them

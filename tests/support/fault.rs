@@ -418,3 +418,19 @@ async fn counted(req: HttpRequest, data: Shared) -> HttpResponse {
     let in_flight = BodyInFlight::new(bodies);
     resp.map_body(|_, body| actix_web::body::BoxBody::new(CountedBody { body, _in_flight: in_flight }))
 }
+
+/// An on_demand remote on `upstream` (its `fault/app`, with `extra` fields), its repository
+/// synced and served at `name`.
+pub async fn serve_on_demand(s: &super::TestServer, upstream: &FaultUpstream, name: &str, extra: serde_json::Value) {
+    let mut body = json!({"name": name, "url": upstream.url(), "upstream_name": "fault/app", "policy": "on_demand"});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let (status, remote) = s.post("remotes/container/container/", body).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{remote}");
+    let (_, repo) = s.post("repositories/container/container/", json!({"name": name, "remote": remote["pulp_href"]})).await;
+    let (_, t) = s.post(&format!("{}sync/", repo["pulp_href"].as_str().unwrap()), json!({})).await;
+    let task = s.wait_task(t["task"].as_str().unwrap()).await;
+    assert_eq!(task["state"], "completed", "{task}");
+    s.completed(s.post("distributions/container/container/", json!({"name": name, "base_path": name, "repository": repo["pulp_href"]})).await).await;
+}

@@ -376,3 +376,25 @@ pub fn layout_blobs(dir: &std::path::Path) -> std::collections::BTreeSet<String>
     }
     out
 }
+
+/// Polls `check` every 50 ms until it holds; fails the test after 30 s naming `what`.
+pub async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// `len` bytes of a xorshift sequence from `seed`: incompressible, the same on every run.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}

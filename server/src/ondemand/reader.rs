@@ -8,7 +8,7 @@
 
 use std::io::SeekFrom;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{broadcast, watch};
@@ -59,7 +59,7 @@ impl Reader {
     pub fn stream(mut self, start: u64, end: Option<u64>) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
         let epoch = self.progress.borrow().epoch;
         let live = self.subscribed.take();
-        let streaming = Streaming { r: self, pos: start, end, epoch, sent_any: false, file_at: None, live, chunk: None, over: false };
+        let streaming = Streaming { r: self, pos: start, end, epoch, sent_any: false, file_at: None, live, chunk: None, stash: None, over: false };
         futures_util::stream::unfold(streaming, |mut s| async move {
             if s.over {
                 return None;
@@ -89,6 +89,8 @@ struct Streaming {
     live: Option<broadcast::Receiver<Chunk>>,
     /// The chunk in hand: its offset and bytes.
     chunk: Option<(u64, Bytes)>,
+    /// A chunk of another attempt met while appending, handled before any other.
+    stash: Option<Chunk>,
     over: bool,
 }
 
@@ -128,7 +130,8 @@ impl Streaming {
             }
             if self.pos < limit {
                 if let Some(bytes) = self.take_from_chunk(limit) {
-                    return Some(Ok(self.sent(bytes)));
+                    let first = self.sent(bytes);
+                    return Some(Ok(self.more_from_memory(first, limit)));
                 }
                 let next_chunk = self.chunk.as_ref().map_or(u64::MAX, |(offset, _)| *offset);
                 let on_disk = written.min(limit).min(next_chunk);
@@ -152,17 +155,18 @@ impl Streaming {
                 // Verified and nothing more to send: the whole range has been sent.
                 return None;
             }
+            if let Some(c) = self.stash.take() {
+                if let Err(e) = self.on_chunk(c) {
+                    return Some(Err(e));
+                }
+                continue;
+            }
             let wants_chunk = self.live.is_some() && self.chunk.is_none();
             tokio::select! {
                 received = recv(&mut self.live), if wants_chunk => match received {
-                    Ok(c) if c.epoch > self.epoch => {
-                        if let Err(e) = self.adopt(c.epoch) {
-                            return Some(Err(e));
-                        }
-                        self.keep(c);
-                    }
-                    Ok(c) if c.epoch == self.epoch => self.keep(c),
-                    Ok(_) => {}
+                    Ok(c) => if let Err(e) = self.on_chunk(c) {
+                        return Some(Err(e));
+                    },
                     // Too far behind for memory, or the download is over: the file has it all.
                     Err(_) => self.live = None,
                 },
@@ -185,6 +189,53 @@ impl Streaming {
         self.chunk = None;
         self.file_at = None;
         Ok(())
+    }
+
+    fn on_chunk(&mut self, c: Chunk) -> Result<(), std::io::Error> {
+        if c.epoch > self.epoch {
+            self.adopt(c.epoch)?;
+        }
+        if c.epoch == self.epoch {
+            self.keep(c);
+        }
+        Ok(())
+    }
+
+    /// `first`, with the chunks already waiting that follow it appended, up to `READ_CHUNK`: one
+    /// send to the client for many reads of the upstream's socket.
+    fn more_from_memory(&mut self, first: Bytes, limit: u64) -> Bytes {
+        if first.len() >= READ_CHUNK || self.chunk.is_some() {
+            return first;
+        }
+        let mut joined: Option<BytesMut> = None;
+        while joined.as_ref().map_or(first.len(), |j| j.len()) < READ_CHUNK && self.pos < limit {
+            let Some(live) = self.live.as_mut() else { break };
+            let c = match live.try_recv() {
+                Ok(c) => c,
+                Err(broadcast::error::TryRecvError::Empty) => break,
+                Err(_) => {
+                    self.live = None;
+                    break;
+                }
+            };
+            if c.epoch != self.epoch {
+                self.stash = Some(c);
+                break;
+            }
+            self.keep(c);
+            let Some(piece) = self.take_from_chunk(limit) else { break };
+            let piece = self.sent(piece);
+            joined.get_or_insert_with(|| {
+                let mut j = BytesMut::with_capacity(READ_CHUNK + piece.len());
+                j.extend_from_slice(&first);
+                j
+            })
+            .extend_from_slice(&piece);
+            if self.chunk.is_some() {
+                break;
+            }
+        }
+        joined.map_or(first, BytesMut::freeze)
     }
 
     fn keep(&mut self, c: Chunk) {

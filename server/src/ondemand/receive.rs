@@ -26,7 +26,7 @@ use crate::upstream::{Upstream, UpstreamError};
 
 /// Chunks kept for readers that are a little behind the socket; a reader further behind reads
 /// the temp file.
-pub(super) const LIVE_CHUNKS: usize = 16;
+pub(super) const LIVE_CHUNKS: usize = 8;
 
 /// A chunk as received, for the readers that are caught up.
 #[derive(Clone, Debug)]
