@@ -9,18 +9,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use support::fault::serve_on_demand_once as serve;
 use support::fault::{fault_image, sha256, BlobBehaviour, FaultUpstream};
 use support::{Backend, TestServer, PASSWORD};
-
-/// An on_demand remote on the fault upstream (one try per download), its repository synced
-/// and served at `name`.
-async fn serve(s: &TestServer, upstream: &FaultUpstream, name: &str, extra: Value) {
-    let mut fields = json!({"max_retries": 0});
-    for (k, v) in extra.as_object().unwrap() {
-        fields[k] = v.clone();
-    }
-    support::fault::serve_on_demand(s, upstream, name, fields).await;
-}
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(37).wrapping_add(seed)).collect()

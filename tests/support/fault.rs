@@ -434,3 +434,12 @@ pub async fn serve_on_demand(s: &super::TestServer, upstream: &FaultUpstream, na
     assert_eq!(task["state"], "completed", "{task}");
     s.completed(s.post("distributions/container/container/", json!({"name": name, "base_path": name, "repository": repo["pulp_href"]})).await).await;
 }
+
+/// As `serve_on_demand`, with one try per download (`max_retries` 0) unless `extra` says otherwise.
+pub async fn serve_on_demand_once(s: &super::TestServer, upstream: &FaultUpstream, name: &str, extra: serde_json::Value) {
+    let mut fields = json!({"max_retries": 0});
+    for (k, v) in extra.as_object().unwrap() {
+        fields[k] = v.clone();
+    }
+    serve_on_demand(s, upstream, name, fields).await;
+}

@@ -38,7 +38,7 @@ use crate::storage::ScratchFile;
 use crate::upstream::UpstreamError;
 
 /// With no `total_timeout` on the remote, a download that sends nothing for this long fails.
-pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pause before asking again who downloads a blob, after its lease holder had nothing to share.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
@@ -119,6 +119,8 @@ pub struct BlobFetcher {
     cut: watch::Sender<bool>,
     /// Digests with a background retry running in this process (`retry.rs`).
     retrying: Mutex<HashSet<String>>,
+    /// Manifests prefetched or being prefetched, and a semaphore per remote (`prefetch.rs`).
+    prefetches: prefetch::Prefetches,
 }
 
 /// Replicas talk directly, never through a proxy from the environment.
@@ -137,6 +139,7 @@ impl Default for BlobFetcher {
             runtime: OnceLock::new(),
             cut: watch::Sender::new(false),
             retrying: Mutex::default(),
+            prefetches: prefetch::Prefetches::default(),
         }
     }
 }
@@ -195,9 +198,18 @@ impl BlobFetcher {
         self.open_with(state, source, true).await?.ok_or_else(|| FetchError::Unavailable("no replica could download the blob; try again".into()))
     }
 
-    /// As `open`, but None where another replica holds the blob's lease (`relay` false): a
-    /// prefetch leaves the blob to that replica rather than copy it here for nothing.
-    pub(crate) async fn open_with(self: &Arc<Self>, state: &AppState, source: BlobSource, relay: bool) -> Result<Option<Opened>, FetchError> {
+    /// One request for the blob, read until the download is verified or fails, its bytes sent
+    /// nowhere: how background retries and prefetches fetch. Without `relay`, a blob whose
+    /// lease another replica holds is left to that replica (Ok), not copied here for nothing.
+    async fn settle(self: &Arc<Self>, state: &AppState, source: BlobSource, relay: bool) -> Result<(), FetchError> {
+        match self.open_with(state, source, relay).await? {
+            None | Some(Opened::Stored(_)) => Ok(()),
+            Some(Opened::Reading(mut reader)) => reader.verdict().await,
+        }
+    }
+
+    /// As `open`, but None where another replica holds the blob's lease and `relay` is false.
+    async fn open_with(self: &Arc<Self>, state: &AppState, source: BlobSource, relay: bool) -> Result<Option<Opened>, FetchError> {
         // A lease whose holder shares nothing is stale (its download just ended, or its replica
         // died and stopped renewing it): it is gone or lapsed within a lease period.
         let give_up = Instant::now() + lease_period(state) + Duration::from_secs(2);
@@ -433,10 +445,10 @@ impl BlobFetcher {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     /// Streams the owner's download of the blob into this replica's temp file, verifying it
     /// as a download from the remote is verified. The owner holds its last byte back until its
     /// own check passed, and cuts the response if it fails.
+    #[allow(clippy::too_many_arguments)]
     async fn relay(
         &self,
         state: &AppState,

@@ -13,13 +13,13 @@
 //! `download_concurrency` prefetch downloads run at once per remote in this process.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
-use super::{BlobFetcher, Opened};
+
 use crate::app::AppState;
 use crate::db::DbError;
 use crate::models::content::{self, BlobSource, ServedManifest};
@@ -45,17 +45,15 @@ pub fn after_manifest_get(state: &AppState, is_get: bool, base_path: &str, manif
     if !is_get || is_list(&manifest.media_type) {
         return;
     }
-    let prefetches = Prefetches::of(&state.fetcher);
     let key = format!("{base_path}@{}", manifest.digest);
-    if state.readiness.shutting_down() || !prefetches.begin(&key) {
+    if state.readiness.shutting_down() || !state.fetcher.prefetches.begin(&key) {
         return;
     }
     let (state, base_path, data) = (state.clone(), base_path.to_string(), manifest.data.clone());
     // On the downloads' runtime, not the HTTP worker's (whose blocking threads serve clients).
-    let fetcher = state.fetcher.clone();
-    fetcher.spawn(async move {
-        let outcome = prefetch(&state, &prefetches, base_path, data).await;
-        prefetches.end(key, outcome);
+    state.fetcher.clone().spawn(async move {
+        let outcome = prefetch(&state, base_path, data).await;
+        state.fetcher.prefetches.end(key, outcome);
     });
 }
 
@@ -64,14 +62,14 @@ fn is_list(media_type: &str) -> bool {
 }
 
 /// How a prefetch ended, for what the memory keeps.
-enum Outcome {
+pub(super) enum Outcome {
     /// Every blob is stored (or was never to be fetched): nothing to do for this manifest again.
     Done,
     /// The remote does not prefetch, or a fetch failed: look again later.
     Later,
 }
 
-async fn prefetch(state: &AppState, prefetches: &Arc<Prefetches>, base_path: String, data: Vec<u8>) -> Outcome {
+async fn prefetch(state: &AppState, base_path: String, data: Vec<u8>) -> Outcome {
     let Some(digests) = blob_digests(&data) else { return Outcome::Done };
     drop(data);
     // A few lookups at once per server: a burst of new manifests must not take the database
@@ -120,7 +118,7 @@ async fn prefetch(state: &AppState, prefetches: &Arc<Prefetches>, base_path: Str
                 return None;
             }
             let permits = remote.download_concurrency.and_then(|n| usize::try_from(n).ok()).filter(|n| *n > 0).unwrap_or(DEFAULT_CONCURRENCY);
-            let semaphore = prefetches.semaphore(&remote.id, permits);
+            let semaphore = state.fetcher.prefetches.semaphore(&remote.id, permits);
             Some((source, semaphore))
         })
         .collect();
@@ -173,12 +171,8 @@ async fn fetch_one(state: &AppState, source: BlobSource, semaphore: Arc<Semaphor
     }
     state.metrics.prefetches_started.inc();
     let digest = source.digest.clone();
-    let verdict = match state.fetcher.open_with(state, source, false).await {
-        // Another replica downloads it: that one records it.
-        Ok(None) | Ok(Some(Opened::Stored(_))) => Ok(()),
-        Ok(Some(Opened::Reading(mut reader))) => reader.verdict().await,
-        Err(e) => Err(e),
-    };
+    // Another replica's download of it is left to that replica, which records it.
+    let verdict = state.fetcher.settle(state, source, false).await;
     if let Err(e) = &verdict {
         // The client that asks next gets (and reports) the error: here it is only noted.
         tracing::info!(digest = %digest, error = %e, "prefetch of a blob failed");
@@ -186,10 +180,10 @@ async fn fetch_one(state: &AppState, source: BlobSource, semaphore: Arc<Semaphor
     verdict.is_ok()
 }
 
-/// This server's prefetch bookkeeping: which manifests were prefetched or are being prefetched,
+/// The fetcher's prefetch bookkeeping: which manifests were prefetched or are being prefetched,
 /// and a semaphore per remote.
 #[derive(Default)]
-struct Prefetches {
+pub(super) struct Prefetches {
     memory: Mutex<Memory>,
     semaphores: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
 }
@@ -202,29 +196,13 @@ struct Memory {
     previous: HashMap<String, Option<Instant>>,
 }
 
-/// Each server's (`AppState`'s) bookkeeping, found by its fetcher: a process holds one, or
-/// several in the tests. The `Weak` keeps the fetcher's address from being reused by another.
-static SERVERS: LazyLock<Mutex<Vec<Server>>> = LazyLock::new(Mutex::default);
-type Server = (Weak<BlobFetcher>, Arc<Prefetches>);
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Prefetches {
-    fn of(fetcher: &Arc<BlobFetcher>) -> Arc<Prefetches> {
-        let mut servers = lock(&SERVERS);
-        if let Some((_, p)) = servers.iter().find(|(f, _)| std::ptr::eq(f.as_ptr(), Arc::as_ptr(fetcher))) {
-            return p.clone();
-        }
-        servers.retain(|(f, _)| f.strong_count() > 0);
-        let p = Arc::new(Prefetches::default());
-        servers.push((Arc::downgrade(fetcher), p.clone()));
-        p
-    }
-
     /// True when the prefetch of `key` should start now (it is then counted in flight).
-    fn begin(&self, key: &str) -> bool {
+    pub(super) fn begin(&self, key: &str) -> bool {
         let mut m = lock(&self.memory);
         let remembered = match m.current.get(key).copied() {
             Some(until) => Some(until),
@@ -247,7 +225,7 @@ impl Prefetches {
         m.in_flight.insert(key.to_string())
     }
 
-    fn end(&self, key: String, outcome: Outcome) {
+    pub(super) fn end(&self, key: String, outcome: Outcome) {
         let mut m = lock(&self.memory);
         m.in_flight.remove(&key);
         let until = match outcome {
@@ -258,7 +236,7 @@ impl Prefetches {
     }
 
     /// The remote's semaphore of `permits` (a new one when its `download_concurrency` changed).
-    fn semaphore(&self, remote_id: &str, permits: usize) -> Arc<Semaphore> {
+    pub(super) fn semaphore(&self, remote_id: &str, permits: usize) -> Arc<Semaphore> {
         let mut all = lock(&self.semaphores);
         if let Some((n, s)) = all.get(remote_id) {
             if *n == permits {

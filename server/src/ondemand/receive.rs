@@ -244,15 +244,16 @@ impl Transfer {
     }
 
     async fn feed(&self, feed: Feed) -> Result<(), FetchError> {
-        let (to_hasher, to_writer) = match &feed {
-            Feed::Bytes(b) => (Feed::Bytes(b.clone()), feed),
-            Feed::Restart => (Feed::Restart, Feed::Restart),
-            Feed::Expose => {
-                return self.to_writer.send(Feed::Expose).await.map_err(|_| FetchError::Io("the blob writer stopped".into()));
-            }
+        let to_hasher = match &feed {
+            Feed::Bytes(b) => Some(Feed::Bytes(b.clone())),
+            Feed::Restart => Some(Feed::Restart),
+            // Only the file has anything to put out.
+            Feed::Expose => None,
         };
-        self.to_hasher.send(to_hasher).await.map_err(|_| FetchError::Io("the blob hasher stopped".into()))?;
-        self.to_writer.send(to_writer).await.map_err(|_| FetchError::Io("the blob writer stopped".into()))
+        if let Some(to_hasher) = to_hasher {
+            self.to_hasher.send(to_hasher).await.map_err(|_| FetchError::Io("the blob hasher stopped".into()))?;
+        }
+        self.to_writer.send(feed).await.map_err(|_| FetchError::Io("the blob writer stopped".into()))
     }
 
     /// The upstream sends the whole blob again: everything starts over from byte 0.
@@ -312,7 +313,7 @@ pub(super) async fn fetch(
         transfer.abandon().await;
         return Err(e);
     }
-    let mut backoff = ExponentialBackoff::for_resumes(upstream.retries().min(MOST_RESUMES));
+    let mut backoff = resume_backoff(upstream.retries().min(MOST_RESUMES));
     let mut resp = resp;
     let body_started = Instant::now();
     loop {
@@ -345,18 +346,8 @@ pub(super) async fn fetch(
 }
 
 /// The backoff between resumes: the remote's `max_retries` of them at most.
-struct ExponentialBackoff(backon::ExponentialBackoff);
-
-impl ExponentialBackoff {
-    fn for_resumes(times: usize) -> Self {
-        ExponentialBackoff(
-            backon::ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(200))
-                .with_max_delay(Duration::from_secs(5))
-                .with_max_times(times)
-                .build(),
-        )
-    }
+fn resume_backoff(times: usize) -> backon::ExponentialBackoff {
+    backon::ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_delay(Duration::from_secs(5)).with_max_times(times).build()
 }
 
 /// After a cut at `transfer.received` bytes: the response that goes on with the blob (the
@@ -366,14 +357,14 @@ async fn resume(
     upstream: &Upstream,
     source: &BlobSource,
     transfer: &mut Transfer,
-    backoff: &mut ExponentialBackoff,
+    backoff: &mut backon::ExponentialBackoff,
     deadline: Option<Instant>,
     cut: FetchError,
 ) -> Result<reqwest::Response, FetchError> {
     let url = upstream.blob_url(&source.digest);
     let mut last = cut;
     loop {
-        let Some(pause) = backoff.0.next() else { return Err(last) };
+        let Some(pause) = backoff.next() else { return Err(last) };
         if deadline.is_some_and(|d| Instant::now() + pause >= d) {
             return Err(last);
         }

@@ -11,7 +11,7 @@
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use super::{BlobFetcher, FetchError, Opened};
+use super::{BlobFetcher, FetchError};
 use crate::app::AppState;
 use crate::models::content::BlobSource;
 use crate::models::remote::Remote;
@@ -99,7 +99,7 @@ impl BlobFetcher {
             if state.readiness.shutting_down() {
                 return Outcome::Shutdown;
             }
-            match self.attempt(state, source.clone()).await {
+            match self.settle(state, source.clone(), true).await {
                 Ok(()) => return Outcome::Stored,
                 Err(e) if worth_another_try(&e) => {
                     tracing::debug!(digest = %source.digest, error = %e, "background retry attempt failed");
@@ -112,11 +112,4 @@ impl BlobFetcher {
         Outcome::GaveUp(last.unwrap_or_else(|| FetchError::Unavailable("no attempt ran".into())))
     }
 
-    /// One request for the blob, read until the download is verified or fails.
-    async fn attempt(self: &Arc<Self>, state: &AppState, source: BlobSource) -> Result<(), FetchError> {
-        match self.open(state, source).await? {
-            Opened::Stored(_) => Ok(()),
-            Opened::Reading(mut reader) => reader.verdict().await,
-        }
-    }
 }
