@@ -8,18 +8,54 @@ use std::time::Duration;
 use super::{peer, BlobFetcher, FetchError, Origin};
 use crate::app::AppState;
 use crate::db::DbError;
+use crate::models::artifact::Artifact;
+use crate::models::content::{self, BlobSource};
 use crate::models::lease;
 
+/// What `lease_unless_stored` found.
+pub(super) enum Leased {
+    Stored(Artifact),
+    NoRemote,
+    Origin(Origin),
+}
+
 impl BlobFetcher {
-    /// Takes the blob's lease (or renews ours), or learns who holds it.
-    pub(super) async fn lease(&self, state: &AppState, digest: &str) -> Result<Origin, FetchError> {
-        let holder = self.hold_lease(state, digest).await?;
-        Ok(if holder.owner == self.replica { Origin::Remote } else { Origin::Owner(holder.address) })
+    /// Where a blob that is neither stored nor in flight here comes from, in one trip to the
+    /// database (the first byte of a cold GET waits on it): the artifact if it was recorded
+    /// meanwhile; else the blob's lease taken (or renewed) or its holder. With the lease taken,
+    /// the artifact is looked for again: the replica that held it before may have recorded the
+    /// blob between the first look and its release (the lease then goes back at once).
+    pub(super) async fn lease_unless_stored(&self, state: &AppState, source: &BlobSource) -> Result<Leased, FetchError> {
+        let (blob_id, digest, owner, address) = (source.blob_id.clone(), source.digest.clone(), self.replica.clone(), self.advertise_url(state));
+        let has_remote = source.remote.is_some();
+        let period = lease_chrono_period(state);
+        state
+            .db
+            .run(move |c| {
+                if let Some(a) = content::blob_artifact(c, &blob_id)? {
+                    return Ok(Leased::Stored(a));
+                }
+                if !has_remote {
+                    return Ok(Leased::NoRemote);
+                }
+                let now = crate::models::database_now(c)?;
+                let holder = lease::acquire(c, &digest, &owner, &address, now, now + period)?;
+                if holder.owner != owner {
+                    return Ok(Leased::Origin(Origin::Owner(holder.address)));
+                }
+                if let Some(a) = content::blob_artifact(c, &blob_id)? {
+                    lease::release(c, &digest, &owner)?;
+                    return Ok(Leased::Stored(a));
+                }
+                Ok::<_, DbError>(Leased::Origin(Origin::Remote))
+            })
+            .await
+            .map_err(|e| FetchError::Io(format!("looking up the blob and its download lease failed: {e}")))
     }
 
     async fn hold_lease(&self, state: &AppState, digest: &str) -> Result<lease::Lease, FetchError> {
         let (digest, owner, address) = (digest.to_string(), self.replica.clone(), self.advertise_url(state));
-        let period = chrono::Duration::from_std(lease_period(state)).unwrap_or(chrono::Duration::seconds(10));
+        let period = lease_chrono_period(state);
         state
             .db
             .run(move |c| {
@@ -98,6 +134,10 @@ impl BlobFetcher {
 /// How long a lease lives without a heartbeat.
 pub(super) fn lease_period(state: &AppState) -> Duration {
     Duration::from_secs(state.config.cluster.lease_seconds.max(1))
+}
+
+fn lease_chrono_period(state: &AppState) -> chrono::Duration {
+    chrono::Duration::from_std(lease_period(state)).unwrap_or(chrono::Duration::seconds(10))
 }
 
 pub(super) struct Heartbeat {

@@ -12,7 +12,7 @@
 //! download of their own, which their local readers join like any other.
 
 mod lease;
-use lease::lease_period;
+use lease::{lease_period, Leased};
 pub mod peer;
 pub mod prefetch;
 mod reader;
@@ -220,24 +220,14 @@ impl BlobFetcher {
                 None => {
                     // A download leaves the map only after its artifact is recorded, so a request
                     // that found neither an artifact (before) nor a download (now) may have looked
-                    // in between: look at the database again before fetching a second time.
-                    if let Some(a) = stored(state, &source.blob_id).await? {
-                        return Ok(Some(Opened::Stored(a)));
-                    }
-                    if source.remote.is_none() {
-                        return Err(FetchError::NoRemote);
-                    }
-                    let origin = self.lease(state, &source.digest).await?;
+                    // in between: the database is looked at again before fetching a second time.
+                    let origin = match self.lease_unless_stored(state, &source).await? {
+                        Leased::Stored(a) => return Ok(Some(Opened::Stored(a))),
+                        Leased::NoRemote => return Err(FetchError::NoRemote),
+                        Leased::Origin(origin) => origin,
+                    };
                     if !relay && matches!(origin, Origin::Owner(_)) {
                         return Ok(None);
-                    }
-                    if matches!(origin, Origin::Remote) {
-                        // The replica that held the lease before may have recorded the blob
-                        // between our look and its release.
-                        if let Some(a) = stored(state, &source.blob_id).await? {
-                            self.release_lease(state, &source.digest).await;
-                            return Ok(Some(Opened::Stored(a)));
-                        }
                     }
                     self.join_or_start(state, &source, origin)?
                 }
@@ -490,15 +480,6 @@ fn failure_cause(e: &FetchError) -> DownloadFailure {
         // Only relays meet the other replicas' failures; a download from the remote fails here.
         FetchError::Io(_) | FetchError::NoRemote | FetchError::OwnerGone { .. } | FetchError::Owner { .. } => DownloadFailure::Storage,
     }
-}
-
-async fn stored(state: &AppState, blob_id: &str) -> Result<Option<Artifact>, FetchError> {
-    let blob_id = blob_id.to_string();
-    state
-        .db
-        .run(move |c| content::blob_artifact(c, &blob_id).map_err(DbError::from))
-        .await
-        .map_err(|e| FetchError::Io(e.to_string()))
 }
 
 /// Verified bytes: made durable, linked into the store and recorded (on_demand, immediate).

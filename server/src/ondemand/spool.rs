@@ -17,10 +17,8 @@ const BLOCK: usize = 1024 * 1024;
 
 pub(super) struct Spool {
     buffered: File,
-    direct: Option<File>,
-    /// `BLOCK` bytes at `start` are the aligned block being filled.
-    block: Vec<u8>,
-    start: usize,
+    /// The file opened with `O_DIRECT` and the aligned block being filled for it.
+    direct: Option<Direct>,
     filled: usize,
     /// How much of the block is also in the file, written through the page cache while the
     /// upstream paused (the block's direct write later covers the same bytes again).
@@ -28,13 +26,19 @@ pub(super) struct Spool {
     written: u64,
 }
 
+struct Direct {
+    file: File,
+    /// A mapping: page-aligned, as `O_DIRECT` wants, and given back to the system as soon as the
+    /// download ends.
+    block: memmap2::MmapMut,
+}
+
 impl Spool {
     /// `buffered` is the temp file at `path`, open for writing.
     pub(super) fn new(path: &Path, buffered: File) -> Self {
-        let direct = File::options().write(true).custom_flags(libc::O_DIRECT).open(path).ok();
-        let block = if direct.is_some() { vec![0u8; BLOCK + ALIGN] } else { Vec::new() };
-        let start = block.as_ptr().align_offset(ALIGN);
-        Spool { buffered, direct, block, start, filled: 0, exposed: 0, written: 0 }
+        let file = File::options().write(true).custom_flags(libc::O_DIRECT).open(path).ok();
+        let direct = file.and_then(|file| Some(Direct { file, block: memmap2::MmapMut::map_anon(BLOCK).ok()? }));
+        Spool { buffered, direct, filled: 0, exposed: 0, written: 0 }
     }
 
     /// Bytes in the file.
@@ -43,13 +47,13 @@ impl Spool {
     }
 
     /// Puts what the block holds into the file now (through the page cache), for the readers of
-    /// the file while the upstream pauses; true when that moved what the file holds.
+    /// the file while the upstream paused; true when that moved what the file holds.
     pub(super) fn expose(&mut self) -> std::io::Result<bool> {
+        let Some(direct) = &self.direct else { return Ok(false) };
         if self.filled == self.exposed {
             return Ok(false);
         }
-        let part = &self.block[self.start + self.exposed..self.start + self.filled];
-        self.buffered.write_all_at(part, self.written + self.exposed as u64)?;
+        self.buffered.write_all_at(&direct.block[self.exposed..self.filled], self.written + self.exposed as u64)?;
         self.exposed = self.filled;
         Ok(true)
     }
@@ -62,10 +66,9 @@ impl Spool {
             return Ok(!bytes.is_empty());
         }
         let mut moved = false;
-        while !bytes.is_empty() {
+        while let Some(direct) = self.direct.as_mut().filter(|_| !bytes.is_empty()) {
             let n = (BLOCK - self.filled).min(bytes.len());
-            let at = self.start + self.filled;
-            self.block[at..at + n].copy_from_slice(&bytes[..n]);
+            direct.block[self.filled..self.filled + n].copy_from_slice(&bytes[..n]);
             self.filled += n;
             bytes = &bytes[n..];
             if self.filled == BLOCK {
@@ -82,9 +85,8 @@ impl Spool {
         if aligned > 0 {
             self.flush_aligned(aligned)?;
         }
-        if self.filled > 0 {
-            let tail = &self.block[self.start..self.start + self.filled];
-            self.buffered.write_all_at(tail, self.written)?;
+        if let Some(direct) = self.direct.as_ref().filter(|_| self.filled > 0) {
+            self.buffered.write_all_at(&direct.block[..self.filled], self.written)?;
             self.written += self.filled as u64;
             self.filled = 0;
             self.exposed = 0;
@@ -103,17 +105,16 @@ impl Spool {
 
     /// Writes the first `len` (aligned) bytes of the block, keeping the rest at its start.
     fn flush_aligned(&mut self, len: usize) -> std::io::Result<()> {
-        let block = &self.block[self.start..self.start + len];
-        let direct = self.direct.as_ref().expect("blocks are only held for O_DIRECT");
-        if let Err(e) = direct.write_all_at(block, self.written) {
+        let Some(direct) = &mut self.direct else { return Ok(()) };
+        if let Err(e) = direct.file.write_all_at(&direct.block[..len], self.written) {
             // A filesystem may refuse O_DIRECT only at the first write: the page cache then.
             if e.raw_os_error() != Some(libc::EINVAL) {
                 return Err(e);
             }
-            self.buffered.write_all_at(block, self.written)?;
+            self.buffered.write_all_at(&direct.block[..len], self.written)?;
         }
         self.written += len as u64;
-        self.block.copy_within(self.start + len..self.start + self.filled, self.start);
+        direct.block.copy_within(len..self.filled, 0);
         self.filled -= len;
         self.exposed = self.exposed.saturating_sub(len);
         Ok(())

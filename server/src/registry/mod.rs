@@ -71,14 +71,22 @@ async fn base(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespon
 pub(crate) async fn served(state: &AppState, req: &HttpRequest, name: &str) -> Result<(String, i64), RegistryError> {
     crate::api::validate::oci_name(name).map_err(RegistryError::NameInvalid)?;
     let n = name.to_string();
-    let found = state
-        .db
-        .run(move |c| {
-            let Some(d) = distribution::find_by_base_path(c, &n)? else { return Ok::<_, DbError>(None) };
-            let version = distribution::served_version(c, &d)?;
-            Ok(Some((distribution::is_private(c, &d)?, version)))
-        })
-        .await?;
+    let found = state.db.run(move |c| served_in(c, &n)).await?;
+    authorized_version(state, req, name, found).await
+}
+
+/// A distribution found by name: whether it is private, and the repository version it serves.
+type Served = Option<(bool, Option<(String, i64)>)>;
+
+/// The distribution at `name`, for a handler that looks up more in the same trip to the database.
+fn served_in(c: &mut DbConnection, name: &str) -> Result<Served, DbError> {
+    let Some(d) = distribution::find_by_base_path(c, name)? else { return Ok(None) };
+    let version = distribution::served_version(c, &d)?;
+    Ok(Some((distribution::is_private(c, &d)?, version)))
+}
+
+/// `served_in`'s answer, once the client may pull from a private distribution.
+async fn authorized_version(state: &AppState, req: &HttpRequest, name: &str, found: Served) -> Result<(String, i64), RegistryError> {
     let Some((private, version)) = found else {
         return Err(RegistryError::NameUnknown(name.to_string()));
     };
@@ -184,17 +192,25 @@ async fn blob(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(Str
     if !valid_digest(&digest) {
         return Err(RegistryError::DigestInvalid(digest));
     }
-    let (repo, number) = served(&state, &req, &name).await?;
-    let d = digest.clone();
-    let source = state
+    crate::api::validate::oci_name(&name).map_err(RegistryError::NameInvalid)?;
+    // One trip to the database for the distribution and the blob: a cold GET's first byte
+    // waits on every trip before the upstream is asked.
+    let (n, d) = (name.clone(), digest.clone());
+    let (found, source) = state
         .db
-        .run(move |c| match content::blob_in_version(c, &repo, number, &d)? {
-            Some(s) => Ok(Some(s)),
-            // Pushed ahead of its manifest: readable by the pusher checking for it.
-            None => content::pushed_blob(c, &repo, &d).map_err(DbError::from),
+        .run(move |c| {
+            let found = served_in(c, &n)?;
+            let Some((_, Some((repo, number)))) = &found else { return Ok::<_, DbError>((found, None)) };
+            let source = match content::blob_in_version(c, repo, *number, &d)? {
+                Some(s) => Some(s),
+                // Pushed ahead of its manifest: readable by the pusher checking for it.
+                None => content::pushed_blob(c, repo, &d)?,
+            };
+            Ok((found, source))
         })
-        .await?
-        .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
+        .await?;
+    authorized_version(&state, &req, &name, found).await?;
+    let source = source.ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
 
     let is_get = req.method() == actix_web::http::Method::GET;
     if let Some(artifact) = &source.artifact {

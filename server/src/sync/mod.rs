@@ -69,7 +69,9 @@ pub async fn run(ctx: TaskContext, args: SyncArgs) -> TaskResult {
         })
         .await
         .map_err(|_| failed("the repository or the remote no longer exists"))?;
-    let upstream = Arc::new(Upstream::for_remote(&remote).map_err(failed)?);
+    // The process's client for the remote, which the content app's downloads use too: its
+    // connections and token are warm for the first on-demand GET after the sync.
+    let upstream = ctx.state.upstreams.get(&remote).map_err(failed)?;
     let context = |e: UpstreamError| failed(format!("sync of '{}' from {} failed: {e}", repo.name, upstream.describe()));
     let concurrency = remote.download_concurrency.map(|n| n.max(1) as usize).unwrap_or(DEFAULT_CONCURRENCY);
 
