@@ -321,6 +321,21 @@ async fn a_private_distribution_needs_credentials_to_pull(backend: Backend) {
     let denied = skopeo(&["copy", "--quiet", "--src-tls-verify=false", &format!("docker://{h}/secret/app:latest"), &format!("dir:{}", out.path().display())]);
     assert!(!denied.status.success(), "anonymous pull of a private distribution");
     ok(skopeo(&["copy", "--quiet", "--src-tls-verify=false", "--src-creds", CREDS, &format!("docker://{h}/secret/app:latest"), &format!("dir:{}", out.path().display())]));
+
+    // Its blobs: the same 401 for a blob it holds and one it does not, and with credentials the
+    // bytes the image names.
+    let manifest: Value = serde_json::from_slice(&std::fs::read(out.path().join("manifest.json")).unwrap()).unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_string();
+    let expected = std::fs::read(out.path().join(layer.trim_start_matches("sha256:"))).unwrap();
+    for digest in [layer.clone(), format!("sha256:{}", "0".repeat(64))] {
+        let r = s.client.get(format!("{}/v2/secret/app/blobs/{digest}", s.base)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "anonymous GET of blob {digest}");
+    }
+    let r = s.client.get(format!("{}/v2/secret/app/blobs/{layer}", s.base)).basic_auth("admin", Some(PASSWORD)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), expected.as_slice());
+    let r = s.client.get(format!("{}/v2/secret/app/blobs/sha256:{}", s.base, "0".repeat(64))).basic_auth("admin", Some(PASSWORD)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "with credentials, a blob it does not hold");
 }
 
 /// A manifest GET serves the version a distribution serves: a tag moved in a later version

@@ -27,42 +27,44 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 /// size is refused. An idle thread gives its block back (19 MiB with argon2's defaults).
 pub struct PasswordChecker {
     jobs: std::sync::mpsc::SyncSender<(String, String, tokio::sync::oneshot::Sender<bool>)>,
+    /// Checks sent and not yet taken by a thread.
+    queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl PasswordChecker {
     pub fn new(threads: usize, queue: usize) -> Self {
         let (jobs, rx) = std::sync::mpsc::sync_channel::<(String, String, tokio::sync::oneshot::Sender<bool>)>(queue);
         let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let queued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for n in 0..threads {
-            let rx = rx.clone();
+            let (rx, waiting) = (rx.clone(), queued.clone());
             let _ = std::thread::Builder::new().name(format!("password-check-{n}")).spawn(move || {
                 let mut memory: Vec<argon2::Block> = Vec::new();
                 loop {
-                    // The other thread holding the queue is waiting for a check: none is queued.
-                    let queued = match rx.try_lock() {
-                        Ok(rx) => rx.try_recv().ok(),
-                        Err(std::sync::TryLockError::Poisoned(rx)) => rx.into_inner().try_recv().ok(),
-                        Err(std::sync::TryLockError::WouldBlock) => None,
-                    };
-                    let job = match queued {
-                        Some(job) => Ok(job),
-                        None => {
-                            memory = Vec::new();
-                            rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv()
-                        }
-                    };
+                    // Idle: the block goes back before waiting (for the lock too: the other
+                    // thread may hold it while it waits for a check).
+                    if waiting.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                        memory = Vec::new();
+                    }
+                    let job = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
                     let Ok((password, hash, reply)) = job else { return };
+                    waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                     let _ = reply.send(verify_with_memory(&password, &hash, &mut memory));
                 }
             });
         }
-        PasswordChecker { jobs }
+        PasswordChecker { jobs, queued }
     }
 
     /// `None` when the queue is full (the caller answers "busy").
     pub async fn verify(&self, password: String, hash: String) -> Option<bool> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.jobs.try_send((password, hash, reply)).ok()?;
+        // Counted before it can be taken, so the count never goes below zero.
+        self.queued.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if self.jobs.try_send((password, hash, reply)).is_err() {
+            self.queued.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            return None;
+        }
         answer.await.ok()
     }
 }

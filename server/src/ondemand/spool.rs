@@ -37,7 +37,13 @@ impl Spool {
     /// `buffered` is the temp file at `path`, open for writing.
     pub(super) fn new(path: &Path, buffered: File) -> Self {
         let file = File::options().write(true).custom_flags(libc::O_DIRECT).open(path).ok();
-        let direct = file.and_then(|file| Some(Direct { file, block: memmap2::MmapMut::map_anon(BLOCK).ok()? }));
+        let direct = file.and_then(|file| match memmap2::MmapMut::map_anon(BLOCK) {
+            Ok(block) => Some(Direct { file, block }),
+            Err(e) => {
+                tracing::debug!(error = %e, "no memory for an O_DIRECT block: the download goes through the page cache");
+                None
+            }
+        });
         Spool { buffered, direct, filled: 0, exposed: 0, written: 0 }
     }
 

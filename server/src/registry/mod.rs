@@ -75,6 +75,15 @@ pub(crate) async fn served(state: &AppState, req: &HttpRequest, name: &str) -> R
     authorized_version(state, req, name, found).await
 }
 
+/// The blob in the served version, or pushed ahead of its manifest (readable by the pusher
+/// checking for it).
+fn blob_to_serve(c: &mut DbConnection, repo: &str, number: i64, digest: &str) -> Result<Option<content::BlobSource>, DbError> {
+    match content::blob_in_version(c, repo, number, digest)? {
+        Some(s) => Ok(Some(s)),
+        None => Ok(content::pushed_blob(c, repo, digest)?),
+    }
+}
+
 /// A distribution found by name: whether it is private, and the repository version it serves.
 type Served = Option<(bool, Option<(String, i64)>)>;
 
@@ -193,23 +202,30 @@ async fn blob(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(Str
         return Err(RegistryError::DigestInvalid(digest));
     }
     crate::api::validate::oci_name(&name).map_err(RegistryError::NameInvalid)?;
-    // One trip to the database for the distribution and the blob: a cold GET's first byte
-    // waits on every trip before the upstream is asked.
+    // One trip to the database for a public distribution and the blob: a cold GET's first byte
+    // waits on every trip before the upstream is asked. A private one's blob is looked up only
+    // once the client may pull (no work, and no timing, for a client that may not).
     let (n, d) = (name.clone(), digest.clone());
     let (found, source) = state
         .db
         .run(move |c| {
             let found = served_in(c, &n)?;
-            let Some((_, Some((repo, number)))) = &found else { return Ok::<_, DbError>((found, None)) };
-            let source = match content::blob_in_version(c, repo, *number, &d)? {
-                Some(s) => Some(s),
-                // Pushed ahead of its manifest: readable by the pusher checking for it.
-                None => content::pushed_blob(c, repo, &d)?,
+            let source = match &found {
+                Some((false, Some((repo, number)))) => blob_to_serve(c, repo, *number, &d)?,
+                _ => None,
             };
-            Ok((found, source))
+            Ok::<_, DbError>((found, source))
         })
         .await?;
-    authorized_version(&state, &req, &name, found).await?;
+    let private = matches!(found, Some((true, _)));
+    let (repo, number) = authorized_version(&state, &req, &name, found).await?;
+    let source = match source {
+        None if private => {
+            let d = digest.clone();
+            state.db.run(move |c| blob_to_serve(c, &repo, number, &d)).await?
+        }
+        source => source,
+    };
     let source = source.ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
 
     let is_get = req.method() == actix_web::http::Method::GET;
