@@ -290,6 +290,9 @@ async fn through_a_forward_proxy(backend: Backend) {
     assert_eq!(sync(&s, &repo, None).await["state"], "completed");
     let after_sync = proxy.connects_to(&upstream.addr);
     assert!(after_sync >= 1, "the sync tunnelled through the proxy: {}", proxy.log());
+    // Downloads share the sync's client for the remote, and with it the tunnel it keeps open: a
+    // changed remote gets a new client, whose downloads must open a tunnel of their own.
+    s.completed(s.patch(&remote, json!({"download_concurrency": 3})).await).await;
     pull_every_blob(&s, "proxied", &repo).await;
     assert!(proxy.connects_to(&upstream.addr) > after_sync, "so did the blob downloads: {}", proxy.log());
 }
